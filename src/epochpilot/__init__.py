@@ -1,0 +1,7 @@
+"""epochpilot: plan, run, stop and explain PyTorch training."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]
