@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import copy
 import enum
+import inspect
 import math
+import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +19,11 @@ __all__ = [
     "Policy",
     "Reason",
     "STATE_VERSION",
+    "check_epoch",
+    "check_float",
+    "check_int",
     "check_mode",
+    "fmt_value",
     "get_metric",
     "is_better",
 ]
@@ -69,11 +75,71 @@ class Decision:
 def check_mode(mode: str) -> str:
     """Return ``mode`` if it is "min" or "max"; otherwise raise a ValueError naming the argument."""
     if mode not in _MODES:
-        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}: say which direction is better")
+        raise ValueError(
+            f"mode must be 'min' or 'max', got {mode!r}: say which direction is better"
+        )
     return mode
 
 
-def is_better(value: float, best: float | None, mode: str, min_delta: float = 0.0, rel: bool = False) -> bool:
+def check_int(name: str, value: Any, minimum: int = 0) -> int:
+    """Return ``value`` as an int if it is a whole number >= ``minimum``; else raise naming ``name``."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})") from None
+    if number < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {number}")
+    return number
+
+
+def check_float(
+    name: str,
+    value: Any,
+    *,
+    allow_none: bool = False,
+    minimum: float | None = None,
+    strict: bool = False,
+) -> float | None:
+    """Return ``value`` as a finite float (or None when allowed); NaN/inf or too small raise naming ``name``.
+
+    ``minimum`` is inclusive unless ``strict`` (then ``value`` must be > ``minimum``).
+    """
+    if value is None:
+        if allow_none:
+            return None
+        raise ValueError(f"{name} must be a number, got None")
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{name} must be a number, got {value!r} ({type(value).__name__})"
+        ) from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {number!r}")
+    if minimum is not None and (number <= minimum if strict else number < minimum):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum:g}, got {number:g}")
+    return number
+
+
+def check_epoch(epoch: Any) -> int:
+    """Return ``epoch`` as an int >= 1 (epochs are numbered from 1); else raise a clear error."""
+    return check_int("epoch", epoch, minimum=1)
+
+
+def fmt_value(value: float | None) -> str:
+    """Format a metric value for messages: 4 significant digits, ``none`` for None."""
+    if value is None:
+        return "none"
+    return f"{value:.4g}"
+
+
+def is_better(
+    value: float, best: float | None, mode: str, min_delta: float = 0.0, rel: bool = False
+) -> bool:
     """True when ``value`` beats ``best`` by more than ``min_delta`` (absolute, or relative to |best|)."""
     if not math.isfinite(value):
         return False
@@ -108,6 +174,19 @@ class Policy:
     #: names of the attributes that make up the mutable state (JSON-safe values only).
     _state_keys: tuple[str, ...] = ()
 
+    def __repr__(self) -> str:
+        """The constructor call that rebuilds this policy (arguments are stored unchanged)."""
+        parts = []
+        for param in inspect.signature(type(self).__init__).parameters.values():
+            if param.name == "self" or not hasattr(self, param.name):
+                continue
+            value = getattr(self, param.name)
+            if param.kind is param.VAR_POSITIONAL:
+                parts.extend(repr(item) for item in value)
+            elif param.default is param.empty or value != param.default:
+                parts.append(f"{param.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
     def update(self, epoch: int, metrics: Mapping[str, float]) -> Decision:  # pragma: no cover
         """Feed one epoch's metrics (epoch is 1-based) and return the decision after it."""
         raise NotImplementedError
@@ -141,13 +220,7 @@ class Policy:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore ``state_dict()`` output; unknown, missing or foreign keys raise a ValueError."""
-        if not isinstance(state, Mapping) or set(state) != {"policy", "version", "state"}:
-            raise ValueError("state must be a dict with keys 'policy', 'version', 'state' (from state_dict())")
-        if state["policy"] != type(self).__name__:
-            raise ValueError(f"state is for {state['policy']!r}, not {type(self).__name__!r}")
-        if state["version"] != STATE_VERSION:
-            raise ValueError(f"state version {state['version']!r} is not supported (expected {STATE_VERSION})")
-        inner = state["state"]
+        inner = self._unwrap_state(state)
         missing = set(self._state_keys) - set(inner)
         extra = set(inner) - set(self._state_keys)
         if missing or extra:
@@ -156,6 +229,23 @@ class Policy:
             )
         for key in self._state_keys:
             setattr(self, key, copy.deepcopy(inner[key]))
+
+    def _unwrap_state(self, state: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Check the ``{"policy", "version", "state"}`` envelope of a state dict and return its ``state``."""
+        if not isinstance(state, Mapping) or set(state) != {"policy", "version", "state"}:
+            raise ValueError(
+                "state must be a dict with keys 'policy', 'version', 'state' (from state_dict())"
+            )
+        if state["policy"] != type(self).__name__:
+            raise ValueError(f"state is for {state['policy']!r}, not {type(self).__name__!r}")
+        if state["version"] != STATE_VERSION:
+            raise ValueError(
+                f"state version {state['version']!r} is not supported (expected {STATE_VERSION})"
+            )
+        inner = state["state"]
+        if not isinstance(inner, Mapping):
+            raise ValueError(f"state['state'] must be a dict, got {type(inner).__name__}")
+        return inner
 
     def decide(self, history: Iterable[Mapping[str, float]]) -> Decision:
         """Recompute the decision from a whole history (one metrics dict per epoch, in order).

@@ -1,0 +1,37 @@
+"""Stop policies: ``update(epoch, metrics) -> Decision``, pure (stdlib + numpy), framework-free.
+
+Every policy takes 1-based epochs, holds floats only, has a JSON-safe versioned ``state_dict`` and a
+``decide(history)`` that agrees with streaming ``update``.
+"""
+
+from __future__ import annotations
+
+from epochpilot.stopping.base import (
+    STATE_VERSION,
+    Decision,
+    Policy,
+    Reason,
+    check_mode,
+    get_metric,
+    is_better,
+)
+from epochpilot.stopping.combine import AnyOf
+from epochpilot.stopping.early import EarlyStopping
+from epochpilot.stopping.prechelt import GeneralizationLoss, ProgressQuotient, UpStrips
+from epochpilot.stopping.smoothing import EMA
+
+__all__ = [
+    "STATE_VERSION",
+    "AnyOf",
+    "Decision",
+    "EMA",
+    "EarlyStopping",
+    "GeneralizationLoss",
+    "Policy",
+    "ProgressQuotient",
+    "Reason",
+    "UpStrips",
+    "check_mode",
+    "get_metric",
+    "is_better",
+]
