@@ -1,0 +1,247 @@
+"""Forecast: stop at the sweet spot by forecasting the rest of the validation curve, extend when still improving.
+
+Pure: standard library and numpy only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from epochpilot.stopping._curvefit import CurveForecast, fit_forecast
+from epochpilot.stopping.base import (
+    Decision,
+    Policy,
+    Reason,
+    check_epoch,
+    check_float,
+    check_int,
+    check_mode,
+    fmt_value,
+    get_metric,
+)
+
+__all__ = ["Forecast"]
+
+#: fewest finite values the curve ensemble is fitted to (2-3 coefficients plus a noise estimate)
+MIN_FIT_POINTS = 5
+#: most recent epochs fitted (older ones weigh ~nothing under the recency weights anyway)
+MAX_FIT_POINTS = 256
+
+
+class Forecast(Policy):
+    """Stop when the forecast of the remaining validation curve gives little chance of a better epoch.
+
+    After each epoch an ensemble of learning-curve models (power law and exponential decay, each with and
+    without a linear overfitting upturn, over a grid of shapes; weighted least squares favouring recent
+    epochs; models averaged by BIC weight) is fitted to the monitored values so far. It gives
+    ``P(improve)``: the probability that some remaining epoch within ``budget`` beats the best so far
+    (the fitted, denoised best) by more than ``min_delta``. It stops (reason ``FORECAST``) once
+    ``P(improve) < 1 - confidence``; a higher ``confidence`` never stops earlier. It never stops before
+    ``min_epochs`` epochs, nor before 5 finite values exist to fit.
+
+    Budget and extension: at ``epoch >= budget`` (plus any extension already granted) it forecasts up to
+    ``max_extension * budget`` epochs past the budget. If a gain is still likely it returns
+    ``stop=False, reason=BUDGET, extend_by=k`` (``k`` = epochs until the forecast best, at least 1, at
+    most what is left of the extension): the trainer should run ``k`` more epochs and ask again. Otherwise
+    it returns ``stop=True, reason=BUDGET``. The total extension never exceeds ``max_extension * budget``.
+
+    NaN/inf: a non-finite monitored value is treated as divergence: stop at once with reason
+    ``NOT_FINITE`` (the value is not stored). ``train_monitor`` and ``grad_monitor`` name optional
+    training-loss and gradient-norm metrics; when given they are recorded and reported in messages (the
+    stop rule itself reads the validation curve only: on the benchmark corpora they did not help).
+
+    ``best_value``/``best_epoch`` are the raw best (the checkpoint to keep). Deterministic: no sampling.
+
+    >>> stopper = Forecast("val_loss", mode="min", budget=30)
+    >>> curve = [1 / e + 0.02 * max(0, e - 10) for e in range(1, 31)]
+    >>> decision = next(d for e, v in enumerate(curve, 1) if (d := stopper.update(e, {"val_loss": v})).stop)
+    >>> decision.reason.value, decision.best_epoch
+    ('forecast', 10)
+    """
+
+    _state_keys = (
+        "epochs_",
+        "values_",
+        "train_values_",
+        "grad_values_",
+        "best_value_",
+        "best_epoch_",
+        "extended_",
+    )
+
+    def __init__(
+        self,
+        monitor: str,
+        mode: str,
+        budget: int,
+        min_delta: float = 0.0,
+        min_delta_mode: str = "rel",
+        confidence: float = 0.95,
+        min_epochs: int = 3,
+        max_extension: float = 0.5,
+        train_monitor: str | None = None,
+        grad_monitor: str | None = None,
+    ) -> None:
+        if not isinstance(monitor, str) or not monitor:
+            raise ValueError(f"monitor must be a non-empty metric name, got {monitor!r}")
+        check_mode(mode)
+        check_int("budget", budget, minimum=1)
+        check_float("min_delta", min_delta, minimum=0.0)
+        if min_delta_mode not in ("abs", "rel"):
+            raise ValueError(f"min_delta_mode must be 'abs' or 'rel', got {min_delta_mode!r}")
+        conf = check_float("confidence", confidence)
+        if not 0.0 < conf < 1.0:  # type: ignore[operator]
+            raise ValueError(f"confidence must be in (0, 1), e.g. 0.95, got {confidence!r}")
+        check_int("min_epochs", min_epochs, minimum=1)
+        check_float("max_extension", max_extension, minimum=0.0)
+        for name, value in (("train_monitor", train_monitor), ("grad_monitor", grad_monitor)):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ValueError(f"{name} must be a metric name or None, got {value!r}")
+        self.monitor = monitor
+        self.mode = mode
+        self.budget = budget
+        self.min_delta = min_delta
+        self.min_delta_mode = min_delta_mode
+        self.confidence = confidence
+        self.min_epochs = min_epochs
+        self.max_extension = max_extension
+        self.train_monitor = train_monitor
+        self.grad_monitor = grad_monitor
+        self._init_state()
+
+    def _init_state(self) -> None:
+        #: epochs seen with a finite monitored value, and those values (sign-flipped in mode "max")
+        self.epochs_: list[int] = []
+        self.values_: list[float] = []
+        #: optional training loss and gradient norm per epoch (None where not logged)
+        self.train_values_: list[float | None] = []
+        self.grad_values_: list[float | None] = []
+        #: raw best value and its epoch (the checkpoint to keep)
+        self.best_value_: float | None = None
+        self.best_epoch_: int | None = None
+        #: epochs granted past ``budget`` so far
+        self.extended_ = 0
+
+    # -- helpers ---------------------------------------------------------------------------------
+    @property
+    def max_extra(self) -> int:
+        """The most epochs this policy may add past ``budget`` in total."""
+        return int(math.floor(float(self.max_extension) * int(self.budget)))
+
+    def _delta(self, reference: float) -> float:
+        delta = float(self.min_delta)
+        return delta * abs(reference) if self.min_delta_mode == "rel" else delta
+
+    def _ext(self, internal: float) -> float:
+        """Internal (lower is better) value back to the metric's own sign."""
+        return internal if self.mode == "min" else -internal
+
+    def _optional(self, metrics: Mapping[str, float], key: str | None) -> float | None:
+        if key is None or key not in metrics:
+            return None
+        value = float(metrics[key])
+        return value if math.isfinite(value) else None
+
+    def _decision(
+        self, stop: bool, reason: Reason, improved: bool, message: str, extend_by: int = 0
+    ) -> Decision:
+        return Decision(
+            stop=stop,
+            reason=reason,
+            improved=improved,
+            best_epoch=self.best_epoch_,
+            best_value=self.best_value_,
+            message=message,
+            policy=self.name,
+            extend_by=extend_by,
+        )
+
+    def forecast(self, horizon: int) -> CurveForecast:
+        """Fit the ensemble to the values so far and forecast ``horizon`` more epochs (internal units)."""
+        epochs = np.asarray(self.epochs_[-MAX_FIT_POINTS:], dtype=float)
+        values = np.asarray(self.values_[-MAX_FIT_POINTS:], dtype=float)
+        best = float(np.min(values))
+        return fit_forecast(epochs, values, horizon, self._delta(best))
+
+    def _describe(self, fc: CurveForecast, threshold: float) -> str:
+        sd = fc.sd
+        best_txt = f"{fmt_value(self.best_value_)} at epoch {self.best_epoch_}"
+        extra = ""
+        if self.train_values_ and self.train_values_[-1] is not None:
+            extra += f"; {self.train_monitor} {fmt_value(self.train_values_[-1])}"
+        if self.grad_values_ and self.grad_values_[-1] is not None:
+            extra += f"; {self.grad_monitor} {fmt_value(self.grad_values_[-1])}"
+        cmp = "<" if fc.p_improve < threshold else ">="
+        return (
+            f"forecast best {fmt_value(self._ext(fc.best))} at epoch {fc.best_epoch} +- {sd:.2g}; "
+            f"current best {best_txt}{extra}; P(improve) = {fc.p_improve:.2f} {cmp} {threshold:.2f}"
+        )
+
+    # -- the policy ------------------------------------------------------------------------------
+    def update(self, epoch: int, metrics: Mapping[str, float]) -> Decision:
+        """Feed epoch ``epoch``'s metrics (1-based) and say whether to stop (or to extend the budget)."""
+        epoch = check_epoch(epoch)
+        raw = get_metric(metrics, self.monitor)
+        if not math.isfinite(raw):
+            best = "(no best yet)"
+            if self.best_epoch_ is not None:
+                best = f"(best {fmt_value(self.best_value_)} at epoch {self.best_epoch_})"
+            return self._decision(
+                True,
+                Reason.NOT_FINITE,
+                False,
+                f"{self.monitor} is {raw} (not finite: diverged) at epoch {epoch} {best}: stop",
+            )
+        internal = raw if self.mode == "min" else -raw
+        improved = not self.values_ or internal < min(self.values_)
+        if improved:
+            self.best_value_, self.best_epoch_ = raw, epoch
+        self.epochs_.append(epoch)
+        self.values_.append(internal)
+        self.train_values_.append(self._optional(metrics, self.train_monitor))
+        self.grad_values_.append(self._optional(metrics, self.grad_monitor))
+
+        n = len(self.values_)
+        end = int(self.budget) + int(self.extended_)
+        threshold = 1.0 - float(self.confidence)
+        if epoch < end:
+            if epoch < int(self.min_epochs) or n < MIN_FIT_POINTS:
+                need = max(int(self.min_epochs) - epoch, MIN_FIT_POINTS - n)
+                return self._decision(
+                    False,
+                    Reason.CONTINUE,
+                    improved,
+                    f"collecting: {need} more epoch(s) before forecasting "
+                    f"(best {fmt_value(self.best_value_)} at epoch {self.best_epoch_}): continue",
+                )
+            fc = self.forecast(end - epoch)
+            stop = fc.p_improve < threshold
+            return self._decision(
+                stop,
+                Reason.FORECAST if stop else Reason.CONTINUE,
+                improved,
+                f"{self._describe(fc, threshold)}: {'stop' if stop else 'continue'}",
+            )
+        # at (or past) the budget: extend while a gain is still likely
+        room = self.max_extra - int(self.extended_)
+        if room > 0 and n >= MIN_FIT_POINTS:
+            fc = self.forecast(room)
+            if fc.p_improve >= threshold:
+                k = int(min(max(fc.best_epoch - epoch, 1), room))
+                self.extended_ = int(self.extended_) + k
+                return self._decision(
+                    False,
+                    Reason.BUDGET,
+                    improved,
+                    f"{self._describe(fc, threshold)}: budget reached, extend by {k} epoch(s)",
+                    extend_by=k,
+                )
+            text = self._describe(fc, threshold)
+        else:
+            text = (
+                f"no extension left (max_extension {self.max_extension:g} of budget {self.budget})"
+            )
+        return self._decision(True, Reason.BUDGET, improved, f"budget reached; {text}: stop")
