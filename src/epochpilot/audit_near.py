@@ -1,0 +1,182 @@
+"""Near-duplicate clustering for ``audit``: MinHash + LSH banding for text, quantised hashing for numbers.
+
+Text: each distinct text is normalised (lower case, single spaces), cut into shingles (character 5-grams, or
+word 3-grams), and MinHashed with ``datasketch`` (``num_perm`` permutations). The signature is split into
+``b`` bands of ``r`` rows, with ``b`` and ``r`` chosen by ``datasketch.MinHashLSH`` for the threshold; rows that
+share a band are candidates, and a candidate pair is kept only when the signatures agree on at least
+``threshold`` of their positions (the estimated Jaccard similarity). Banding links each row to the first row
+of its bucket rather than to every member, so work stays linear in the rows even when thousands collide.
+
+Numbers: every feature is divided by ``resolution`` times its train standard deviation and rounded; rows that
+hash equal after rounding are near-duplicates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+__all__ = ["NearIndex", "minhash_signatures", "shingles", "text_lengths"]
+
+_CHAR_K = 5
+_WORD_K = 3
+_PRIME = np.uint64(1_000_003)
+
+
+def shingles(text: str, kind: str = "char") -> list[bytes]:
+    """Character 5-grams (``kind="char"``) or word 3-grams of the normalised text; short texts give one."""
+    norm = " ".join(str(text).lower().split())
+    if kind == "word":
+        words = norm.split(" ")
+        grams = [" ".join(words[i : i + _WORD_K]) for i in range(len(words) - _WORD_K + 1)]
+    else:
+        grams = [norm[i : i + _CHAR_K] for i in range(len(norm) - _CHAR_K + 1)]
+    return [g.encode("utf-8") for g in (grams or [norm])]
+
+
+def minhash_signatures(texts: np.ndarray, kind: str, num_perm: int, seed: int = 1) -> np.ndarray:
+    """An (n, num_perm) uint64 matrix of datasketch MinHash values, one row per text."""
+    from datasketch import MinHash
+
+    if len(texts) == 0:
+        return np.zeros((0, num_perm), dtype=np.uint64)
+    sets = [set(shingles(t, kind)) for t in texts]
+    hashes = MinHash.bulk(sets, num_perm=num_perm, seed=seed)
+    return np.vstack([m.hashvalues for m in hashes]).astype(np.uint64)
+
+
+def _band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """A (bands, n) uint64 key per band: equal band slices give equal keys (collisions are verified)."""
+    keys = np.zeros((bands, len(signatures)), dtype=np.uint64)
+    for b in range(bands):
+        key = np.zeros(len(signatures), dtype=np.uint64)
+        for column in signatures[:, b * rows : (b + 1) * rows].T:
+            key = key * _PRIME ^ column
+        keys[b] = key
+    return keys
+
+
+def _agreement(sig: np.ndarray, a: np.ndarray, other: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Estimated Jaccard similarity of pairs (sig[a[i]], other[b[i]]), in chunks to bound memory."""
+    out = np.empty(len(a), dtype=float)
+    step = 50_000
+    for start in range(0, len(a), step):
+        s = slice(start, start + step)
+        out[s] = (sig[a[s]] == other[b[s]]).mean(axis=1)
+    return out
+
+
+def text_lengths(texts: pd.Series) -> dict[str, dict[str, float]]:
+    """Length distribution of texts in characters and in words: min, p5, median, mean, p95, max."""
+    values = texts.astype(str)
+    out = {}
+    for unit, lengths in (("chars", values.str.len()), ("words", values.str.split().str.len())):
+        arr = lengths.fillna(0).to_numpy(dtype=float)
+        p5, p50, p95 = np.percentile(arr, [5, 50, 95])
+        out[unit] = {
+            "min": float(arr.min()),
+            "p5": float(p5),
+            "median": float(p50),
+            "mean": round(float(arr.mean()), 3),
+            "p95": float(p95),
+            "max": float(arr.max()),
+        }
+    return out
+
+
+class NearIndex:
+    """Near-duplicate clusters of the training rows, and look-ups of other splits' rows against them.
+
+    ``labels[i]`` is the cluster of train row ``i`` (exact copies share their original's cluster);
+    ``n_clusters`` is the effective sample size.
+    """
+
+    def __init__(
+        self,
+        features: pd.DataFrame,
+        hashes: np.ndarray,
+        *,
+        text_column: str | None,
+        threshold: float,
+        resolution: float,
+        shingle: str,
+        num_perm: int,
+    ) -> None:
+        self.text_column = text_column
+        self.threshold = threshold
+        self.shingle = shingle
+        self.num_perm = num_perm
+        self._resolution = resolution
+        _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+        self._first = first  # a train row for each distinct input
+        if text_column is not None:
+            unique_labels = self._cluster_text(features[text_column].to_numpy()[first])
+        else:
+            self._scale = self._scales(features)
+            keys = self._numeric_keys(features)
+            self._numeric_first = pd.Series(np.arange(len(keys))).groupby(keys).first()
+            _, unique_labels = np.unique(keys[first], return_inverse=True)
+        self.labels = np.asarray(unique_labels)[inverse]
+        self.n_clusters = int(len(np.unique(self.labels)))
+
+    # numeric rows --------------------------------------------------------------------------------------
+    @staticmethod
+    def _scales(features: pd.DataFrame) -> np.ndarray:
+        std = np.nanstd(features.to_numpy(dtype=float), axis=0) if len(features) else np.ones(0)
+        return np.where(np.isfinite(std) & (std > 0), std, 1.0)
+
+    def _numeric_keys(self, features: pd.DataFrame) -> np.ndarray:
+        values = features.to_numpy(dtype=float) / (self._resolution * self._scale)
+        grid = np.clip(np.round(values), -9e15, 9e15) + 0.0  # + 0.0 folds -0.0 into 0.0
+        return pd.util.hash_pandas_object(pd.DataFrame(grid), index=False).to_numpy()
+
+    # text rows -----------------------------------------------------------------------------------------
+    def _cluster_text(self, texts: np.ndarray) -> np.ndarray:
+        from datasketch import MinHashLSH
+
+        lsh = MinHashLSH(threshold=self.threshold, num_perm=self.num_perm)
+        self._bands, self._rows = int(lsh.b), int(lsh.r)
+        self._sig = minhash_signatures(texts, self.shingle, self.num_perm)
+        keys = _band_keys(self._sig, self._bands, self._rows)
+        n = len(texts)
+        src, dst, self._tables = [], [], []
+        for band in keys:
+            table = pd.Series(np.arange(n)).groupby(band).first()  # bucket key -> first member
+            self._tables.append(table)
+            rep = table.reindex(band).to_numpy()
+            pair = np.flatnonzero(rep != np.arange(n))
+            if len(pair):
+                keep = _agreement(self._sig, pair, self._sig, rep[pair]) >= self.threshold
+                src.append(pair[keep])
+                dst.append(rep[pair][keep])
+        a = np.concatenate(src) if src else np.zeros(0, dtype=int)
+        b = np.concatenate(dst) if dst else np.zeros(0, dtype=int)
+        graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n))
+        _, labels = connected_components(graph, directed=False)
+        return labels
+
+    # look-ups ------------------------------------------------------------------------------------------
+    def match(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """For each row of another split: whether it near-duplicates a train row, and that train row (-1)."""
+        n = len(features)
+        partner = np.full(n, -1, dtype=np.int64)
+        if self.text_column is None:
+            keys = self._numeric_keys(features)
+            found = self._numeric_first.reindex(keys).to_numpy()
+            hit = ~np.isnan(found)
+            partner[hit] = found[hit].astype(np.int64)
+            return hit, partner
+        sig = minhash_signatures(features[self.text_column].to_numpy(), self.shingle, self.num_perm)
+        keys = _band_keys(sig, self._bands, self._rows)
+        for band, table in zip(keys, self._tables, strict=True):
+            open_rows = np.flatnonzero(partner < 0)
+            if len(open_rows) == 0:
+                break
+            cand = table.reindex(band[open_rows]).to_numpy()
+            has = ~np.isnan(cand)
+            rows, cand = open_rows[has], cand[has].astype(np.int64)
+            ok = _agreement(sig, rows, self._sig, cand) >= self.threshold
+            partner[rows[ok]] = self._first[cand[ok]]
+        return partner >= 0, partner
