@@ -29,6 +29,13 @@ __all__ = ["Forecast"]
 MIN_FIT_POINTS = 5
 #: most recent epochs fitted (older ones weigh ~nothing under the recency weights anyway)
 MAX_FIT_POINTS = 256
+#: ensemble settings, tuned on the validation curves of the benchmark's tuning split (bench/stopping.py)
+FIT_OPTIONS: dict[str, float] = {
+    "tau_frac": 0.5,
+    "tau_min": 5.0,
+    "sigma_floor": 1e-3,
+    "temperature": 1.0,
+}
 
 
 class Forecast(Policy):
@@ -124,6 +131,8 @@ class Forecast(Policy):
         self.best_epoch_: int | None = None
         #: epochs granted past ``budget`` so far
         self.extended_ = 0
+        #: diagnostic, not state: P(improve) of the last forecast (None before the first forecast)
+        self.last_p_improve: float | None = None
 
     # -- helpers ---------------------------------------------------------------------------------
     @property
@@ -164,7 +173,7 @@ class Forecast(Policy):
         epochs = np.asarray(self.epochs_[-MAX_FIT_POINTS:], dtype=float)
         values = np.asarray(self.values_[-MAX_FIT_POINTS:], dtype=float)
         best = float(np.min(values))
-        return fit_forecast(epochs, values, horizon, self._delta(best))
+        return fit_forecast(epochs, values, horizon, self._delta(best), **FIT_OPTIONS)
 
     def _describe(self, fc: CurveForecast, threshold: float) -> str:
         sd = fc.sd
@@ -195,6 +204,7 @@ class Forecast(Policy):
                 False,
                 f"{self.monitor} is {raw} (not finite: diverged) at epoch {epoch} {best}: stop",
             )
+        self.last_p_improve = None
         internal = raw if self.mode == "min" else -raw
         improved = not self.values_ or internal < min(self.values_)
         if improved:
@@ -218,6 +228,7 @@ class Forecast(Policy):
                     f"(best {fmt_value(self.best_value_)} at epoch {self.best_epoch_}): continue",
                 )
             fc = self.forecast(end - epoch)
+            self.last_p_improve = fc.p_improve
             stop = fc.p_improve < threshold
             return self._decision(
                 stop,
@@ -229,6 +240,7 @@ class Forecast(Policy):
         room = self.max_extra - int(self.extended_)
         if room > 0 and n >= MIN_FIT_POINTS:
             fc = self.forecast(room)
+            self.last_p_improve = fc.p_improve
             if fc.p_improve >= threshold:
                 k = int(min(max(fc.best_epoch - epoch, 1), room))
                 self.extended_ = int(self.extended_) + k
