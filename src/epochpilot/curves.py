@@ -1,0 +1,549 @@
+"""Learning-curve analysis: sweet spot, overfitting onset, phases, diagnosis and advice with numbers.
+
+Pure (standard library + numpy), so it reads any framework's history. Every threshold is relative to the
+curve's own noise or range, so the results do not change when a metric is rescaled (``a * x + b``, a > 0).
+
+Definitions (epochs are 1-based, as everywhere in epochpilot):
+
+* The monitored series is turned into a "badness" (``x`` for mode "min", ``-x`` for "max").
+* ``smoothed``: centred moving average of the finite values, window ``w`` = 1 (n < 6), 3 (n < 15), 5 (n < 60)
+  or 7 epochs, shrinking at the edges.
+* ``noise``: robust per-epoch noise, ``1.4826 * MAD(second differences) / sqrt(6)`` (zero for smooth curves).
+* ``sweet_spot``: the smoothed optimum locates the best *region*; the sweet spot is the epoch with the best raw
+  value inside that region (the smoothing window around it), i.e. a checkpoint you actually have, robust to a
+  single lucky epoch. Ties go to the earliest epoch. ``best_epoch`` is the plain raw optimum.
+* ``overfit_onset``: the first epoch after the smoothed optimum from which the smoothed metric stays worse than
+  the optimum by more than twice the smoothed noise until the end (at least 2 epochs, and ending worse by more
+  than ``max(3 * smoothed noise, 1% of the range)``), while the smoothed train metric keeps improving.
+  Without a train series the val-only rule is used.
+* ``phases``: "fast_descent" runs from epoch 1 until the smoothed improvement rate has fallen below a fifth of
+  its peak; "slow_optimization" follows until the onset; "overfitting_risk" runs from the onset to the end.
+* ``generalization_gap``: val - train for mode "min", train - val for "max" (positive = val is worse).
+
+NaN handling: ``None``/NaN/inf values are non-finite; a non-finite monitored or train value means "diverged".
+Keys missing from a row (e.g. validation every other epoch) are skipped, not treated as divergence.
+
+>>> h = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1 / e + (e - 10) ** 2 / 200} for e in range(1, 31)]
+>>> r = analyze(h, "val_loss", "min")
+>>> r.diagnosis, r.sweet_spot
+('overfitting', 11)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["DIAGNOSES", "PHASES", "CurveReport", "Phase", "analyze"]
+
+DIAGNOSES = ("underfitting", "good_fit", "overfitting", "diverged", "too_noisy_to_tell")
+PHASES = ("fast_descent", "slow_optimization", "overfitting_risk")
+_NOT_METRICS = ("epoch", "step", "stage")
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A named stretch of training, ``start`` to ``end`` inclusive (1-based epochs)."""
+
+    name: str
+    start: int
+    end: int
+
+    @property
+    def length(self) -> int:
+        """Number of epochs in the phase."""
+        return self.end - self.start + 1
+
+
+@dataclass(frozen=True)
+class CurveReport:
+    """What a learning curve says: where the best weights are, when overfitting began, and what to do next."""
+
+    monitor: str
+    mode: str
+    train_monitor: str | None
+    epochs: tuple[int, ...]
+    sweet_spot: int | None
+    best_epoch: int | None
+    best_value: float | None
+    overfit_onset: int | None
+    phases: tuple[Phase, ...]
+    generalization_gap: tuple[float | None, ...]
+    diagnosis: str
+    advice: tuple[str, ...]
+    smoothed: tuple[float | None, ...]
+    noise: float
+    window: int
+    suggested_epochs: int | None
+    suggested_patience: int | None
+
+    def phase_at(self, epoch: int) -> str | None:
+        """Name of the phase containing ``epoch`` (None when no phase covers it)."""
+        for p in self.phases:
+            if p.start <= epoch <= p.end:
+                return p.name
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (tuples become lists, non-finite floats become None)."""
+        d = asdict(self)
+        d["phases"] = [asdict(p) for p in self.phases]
+        for key in ("epochs", "generalization_gap", "advice", "smoothed"):
+            d[key] = list(d[key])
+        d["noise"] = _jsonable(self.noise)
+        d["best_value"] = _jsonable(self.best_value)
+        return d
+
+
+def _jsonable(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+# ----------------------------------------------------------------------------------------------- input
+
+
+def _columns(history: Any) -> tuple[list[str], int, dict[str, list[Any]]]:
+    """Normalise a list of row dicts or a dict of lists into (keys in first-seen order, n, columns)."""
+    if isinstance(history, Mapping):
+        keys = [str(k) for k in history]
+        cols: dict[str, list[Any]] = {}
+        n = None
+        for k in history:
+            v = history[k]
+            if isinstance(v, (str, bytes)) or not isinstance(v, Sequence | np.ndarray):
+                raise ValueError(
+                    f"history[{k!r}] must be a list of per-epoch values, got {type(v).__name__}"
+                )
+            if n is not None and len(v) != n:
+                raise ValueError(
+                    f"history[{k!r}] has {len(v)} values but other keys have {n}: give one value per epoch"
+                )
+            n = len(v)
+            cols[str(k)] = list(v)
+        return keys, n or 0, cols
+    if isinstance(history, (str, bytes)) or not isinstance(history, Sequence):
+        raise ValueError(
+            f"history must be a list of per-epoch dicts or a dict of lists, got {type(history).__name__}"
+        )
+    keys = []
+    seen: set[str] = set()
+    for i, row in enumerate(history):
+        if not isinstance(row, Mapping):
+            raise ValueError(f"history[{i}] must be a dict of metrics, got {type(row).__name__}")
+        for k in row:
+            if k not in seen:
+                seen.add(k)
+                keys.append(str(k))
+    cols = {k: [row.get(k, _MISSING) for row in history] for k in keys}
+    return keys, len(history), cols
+
+
+_MISSING = object()
+
+
+def _series(cols: dict[str, list[Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Float array (NaN where missing or non-finite) and a mask of non-finite (not merely missing) values."""
+    vals = np.full(len(cols[key]), np.nan)
+    bad = np.zeros(len(cols[key]), dtype=bool)
+    for i, v in enumerate(cols[key]):
+        if v is _MISSING:
+            continue
+        if v is None:
+            bad[i] = True
+            continue
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"history[{key!r}] at epoch row {i + 1} is {v!r}, not a number: log floats (null for NaN)"
+            ) from None
+        if math.isfinite(f):
+            vals[i] = f
+        else:
+            bad[i] = True
+    return vals, bad
+
+
+def _metric_keys(keys: Sequence[str]) -> list[str]:
+    return [k for k in keys if k not in _NOT_METRICS]
+
+
+# ----------------------------------------------------------------------------------------------- numerics
+
+
+def _window(n: int) -> int:
+    return 1 if n < 6 else 3 if n < 15 else 5 if n < 60 else 7
+
+
+def _smooth(y: np.ndarray, w: int) -> np.ndarray:
+    """Centred moving average over the finite values, window shrinking at the edges; NaN where none."""
+    h = w // 2
+    out = np.full(len(y), np.nan)
+    for i in range(len(y)):
+        seg = y[max(0, i - h) : i + h + 1]
+        seg = seg[np.isfinite(seg)]
+        if seg.size:
+            out[i] = seg.mean()
+    return out
+
+
+def _noise(y: np.ndarray) -> float:
+    f = y[np.isfinite(y)]
+    if f.size < 5:
+        return 0.0
+    d2 = f[2:] - 2 * f[1:-1] + f[:-2]
+    return float(1.4826 * np.median(np.abs(d2 - np.median(d2))) / math.sqrt(6))
+
+
+def _argbest(v: np.ndarray, idx: np.ndarray | None = None) -> int | None:
+    """Index of the minimum of ``v`` (finite values only), earliest among ties within a range-relative tol."""
+    if idx is None:
+        idx = np.arange(len(v))
+    idx = idx[np.isfinite(v[idx])]
+    if idx.size == 0:
+        return None
+    sub = v[idx]
+    tol = 1e-9 * max(float(sub.max() - sub.min()), 1e-300)
+    return int(idx[np.nonzero(sub <= sub.min() + tol)[0][0]])
+
+
+def _slope(y: np.ndarray) -> float:
+    """Least-squares slope per epoch of the finite values of ``y``."""
+    x = np.arange(len(y), dtype=float)
+    ok = np.isfinite(y)
+    if ok.sum() < 2:
+        return 0.0
+    x, y = x[ok], y[ok]
+    xc = x - x.mean()
+    return float((xc * (y - y.mean())).sum() / (xc**2).sum())
+
+
+def _longest_wait(y: np.ndarray, end: int) -> int:
+    """Longest run of epochs without a new best of ``y`` (the smoothed curve) up to index ``end``."""
+    best, wait, longest = math.inf, 0, 0
+    for v in y[: end + 1]:
+        if math.isfinite(v) and v < best:
+            best, wait = v, 0
+        else:
+            wait += 1
+            longest = max(longest, wait)
+    return longest
+
+
+def _n(k: int, word: str) -> str:
+    return f"{k} {word}" if k == 1 else f"{k} {word}s"
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def _pct(a: float, b: float) -> str:
+    """How much ``b`` differs from ``a``, in percent of |a| (or absolute when a is 0)."""
+    if a == 0:
+        return f"{abs(b - a):.3g}"
+    return f"{abs(b - a) / abs(a) * 100:.1f}%"
+
+
+# ----------------------------------------------------------------------------------------------- analysis
+
+
+def _default_train(monitor: str, keys: Sequence[str]) -> str | None:
+    if monitor.startswith("val_"):
+        for cand in ("train_" + monitor[4:], monitor[4:]):
+            if cand in keys:
+                return cand
+    return None
+
+
+def _onset(s: np.ndarray, sig_s: float, m: int, tr_s: np.ndarray | None) -> int | None:
+    n = len(s)
+    rng = float(np.nanmax(s) - np.nanmin(s))
+    delta = 2 * sig_s
+    last = n - 1
+    while last > m and not np.isfinite(s[last]):
+        last -= 1
+    if last - m < 2 or s[last] - s[m] <= max(3 * sig_s, 0.01 * rng):
+        return None
+    j = last
+    while j - 1 > m and (not np.isfinite(s[j - 1]) or s[j - 1] > s[m] + delta):
+        j -= 1
+    if last - j + 1 < 2:
+        return None
+    if tr_s is not None and np.isfinite(tr_s[m]) and np.isfinite(tr_s[last]):
+        if not tr_s[last] < tr_s[m]:
+            return None
+    return j
+
+
+def _phases(s: np.ndarray, onset: int | None, epochs: Sequence[int]) -> list[Phase]:
+    n = len(s)
+    pre_end = (onset if onset is not None else n) - 1  # last index before the onset
+    out: list[Phase] = []
+    fast_end = -1
+    if pre_end >= 1:
+        seg = s[: pre_end + 1]
+        ok = np.isfinite(seg)
+        rate = np.full(len(seg), np.nan)
+        if ok.sum() >= 2:
+            filled = np.interp(np.arange(len(seg)), np.nonzero(ok)[0], seg[ok])
+            rate = -np.gradient(filled)
+        peak_i = int(np.nanargmax(rate)) if np.isfinite(rate).any() else 0
+        peak = float(rate[peak_i]) if np.isfinite(rate[peak_i]) else 0.0
+        if peak > 0:
+            below = np.nonzero(rate[peak_i:] < 0.2 * peak)[0]
+            fast_end = peak_i + int(below[0]) - 1 if below.size else pre_end
+            fast_end = max(fast_end, 0)
+    elif pre_end == 0:
+        fast_end = -1
+    if fast_end >= 0:
+        out.append(Phase("fast_descent", epochs[0], epochs[fast_end]))
+    if fast_end + 1 <= pre_end:
+        out.append(Phase("slow_optimization", epochs[fast_end + 1], epochs[pre_end]))
+    if onset is not None:
+        out.append(Phase("overfitting_risk", epochs[onset], epochs[-1]))
+    return out
+
+
+def analyze(
+    history: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
+    monitor: str,
+    mode: str,
+    train_monitor: str | None = None,
+) -> CurveReport:
+    """Analyse one run's learning curve of ``monitor`` (mode "min" or "max"); see the module docstring.
+
+    ``history`` is a list of per-epoch dicts (history.jsonl rows) or a dict of lists. ``train_monitor``
+    defaults to ``train_<x>`` (or Keras' ``<x>``) for a monitor ``val_<x>`` when that key exists.
+    """
+    if mode not in ("min", "max"):
+        raise ValueError(
+            f"mode must be 'min' or 'max', got {mode!r}: say which direction is better"
+        )
+    keys, n, cols = _columns(history)
+    if n == 0:
+        raise ValueError("history is empty: log at least one epoch before analysing it")
+    if monitor not in cols:
+        listed = ", ".join(_metric_keys(keys)) or "none"
+        raise ValueError(
+            f"monitor {monitor!r} is not in the history (keys: {listed}); pick one of those"
+        )
+    if train_monitor is None:
+        train_monitor = _default_train(monitor, keys)
+    elif train_monitor not in cols:
+        listed = ", ".join(_metric_keys(keys)) or "none"
+        raise ValueError(
+            f"train_monitor {train_monitor!r} is not in the history (keys: {listed}); pick one of those"
+        )
+    if train_monitor == monitor:
+        train_monitor = None
+
+    if "epoch" in cols:
+        ep, _ = _series(cols, "epoch")
+        if not np.all(np.isfinite(ep)) or np.any(np.diff(ep) <= 0):
+            raise ValueError(
+                "history 'epoch' values must be present and increasing (1-based epoch numbers)"
+            )
+        epochs = tuple(int(e) for e in ep)
+    else:
+        epochs = tuple(range(1, n + 1))
+
+    sign = 1.0 if mode == "min" else -1.0
+    raw, bad = _series(cols, monitor)
+    y = sign * raw
+    tr_raw: np.ndarray | None = None
+    tr_bad = np.zeros(n, dtype=bool)
+    if train_monitor is not None:
+        tr_raw, tr_bad = _series(cols, train_monitor)
+    tr_y = None if tr_raw is None else sign * tr_raw
+
+    w = _window(int(np.isfinite(y).sum()))
+    s = _smooth(y, w)
+    sigma = _noise(y)
+    sig_s = sigma / math.sqrt(w)
+    tr_s = None if tr_y is None else _smooth(tr_y, w)
+
+    gap: tuple[float | None, ...] = ()
+    if tr_raw is not None:
+        g = sign * (raw - tr_raw)
+        gap = tuple(float(v) if math.isfinite(v) else None for v in g)
+
+    m = _argbest(s)
+    sweet = best = None
+    if m is not None:
+        h = w // 2
+        sweet = _argbest(y, np.arange(max(0, m - h), min(n, m + h + 1)))
+        best = _argbest(y)
+    onset_i = None if m is None else _onset(s, sig_s, m, tr_s)
+    phases = _phases(s, onset_i, epochs) if m is not None else []
+
+    ctx = _Ctx(monitor, mode, train_monitor, epochs, raw, y, s, sigma, w, tr_raw, tr_y)
+    diagnosis, advice, sugg_epochs, sugg_pat = _diagnose(ctx, bad, tr_bad, m, sweet, onset_i, gap)
+
+    return CurveReport(
+        monitor=monitor,
+        mode=mode,
+        train_monitor=train_monitor,
+        epochs=epochs,
+        sweet_spot=None if sweet is None else epochs[sweet],
+        best_epoch=None if best is None else epochs[best],
+        best_value=None if best is None else float(raw[best]),
+        overfit_onset=None if onset_i is None else epochs[onset_i],
+        phases=tuple(phases),
+        generalization_gap=gap,
+        diagnosis=diagnosis,
+        advice=tuple(advice),
+        smoothed=tuple(float(sign * v) if math.isfinite(v) else None for v in s),
+        noise=float(sigma),
+        window=w,
+        suggested_epochs=sugg_epochs,
+        suggested_patience=sugg_pat,
+    )
+
+
+@dataclass
+class _Ctx:
+    monitor: str
+    mode: str
+    train: str | None
+    epochs: tuple[int, ...]
+    raw: np.ndarray
+    y: np.ndarray
+    s: np.ndarray
+    sigma: float
+    w: int
+    tr_raw: np.ndarray | None
+    tr_y: np.ndarray | None
+
+
+def _explosion(v: np.ndarray, w: int) -> tuple[int, int] | None:
+    """(best, last) indices when the smoothed series ends worse than it started, far beyond its noise."""
+    s = _smooth(v, w)
+    ok = np.nonzero(np.isfinite(s))[0]
+    b = _argbest(s)
+    if ok.size < 4 or b is None:
+        return None
+    first, last = int(ok[0]), int(ok[-1])
+    rise = s[last] - s[b]
+    if last - b >= 2 and rise > max(s[first] - s[b], 10 * _noise(v) / math.sqrt(w)):
+        return b, last
+    return None
+
+
+_Verdict = tuple[str, list[str], int | None, int | None]
+
+
+def _v(
+    diagnosis: str, *advice: str, budget: int | None = None, patience: int | None = None
+) -> _Verdict:
+    return diagnosis, list(advice), budget, patience
+
+
+def _diagnose(c: _Ctx, bad, tr_bad, m, sweet, onset, gap) -> _Verdict:
+    """The diagnosis, advice sentences, suggested epoch budget and patience."""
+    n, E, mon, sign = len(c.y), c.epochs, c.monitor, (1.0 if c.mode == "min" else -1.0)
+    worse, bottomed = ("rose", "bottomed") if c.mode == "min" else ("fell", "peaked")
+    keep = f"; keep the epoch-{E[sweet]} weights" if sweet is not None else ""
+    cure = "lower the learning rate 3-10x, clip gradients (e.g. max_norm=1.0) or add warmup"
+
+    for name, b, vals in ((mon, bad, c.raw), (c.train, tr_bad, c.tr_raw)):
+        if name is None or vals is None or not b.any():
+            continue
+        i = int(np.nonzero(b)[0][0])
+        prev = np.nonzero(np.isfinite(vals[:i]))[0]
+        was = f" (last finite {_fmt(vals[prev[-1]])} at epoch {E[prev[-1]]})" if prev.size else ""
+        return _v(
+            "diverged", f"{name} became non-finite (NaN/inf) at epoch {E[i]}{was}: {cure}{keep}."
+        )
+    # with a train series a rising val curve is overfitting, so only train can explode; else the monitor
+    name, v, vals = (c.train, c.tr_y, c.tr_raw) if c.tr_y is not None else (mon, c.y, c.raw)
+    ex = _explosion(v, c.w) if vals is not None and v is not None else None
+    if ex is not None:
+        b, last = ex
+        return _v(
+            "diverged",
+            f"{name} {bottomed} at {_fmt(vals[b])} around epoch {E[b]} and {worse} to "
+            f"{_fmt(vals[last])} by epoch {E[last]}, worse than where it started: training diverged; "
+            f"{cure}{keep}.",
+        )
+
+    n_ok = int(np.isfinite(c.y).sum())
+    if m is None or n_ok < 4:
+        msg = f"only {_n(n_ok, 'epoch')} of {mon}: train at least 5-10 epochs before reading the curve."
+        return _v("too_noisy_to_tell", msg)
+    rng = float(np.nanmax(c.s) - np.nanmin(c.s))
+    if rng < 3 * c.sigma:
+        return _v(
+            "too_noisy_to_tell",
+            f"{mon} moved by {_fmt(rng)} (smoothed) over {n_ok} epochs against an epoch-to-epoch noise of "
+            f"{_fmt(c.sigma)}: the trend is lost in the noise. Use a larger validation set, smooth the "
+            f"monitor or require min_delta >= {_fmt(2 * c.sigma)} before trusting a stop.",
+        )
+
+    patience = max(3, _longest_wait(c.s, m) + 2)
+    ss, best_raw = E[sweet], float(c.raw[sweet])
+    last = int(np.nonzero(np.isfinite(c.y))[0][-1])
+    budget = ss + patience
+    advice: list[str] = []
+    if onset is not None:
+        advice.append(
+            f"{mon} {bottomed} at epoch {ss} ({_fmt(best_raw)}) and {worse} {_pct(best_raw, c.raw[last])} "
+            f"by epoch {E[last]}: keep the epoch-{ss} weights; next time a budget of {budget} epochs with "
+            f"patience {patience} is enough."
+        )
+        if c.tr_raw is not None and np.isfinite(c.tr_raw[[sweet, last]]).all():
+            advice.append(
+                f"Meanwhile {c.train} kept improving ({_fmt(c.tr_raw[sweet])} -> {_fmt(c.tr_raw[last])}): "
+                f"the model is memorising the training set; add regularisation (weight decay, dropout, "
+                f"augmentation) or more data."
+            )
+        return "overfitting", advice + _gap_advice(gap, E, sweet, last), budget, patience
+
+    k = min(5, max(2, n_ok // 3))
+    slope = _slope(c.y[last - k + 1 : last + 1])
+    se = c.sigma / math.sqrt(((np.arange(k) - (k - 1) / 2) ** 2).sum())
+    descent = float(c.s[np.isfinite(c.s)][0] - np.nanmin(c.s))
+    tr_slope = None if c.tr_y is None else _slope(c.tr_y[last - k + 1 : last + 1])
+    if slope < -2 * se and -slope * (k - 1) > 0.05 * descent and (tr_slope is None or tr_slope < 0):
+        rel = abs(slope) / max(abs(float(c.raw[last])), 1e-300) * 100
+        budget = max(2 * n, n + 10)
+        tr_txt = (
+            "" if tr_slope is None else f", while {c.train} moved {_fmt(abs(tr_slope))} per epoch"
+        )
+        advice.append(
+            f"{mon} was still {'falling' if sign > 0 else 'rising'} at the end: {_fmt(abs(slope))} per epoch "
+            f"({rel:.1f}% per epoch) over the last {k} epochs{tr_txt}; the model is underfitting. Raise "
+            f"the epoch budget (e.g. to {budget} epochs), the learning rate, or the model's capacity."
+        )
+        return "underfitting", advice, budget, patience
+
+    after = E[last] - ss
+    if after > 0:
+        s_best, s_last = float(sign * c.s[m]), float(sign * c.s[last])
+        advice.append(
+            f"{mon} reached its best at epoch {ss} ({_fmt(best_raw)}); over the {_n(after, 'epoch')} after "
+            f"it the smoothed curve moved {_pct(s_best, s_last)} ({_fmt(s_best)} -> {_fmt(s_last)}): it "
+            f"has converged. A budget of {budget} epochs with patience {patience} would have been enough."
+        )
+    else:
+        advice.append(
+            f"{mon} reached its best at the last epoch, {ss} ({_fmt(best_raw)}), but the last {k} epochs "
+            f"gained under 5% of the total descent: the budget was about right; a few more epochs "
+            f"(patience {patience}) would confirm it."
+        )
+    return "good_fit", advice + _gap_advice(gap, E, sweet, last), budget, patience
+
+
+def _gap_advice(gap, E, sweet: int, last: int) -> list[str]:
+    if not gap or gap[sweet] is None or gap[last] is None:
+        return []
+    head = "The generalization gap (how much worse val is than train) was"
+    if sweet == last:
+        return [f"{head} {_fmt(gap[last])} at epoch {E[last]}."]
+    return [
+        f"{head} {_fmt(gap[sweet])} at epoch {E[sweet]} and {_fmt(gap[last])} at epoch {E[last]}."
+    ]
