@@ -11,7 +11,16 @@ from collections.abc import Sequence
 from epochpilot import __version__
 
 #: Subcommand modules under epochpilot.cli; each has ``add_parser(subparsers)`` and ``run(args) -> int``.
-COMMANDS: tuple[str, ...] = ("demo",)
+COMMANDS: tuple[str, ...] = (
+    "demo",
+    "train",
+    "predict",
+    "evaluate",
+    "resume",
+    "report",
+    "compare",
+    "schedule",
+)
 
 #: Exceptions that mean "the user's input is wrong": one line on stderr, exit code 2, no traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (

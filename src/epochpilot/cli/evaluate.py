@@ -1,0 +1,6 @@
+"""``epochpilot evaluate``: see :mod:`epochpilot.cli.runs`."""
+
+from epochpilot.cli.runs import add_evaluate as add_parser
+from epochpilot.cli.runs import run_evaluate as run
+
+__all__ = ["add_parser", "run"]

@@ -1,0 +1,41 @@
+"""The end-of-run summary table shared by ``demo``, ``train`` and ``resume``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def print_summary(result: Any, console: Console | None = None) -> None:
+    """Print why training stopped, the best epoch and its metrics, test scores and the report path."""
+    console = console or Console(soft_wrap=True)
+    fit = result.fit
+    best_row = next((row for row in fit.history if row.get("epoch") == fit.best_epoch), {})
+    table = Table(title="epochpilot run", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("stopped", f"epoch {fit.stopped_epoch}: {fit.stop_reason}")
+    table.add_row("why", str(fit.stop_message))
+    table.add_row(
+        "best epoch", f"{fit.best_epoch} ({_fmt(fit.best_value)}; these weights were kept)"
+    )
+    for key in ("train_loss", "val_loss", "train_accuracy", "val_accuracy"):
+        if key in best_row:
+            table.add_row(key, _fmt(best_row[key]))
+    for key, value in result.test_metrics.items():
+        if key != "n":
+            table.add_row(f"test_{key}", _fmt(value))
+    table.add_row("budget", result.budget_text)
+    table.add_row("run directory", str(result.run_dir))
+    if result.report is not None:
+        table.add_row("report", str(result.report))
+    console.print(table)

@@ -1,0 +1,140 @@
+"""``epochpilot train CONFIG.toml`` or ``epochpilot train --data FILE.csv --target COLUMN``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+EXAMPLES = """examples:
+  epochpilot train --data train.csv --target label
+  epochpilot train --builtin wine --max-epochs 80 --run-dir runs/wine
+  epochpilot train examples/digits.toml --lr 3e-3 --overwrite
+  epochpilot train --data houses.csv --target price --task regression --impute median
+"""
+
+
+def add_job_arguments(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that trains (train, cv, tune): data, budget, run directory."""
+    p.add_argument(
+        "config", nargs="?", type=Path, help="job TOML file (see README: 'The job file')"
+    )
+    d = p.add_argument_group("data")
+    d.add_argument("--data", type=Path, help="training CSV with a header row")
+    d.add_argument(
+        "--builtin",
+        choices=["digits", "breast_cancer", "wine", "mnist1d"],
+        help="a built-in data set",
+    )
+    d.add_argument("--target", help="the target column of --data")
+    d.add_argument("--task", choices=["classification", "regression"], help="inferred when absent")
+    d.add_argument(
+        "--impute", choices=["mean", "median", "zero"], help="fill missing feature values"
+    )
+    d.add_argument("--val-fraction", type=float, help="validation share (default 0.2)")
+    d.add_argument(
+        "--test-fraction", type=float, help="held-out test share scored at the end (default 0)"
+    )
+    t = p.add_argument_group("training")
+    t.add_argument("--max-epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--schedule", help="e.g. 'warmup(cosine)', onecycle, constant")
+    t.add_argument("--patience", type=int)
+    t.add_argument("--stopper", choices=["early", "auto", "none"])
+    t.add_argument("--seed", type=int)
+    t.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
+    r = p.add_argument_group("run directory")
+    r.add_argument(
+        "--run-dir", type=Path, help="where the run is written (default runs/<data name>)"
+    )
+    r.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    r.add_argument(
+        "--resume", action="store_true", help="continue the run in an existing run directory"
+    )
+
+
+def spec_from_args(args: argparse.Namespace) -> Any:
+    """The job spec: the TOML file (if any), then the command-line overrides."""
+    from epochpilot.errors import ConfigError
+    from epochpilot.job import JobSpec, load_spec, override
+
+    spec = load_spec(args.config) if args.config else JobSpec()
+    if args.data and args.builtin:
+        raise ConfigError("--data and --builtin are both given: keep one")
+    if args.data is not None:
+        if not args.target:
+            raise ConfigError("--data needs --target COLUMN: name the column to predict")
+        spec = override(spec, "data", csv=str(args.data), builtin=None)
+    if args.builtin is not None:
+        spec = override(spec, "data", builtin=args.builtin, csv=None)
+    if not args.config and args.data is None and args.builtin is None:
+        raise ConfigError(
+            "no data: give a CONFIG.toml, --data FILE.csv --target COLUMN, or --builtin NAME"
+        )
+    spec = override(
+        spec,
+        "data",
+        target=args.target,
+        task=args.task,
+        impute=args.impute,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+    )
+    spec = override(
+        spec,
+        "train",
+        max_epochs=args.max_epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        schedule=args.schedule,
+        patience=args.patience,
+        stopper=args.stopper,
+        seed=args.seed,
+        tensorboard=False if args.no_tensorboard else None,
+    )
+    return override(
+        spec,
+        "run",
+        dir=str(args.run_dir) if args.run_dir else None,
+        overwrite=args.overwrite or None,
+        resume=args.resume or None,
+    )
+
+
+def default_run_dir(spec: Any) -> Path:
+    """runs/<data name> unless the job names a directory."""
+    if spec.run.dir:
+        return Path(spec.run.dir)
+    name = Path(spec.data.csv).stem if spec.data.csv else (spec.data.builtin or "digits")
+    return Path("runs") / name
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the subcommand."""
+    p = subparsers.add_parser(
+        "train",
+        help="train on a CSV, a built-in data set or a job TOML",
+        description="Train a model with warmup + decay, early stopping and restore-best; write a run directory "
+        "with checkpoints, history, TensorBoard logs, a predictor and report.html.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_job_arguments(p)
+
+
+def train_and_print(spec: Any, run_dir: Path) -> int:
+    """Run the job, print the summary table and where the report is."""
+    from epochpilot.cli.summary import print_summary
+    from epochpilot.pipeline import prepare_run_dir, run_job
+
+    prepare_run_dir(run_dir, overwrite=spec.run.overwrite, resume=spec.run.resume)
+    result = run_job(spec, run_dir=run_dir)
+    print_summary(result)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train the job from the config and/or the flags."""
+    spec = spec_from_args(args)
+    return train_and_print(spec, default_run_dir(spec))

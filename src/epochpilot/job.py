@@ -1,0 +1,231 @@
+"""A training job as the CLI sees it: data + model + training settings, read from TOML with CLI overrides.
+
+The TOML schema (every key optional; unknown keys are refused with the nearest valid name)::
+
+    [data]                      # one of builtin / csv
+    builtin = "digits"          # digits | breast_cancer | wine | mnist1d
+    csv = "train.csv"
+    target = "target"
+    task = "classification"     # or "regression"; inferred when absent
+    val_fraction = 0.2          # stratified for classification
+    test_fraction = 0.0         # a held-out split scored once at the end
+    impute = "median"           # mean | median | zero, for missing feature values
+    n_samples = 1000            # subsample (mnist1d: how many to generate)
+    seed = 0
+
+    [model]
+    factory = "epochpilot.models:mlp"   # any "package.module:function" returning a torch.nn.Module;
+    hidden = [128, 64]                  # it receives n_features and n_outputs when it accepts them
+    dropout = 0.1                       # keys other than factory are passed as keyword arguments
+
+    [train]
+    max_epochs = 60
+    batch_size = 32
+    optimizer = "adamw"
+    lr = 0.001
+    weight_decay = 0.0001
+    schedule = "warmup(cosine)"
+    warmup = 0.05               # fraction of all steps (< 1) or a number of steps (>= 1)
+    stopper = "early"           # early | none
+    monitor = "val_loss"
+    mode = "min"
+    patience = 5
+    min_delta = 0.0
+    seed = 0
+    ...                         # and the remaining Trainer settings (see TRAIN_KEYS)
+
+    [run]
+    dir = "runs/digits"
+    overwrite = false
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from epochpilot.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["DataSpec", "JobSpec", "ModelSpec", "RunSpec", "TrainSpec", "load_spec"]
+
+
+@dataclass
+class DataSpec:
+    """Where the rows come from and how they are split."""
+
+    builtin: str | None = None
+    csv: str | None = None
+    target: str = "target"
+    task: str | None = None
+    val_fraction: float = 0.2
+    test_fraction: float = 0.0
+    impute: str | None = None
+    n_samples: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.builtin and self.csv:
+            raise ConfigError("data.builtin and data.csv are both set: keep one")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(
+                f"data.val_fraction must be in (0, 1), got {self.val_fraction}: try 0.2"
+            )
+        if not 0.0 <= self.test_fraction < 1.0 - self.val_fraction:
+            raise ConfigError(
+                f"data.test_fraction must be in [0, 1 - val_fraction), got {self.test_fraction}"
+            )
+
+
+@dataclass
+class ModelSpec:
+    """The model factory and its keyword arguments."""
+
+    factory: str = "epochpilot.models:mlp"
+    kwargs: dict[str, Any] = field(default_factory=lambda: {"hidden": [128, 64], "dropout": 0.1})
+
+
+@dataclass
+class TrainSpec:
+    """Trainer settings with CLI-level conveniences (schedule by name, warmup as a fraction, patience)."""
+
+    max_epochs: int = 100
+    batch_size: int = 32
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    schedule: str = "warmup(cosine)"
+    warmup: float = 0.05
+    stopper: str = "early"
+    monitor: str = "val_loss"
+    mode: str = "min"
+    patience: int = 5
+    min_delta: float = 0.0
+    seed: int = 0
+    deterministic: bool = True
+    accumulation: int = 1
+    clip_grad_norm: float | None = None
+    precision: str = "32"
+    device: str = "auto"
+    checkpoint_every: int | str = 1
+    keep_last: int = 2
+    tensorboard: bool = True
+    progress: bool | None = None
+    on_nan: str = "stop"
+
+    def __post_init__(self) -> None:
+        if self.stopper not in ("early", "auto", "none"):
+            raise ConfigError(
+                f"train.stopper must be 'early', 'auto' or 'none', got {self.stopper!r}"
+            )
+        if self.warmup < 0:
+            raise ConfigError(
+                f"train.warmup must be >= 0, got {self.warmup}: a fraction (< 1) or steps"
+            )
+
+
+@dataclass
+class RunSpec:
+    """Where the run directory goes and what to do when it exists."""
+
+    dir: str | None = None
+    overwrite: bool = False
+    resume: bool = False
+
+
+@dataclass
+class JobSpec:
+    """A whole job; ``source`` is the TOML it came from (for messages)."""
+
+    data: DataSpec = field(default_factory=DataSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+    run: RunSpec = field(default_factory=RunSpec)
+    source: str = "defaults"
+
+    def to_tables(self) -> dict[str, dict[str, Any]]:
+        """The resolved job as TOML tables (what is saved in the run directory)."""
+        model = {"factory": self.model.factory, **self.model.kwargs}
+        return {
+            "data": _drop_none(dataclasses.asdict(self.data)),
+            "model": model,
+            "train": _drop_none(dataclasses.asdict(self.train)),
+            "run": _drop_none(dataclasses.asdict(self.run)),
+        }
+
+
+SECTIONS = {"data": DataSpec, "model": ModelSpec, "train": TrainSpec, "run": RunSpec}
+
+
+def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _unknown(key: str, valid: list[str], where: str) -> ConfigError:
+    near = difflib.get_close_matches(key, valid, n=1)
+    hint = f"did you mean {near[0]!r}?" if near else f"valid keys: {', '.join(valid)}"
+    return ConfigError(f"unknown key {key!r} in {where}: {hint}")
+
+
+def _section(cls: type, values: dict[str, Any], where: str) -> Any:
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in values:
+        if key not in names:
+            raise _unknown(key, names, where)
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def spec_from_tables(tables: dict[str, Any], source: str = "config") -> JobSpec:
+    """Build a JobSpec from parsed TOML tables; unknown sections and keys name the nearest valid one."""
+    tables = dict(tables)
+    if isinstance(tables.get("model"), str):  # model = "package.module:factory"
+        tables["model"] = {"factory": tables["model"]}
+    for key in tables:
+        if key not in SECTIONS:
+            raise _unknown(key, list(SECTIONS), f"{source} (top level)")
+        if not isinstance(tables[key], dict):
+            raise ConfigError(f"{source}: [{key}] must be a table")
+    model = dict(tables.get("model", {}))
+    factory = model.pop("factory", ModelSpec.factory)
+    model_spec = ModelSpec(factory, model) if model else ModelSpec(factory)
+    if factory != ModelSpec.factory and not model:
+        model_spec = ModelSpec(factory, {})
+    return JobSpec(
+        data=_section(DataSpec, tables.get("data", {}), f"{source} [data]"),
+        model=model_spec,
+        train=_section(TrainSpec, tables.get("train", {}), f"{source} [train]"),
+        run=_section(RunSpec, tables.get("run", {}), f"{source} [run]"),
+        source=source,
+    )
+
+
+def load_spec(path: str | Path) -> JobSpec:
+    """Read a job TOML file; syntax errors give the line, unknown keys the nearest valid name."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such config file; check the path")
+    try:
+        tables = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
+    return spec_from_tables(tables, str(path))
+
+
+def override(spec: JobSpec, section: str, **values: Any) -> JobSpec:
+    """Apply CLI overrides (None means "not given") to one section, re-validating it."""
+    given = {k: v for k, v in values.items() if v is not None}
+    if not given:
+        return spec
+    current = getattr(spec, section)
+    return dataclasses.replace(spec, **{section: dataclasses.replace(current, **given)})
