@@ -1,0 +1,151 @@
+"""The built-in features as callbacks: stopping and best tracking, learning-rate schedules, checkpoint timing."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from epochpilot.errors import ConfigError
+from epochpilot.stopping.base import Reason, is_better
+from epochpilot.train.events import Callback, Request, TrainState
+
+__all__ = ["BestTracker", "CheckpointTimer", "ScheduleCallback", "StopperCallback"]
+
+
+class StopperCallback(Callback):
+    """Feeds each epoch's row to a stop policy; asks for ``best`` on improvement and ``stop``/``extend`` when told."""
+
+    state_key = "stopper"
+
+    def __init__(self, policy: Any) -> None:
+        self.policy = policy
+
+    def on_validation_end(self, state: TrainState) -> list[Request]:
+        try:
+            decision = self.policy.update(state.epoch, state.row)
+        except KeyError as exc:
+            raise ConfigError(f"stopper: {exc.args[0] if exc.args else exc}") from None
+        out = []
+        if decision.improved:
+            out.append(Request("best", value=decision.best_value))
+        if decision.extend_by and decision.extend_by > 0:
+            out.append(
+                Request("extend", extend_by=int(decision.extend_by), message=decision.message)
+            )
+        if decision.stop:
+            out.append(Request("stop", reason=decision.reason, message=decision.message))
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.policy.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state)
+
+
+class BestTracker(Callback):
+    """Asks for ``best`` whenever ``monitor`` beats its best so far (used when no stop policy is given)."""
+
+    state_key = "best_tracker"
+
+    def __init__(self, monitor: str, mode: str) -> None:
+        self.monitor = monitor
+        self.mode = mode
+        self.best: float | None = None
+
+    def on_validation_end(self, state: TrainState) -> Request | None:
+        value = state.row.get(self.monitor)
+        if value is None:
+            return None
+        value = float(value)
+        if is_better(value, self.best, self.mode):
+            self.best = value
+            return Request("best", value=value)
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = state["best"]
+
+
+class ScheduleCallback(Callback):
+    """Sets the learning rate before every update from an epochpilot schedule (``step -> lr``).
+
+    Each param group keeps its ratio to the first group's initial lr. Any ``ReduceOnPlateau`` inside the
+    schedule is fed the epoch's row after validation. ``state.lr_scale`` (halved by NaN rollbacks) multiplies.
+    """
+
+    state_key = "schedule"
+
+    def __init__(self, schedule: Any) -> None:
+        from epochpilot.schedules import plateaus
+
+        self.schedule = schedule
+        self.plateaus = plateaus(schedule)
+        self.ratios: list[float] | None = None
+
+    def _apply(self, state: TrainState) -> None:
+        groups = state.optimizer.param_groups
+        if self.ratios is None:
+            base = groups[0].get("initial_lr", groups[0]["lr"]) or 1.0
+            self.ratios = [g.get("initial_lr", g["lr"]) / base for g in groups]
+        lr = float(self.schedule(state.step)) * state.lr_scale
+        for group, ratio in zip(groups, self.ratios, strict=True):
+            group["lr"] = lr * ratio
+
+    def on_fit_start(self, state: TrainState) -> None:
+        self._apply(state)
+
+    def on_step_end(self, state: TrainState) -> None:
+        self._apply(state)
+
+    def on_validation_end(self, state: TrainState) -> None:
+        if self.plateaus:
+            for plateau in self.plateaus:
+                monitor = getattr(plateau, "monitor", None)
+                if monitor is not None and monitor not in state.row:
+                    raise ConfigError(
+                        f"ReduceOnPlateau monitors {monitor!r}, not among the epoch metrics {sorted(state.row)}"
+                    )
+                plateau.update(state.row)
+            self._apply(state)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"plateaus": [p.state_dict() for p in self.plateaus], "ratios": self.ratios}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for plateau, sub in zip(self.plateaus, state["plateaus"], strict=True):
+            plateau.load_state_dict(sub)
+        self.ratios = state["ratios"]
+
+
+class CheckpointTimer(Callback):
+    """Asks for a checkpoint every ``n`` epochs or every ``n`` optimizer updates."""
+
+    state_key = "checkpoint_timer"
+
+    def __init__(self, unit: str, every: int) -> None:
+        self.unit = unit
+        self.every = every
+        if unit == "steps":
+            self.on_step_end = self._steps  # type: ignore[method-assign]
+
+    def _steps(self, state: TrainState) -> str | None:
+        return "save" if state.step % self.every == 0 else None
+
+    def on_epoch_end(self, state: TrainState) -> str | None:
+        if self.unit == "epochs" and state.epoch % self.every == 0:
+            return "save"
+        return None
+
+
+def stop_request(reason: Reason, message: str) -> Request:
+    """Shorthand for a stop request."""
+    return Request("stop", reason=reason, message=message)
+
+
+def finite(value: Any) -> bool:
+    """True when ``value`` is a finite float."""
+    return value is not None and math.isfinite(float(value))

@@ -1,0 +1,229 @@
+"""Checkpoints: one directory per save, written into a temporary directory and renamed into place, so a kill at
+any moment leaves every earlier checkpoint intact; loading never unpickles arbitrary objects.
+
+Layout of ``checkpoints/<name>/``: ``meta.json`` (format and library versions, counters, history, config hash),
+``model.pt``, ``optimizer.pt`` and ``state.pt`` (everything else: callback states, RNG states, data position,
+epoch accumulators), each written with ``torch.save`` of plain tensors/containers and read back with
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from epochpilot.errors import CheckpointError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "CheckpointDir",
+    "list_checkpoints",
+    "load_checkpoint",
+    "read_meta",
+    "save_checkpoint",
+]
+
+#: bumped when the checkpoint layout changes.
+FORMAT_VERSION = 1
+FILES = ("model.pt", "optimizer.pt", "state.pt")
+_TMP = ".tmp-"
+_OLD = ".old-"
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=1, allow_nan=False, default=_json_default)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, float):  # pragma: no cover - json handles floats itself
+        return value
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def sanitize(obj: Any) -> Any:
+    """Non-finite floats -> None, recursively, for strict JSON."""
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: sanitize(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [sanitize(v) for v in obj]
+    return obj
+
+
+def save_checkpoint(
+    root: Path,
+    name: str,
+    *,
+    model: dict,
+    optimizer: dict | None,
+    state: dict,
+    meta: dict,
+    sync: bool = True,
+) -> Path:
+    """Write checkpoint ``root/name`` atomically and return its path; an existing one of that name is replaced."""
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f"{_TMP}{name}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        for fname, obj in (
+            ("model.pt", model),
+            ("optimizer.pt", optimizer or {}),
+            ("state.pt", state),
+        ):
+            with open(tmp / fname, "wb") as fh:
+                torch.save(obj, fh)
+                if sync:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+        meta = dict(meta, format_version=FORMAT_VERSION, name=name)
+        _write_json(tmp / "meta.json", sanitize(meta))
+        if sync:
+            _fsync_dir(tmp)
+        final = root / name
+        if final.exists():
+            old = root / f"{_OLD}{name}"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)  # a kill here is repaired by recover(): old comes back
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        if sync:
+            _fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def recover(root: Path) -> None:
+    """Undo what a kill during a save left: restore a displaced ``.old-NAME`` and delete temporary dirs."""
+    if not root.is_dir():
+        return
+    for path in root.iterdir():
+        if path.name.startswith(_OLD):
+            final = root / path.name[len(_OLD) :]
+            if final.exists():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.replace(path, final)
+        elif path.name.startswith(_TMP):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """Read and check ``meta.json`` of checkpoint ``path``; problems raise CheckpointError naming the file."""
+    file = Path(path) / "meta.json"
+    try:
+        meta = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(
+            f"{file} is missing: {path} is not an epochpilot checkpoint"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{file} is unreadable or truncated ({exc}); delete that checkpoint"
+        ) from None
+    if not isinstance(meta, dict) or "format_version" not in meta:
+        raise CheckpointError(f"{file} is not epochpilot checkpoint metadata (no format_version)")
+    if meta["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{file} has format {meta['format_version']}, newer than this epochpilot reads ({FORMAT_VERSION}): upgrade"
+        )
+    return meta
+
+
+def _load(file: Path, map_location: Any) -> Any:
+    if not file.is_file():
+        raise CheckpointError(f"{file} is missing: the checkpoint is incomplete")
+    try:
+        return torch.load(file, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{file} was refused: it holds objects other than tensors and plain containers, which could run code "
+            f"when loaded ({first}); only load checkpoints you trust, and never with weights_only=False"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{file} is truncated or not a torch checkpoint ({first}); delete that checkpoint"
+        ) from None
+
+
+def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a checkpoint directory: ``{"meta", "model", "optimizer", "state"}`` (tensors only, safe)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"{path} is not a checkpoint directory")
+    meta = read_meta(path)
+    out: dict[str, Any] = {"meta": meta, "path": path}
+    for fname in FILES:
+        out[fname[:-3]] = _load(path / fname, map_location)
+    return out
+
+
+class CheckpointDir:
+    """The ``checkpoints/`` folder of a run: ordered listing, rotation (``keep_last`` newest plus ``best``)."""
+
+    def __init__(self, root: Path, keep_last: int) -> None:
+        self.root = Path(root)
+        self.keep_last = keep_last
+
+    def save(self, name: str, **parts: Any) -> Path:
+        """Save one checkpoint, then delete the oldest beyond ``keep_last`` (never ``best``)."""
+        path = save_checkpoint(self.root, name, **parts)
+        if name != "best":
+            for old in list_checkpoints(self.root)[: -self.keep_last]:
+                shutil.rmtree(old, ignore_errors=True)
+        return path
+
+    def latest(self) -> Path | None:
+        """The most advanced checkpoint (by training position), or None."""
+        found = list_checkpoints(self.root)
+        return found[-1] if found else None
+
+
+def _position(path: Path) -> tuple[int, int]:
+    meta = read_meta(path)
+    counters = meta.get("counters", {})
+    return (int(counters.get("epochs_done", 0)), int(counters.get("batch", 0)))
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    """Checkpoints under ``root`` except ``best`` and temporaries, oldest training position first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    recover(root)
+    found = [
+        p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "best"
+    ]
+    return sorted(found, key=lambda p: (_position(p), p.name))

@@ -1,0 +1,317 @@
+"""``TrainConfig``: every trainer setting in one dataclass, validated at construction, saved as TOML.
+
+Each bad value raises a one-line :class:`~epochpilot.errors.ConfigError` naming the field and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from epochpilot.errors import ConfigError
+
+__all__ = ["TrainConfig", "parse_every", "to_toml"]
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+PRECISIONS = ("32", "bf16-mixed", "16-mixed")
+LOSSES = ("cross_entropy", "mse", "l1", "bce_with_logits", "huber")
+ON_NAN = ("stop", "rollback")
+
+#: fields that do not change what is trained; a run_dir may be resumed with different values for these.
+_NOT_HASHED = frozenset(
+    {
+        "run_dir",
+        "resume",
+        "overwrite",
+        "progress",
+        "tensorboard",
+        "callbacks",
+        "device",
+        "max_epochs",
+    }
+)
+
+
+def parse_every(value: int | str | None, name: str = "checkpoint_every") -> tuple[str, int] | None:
+    """Parse ``3`` / ``"3 epochs"`` / ``"500 steps"`` into ``("epochs"|"steps", n)``; None/0 means never."""
+    if value is None or value is False or value == 0:
+        return None
+    if isinstance(value, bool):
+        raise ConfigError(
+            f"{name}=True is ambiguous: give a number of epochs (1) or a string like '500 steps'"
+        )
+    if isinstance(value, int):
+        if value < 0:
+            raise ConfigError(
+                f"{name} must be >= 0 epochs, got {value}: use 0 or None to turn it off"
+            )
+        return ("epochs", value)
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+)\s*(epochs?|steps?)\s*", value)
+        if match:
+            n = int(match.group(1))
+            unit = "epochs" if match.group(2).startswith("epoch") else "steps"
+            return (unit, n) if n > 0 else None
+    raise ConfigError(
+        f"{name}={value!r} is not understood: give an int of epochs or a string like '500 steps'"
+    )
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass
+class TrainConfig:
+    """Trainer settings. See ``Trainer`` for what each does; units: epochs are 1-based, steps are updates."""
+
+    loss_fn: Callable | str | None = None
+    optimizer: Any = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: Callable[[int], float] | None = None
+    stopper: Any = None
+    max_epochs: int = 100
+    batch_size: int = 32
+    accumulation: int = 1
+    clip_grad_norm: float | None = None
+    precision: str = "32"
+    device: str = "auto"
+    metrics: Mapping[str, Any] | Sequence[str] | None = None
+    seed: int | None = None
+    deterministic: bool = False
+    shuffle: bool = True
+    drop_last: bool = False
+    num_workers: int = 0
+    run_dir: str | Path | None = None
+    checkpoint_every: int | str | None = 1
+    keep_last: int = 2
+    resume: bool | str | Path = False
+    overwrite: bool = False
+    progress: bool | None = None
+    tensorboard: bool = False
+    callbacks: Sequence[Any] = field(default_factory=tuple)
+    on_nan: str = "stop"
+    grad_norm_every: int = 1
+
+    def __post_init__(self) -> None:
+        """Validate every field (one-line ConfigError naming the field and the fix)."""
+        if isinstance(self.loss_fn, str):
+            _check(
+                self.loss_fn in LOSSES,
+                f"loss_fn={self.loss_fn!r} is unknown: use one of {LOSSES} or a callable",
+            )
+        else:
+            _check(
+                self.loss_fn is None or callable(self.loss_fn),
+                "loss_fn must be a callable, a name or None",
+            )
+        if isinstance(self.optimizer, str):
+            _check(
+                self.optimizer.lower() in OPTIMIZERS,
+                f"optimizer={self.optimizer!r} is unknown: use one of {OPTIMIZERS}, an optimizer or a factory",
+            )
+        else:
+            _check(
+                callable(self.optimizer) or hasattr(self.optimizer, "param_groups"),
+                "optimizer must be a name, a torch optimizer or a factory callable(params) -> optimizer",
+            )
+        _check(
+            isinstance(self.lr, (int, float))
+            and not isinstance(self.lr, bool)
+            and math.isfinite(self.lr)
+            and self.lr > 0,
+            f"lr must be a positive number, got {self.lr!r}: try 1e-3",
+        )
+        _check(
+            isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0,
+            f"weight_decay must be >= 0, got {self.weight_decay!r}",
+        )
+        _check(
+            self.schedule is None or callable(self.schedule),
+            "schedule must be an epochpilot schedule (step -> lr)",
+        )
+        if self.stopper is not None and self.stopper is not False:
+            _check(
+                hasattr(self.stopper, "update") and hasattr(self.stopper, "state_dict"),
+                "stopper must be a stop policy (epochpilot.stopping), None for the default, or False for none",
+            )
+        _check(
+            _is_int(self.max_epochs) and self.max_epochs >= 1,
+            f"max_epochs must be an int >= 1, got {self.max_epochs!r}",
+        )
+        _check(
+            _is_int(self.batch_size) and self.batch_size >= 1,
+            f"batch_size must be an int >= 1, got {self.batch_size!r}",
+        )
+        _check(
+            _is_int(self.accumulation) and self.accumulation >= 1,
+            f"accumulation must be an int >= 1, got {self.accumulation!r}: use 1 for no accumulation",
+        )
+        if self.clip_grad_norm is not None:
+            _check(
+                isinstance(self.clip_grad_norm, (int, float)) and self.clip_grad_norm > 0,
+                f"clip_grad_norm must be > 0 or None, got {self.clip_grad_norm!r}",
+            )
+        self.precision = str(self.precision)
+        _check(
+            self.precision in PRECISIONS,
+            f"precision={self.precision!r} is unknown: use one of {PRECISIONS}",
+        )
+        _check(
+            isinstance(self.device, str)
+            and (
+                self.device == "auto"
+                or re.fullmatch(r"(cpu|cuda|mps)(:\d+)?", self.device) is not None
+            ),
+            f"device={self.device!r} is unknown: use 'auto', 'cpu', 'cuda' or 'cuda:N'",
+        )
+        self.metrics = self._normalise_metrics(self.metrics)
+        _check(
+            self.seed is None or _is_int(self.seed),
+            f"seed must be an int or None, got {self.seed!r}",
+        )
+        _check(
+            _is_int(self.num_workers) and self.num_workers >= 0,
+            f"num_workers must be an int >= 0, got {self.num_workers!r}",
+        )
+        parse_every(self.checkpoint_every)
+        _check(
+            _is_int(self.keep_last) and self.keep_last >= 1,
+            f"keep_last must be an int >= 1, got {self.keep_last!r}",
+        )
+        _check(
+            isinstance(self.resume, (bool, Path))
+            or (isinstance(self.resume, str) and bool(self.resume)),
+            f"resume={self.resume!r}: use False, 'auto', True or a checkpoint path",
+        )
+        if (self.resume is True or self.resume == "auto") and self.run_dir is None:
+            raise ConfigError(
+                f"resume={self.resume!r} needs a run_dir: give run_dir='runs/NAME' or a checkpoint path"
+            )
+        _check(
+            self.on_nan in ON_NAN, f"on_nan={self.on_nan!r} is unknown: use 'stop' or 'rollback'"
+        )
+        _check(
+            _is_int(self.grad_norm_every) and self.grad_norm_every >= 0,
+            f"grad_norm_every must be an int >= 0 (0 turns it off), got {self.grad_norm_every!r}",
+        )
+        _check(
+            self.progress is None or isinstance(self.progress, bool),
+            "progress must be True, False or None (auto)",
+        )
+        self.callbacks = tuple(self.callbacks or ())
+
+    @staticmethod
+    def _normalise_metrics(metrics: Any) -> dict[str, Any]:
+        from epochpilot.train.metrics import resolve_metric
+
+        if metrics is None:
+            return {}
+        if isinstance(metrics, str):
+            metrics = [metrics]
+        if isinstance(metrics, Mapping):
+            items = dict(metrics)
+        elif isinstance(metrics, Sequence):
+            items = {}
+            for m in metrics:
+                name = m if isinstance(m, str) else getattr(m, "__name__", None)
+                _check(name is not None, f"metrics entry {m!r} has no name: pass a dict name -> fn")
+                items[name] = m
+        else:
+            raise ConfigError(
+                f"metrics must be a dict name -> fn or a list of names, got {type(metrics).__name__}"
+            )
+        for name, fn in items.items():
+            _check(
+                isinstance(name, str) and re.fullmatch(r"\w+", name) is not None,
+                f"metric name {name!r} must be a word",
+            )
+            try:
+                items[name] = resolve_metric(name, fn)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        return items
+
+    def resolved(self) -> dict[str, Any]:
+        """The config as plain TOML/JSON-safe values (objects recorded by qualified name or repr)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            out[f.name] = _plain(getattr(self, f.name))
+        return out
+
+    def config_hash(self, extra: Mapping[str, Any] | None = None) -> str:
+        """A short hash of the fields that change what is trained (plus ``extra``, e.g. the model)."""
+        data = {k: v for k, v in self.resolved().items() if k not in _NOT_HASHED}
+        data.update(extra or {})
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[
+            :16
+        ]
+
+
+def _plain(value: Any) -> Any:
+    """A TOML/JSON-safe rendering of a config value."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return repr(value)
+    if hasattr(value, "param_groups"):
+        return f"{type(value).__module__}.{type(value).__qualname__}"
+    qual = getattr(value, "__qualname__", None)
+    if qual is not None:
+        return f"{getattr(value, '__module__', '')}.{qual}"
+    if type(value).__repr__ is object.__repr__:
+        return f"{type(value).__module__}.{type(value).__qualname__}"
+    return repr(value)
+
+
+def _toml_value(value: Any) -> str:
+    if value is None:
+        return '"none"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
+def to_toml(tables: Mapping[str, Mapping[str, Any]]) -> str:
+    """Render ``{table: {key: value}}`` as TOML (None as the string "none"); ``tomllib`` reads it back."""
+    lines: list[str] = []
+    for table, values in tables.items():
+        lines.append(f"[{_toml_key(table)}]")
+        lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in values.items())
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,107 @@
+"""Distributed data parallel under ``torchrun``: detect the environment, initialise the process group (gloo on
+CPU, nccl on CUDA), wrap the model, sum metrics across ranks and take decisions once on rank 0.
+
+Outside torchrun every helper is a cheap no-op, so the loop has one code path.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["DistInfo", "all_sum", "barrier", "broadcast", "gather", "setup", "unwrap", "wrap"]
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in the job; ``world_size == 1`` outside torchrun."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    initialised_here: bool = False
+
+    @property
+    def active(self) -> bool:
+        """True when several processes train together."""
+        return self.world_size > 1
+
+
+def setup(device: str) -> tuple[DistInfo, torch.device]:
+    """Join the torchrun job if there is one (``WORLD_SIZE`` > 1) and resolve ``device`` ("auto" included)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    info = DistInfo()
+    if world > 1:
+        if dev.type == "cuda" and dev.index is None:
+            dev = torch.device("cuda", local)
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        here = False
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+            here = True
+        info = DistInfo(dist.get_rank(), dist.get_world_size(), local, here)
+    elif dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return info, dev
+
+
+def teardown(info: DistInfo) -> None:
+    """Leave the process group if :func:`setup` created it."""
+    if info.initialised_here and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def wrap(model: torch.nn.Module, info: DistInfo, device: torch.device) -> torch.nn.Module:
+    """Wrap in DistributedDataParallel when distributed; the model itself otherwise."""
+    if not info.active:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The user's module inside a DDP wrapper."""
+    return getattr(model, "module", model)
+
+
+def all_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Sum a tensor over ranks (in place) when distributed."""
+    if info.active:
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
+def broadcast(obj: Any, info: DistInfo) -> Any:
+    """Rank 0's ``obj`` on every rank (decisions are taken once, then shared)."""
+    if not info.active:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather(obj: Any, info: DistInfo) -> list[Any]:
+    """Every rank's ``obj``, in rank order, on every rank."""
+    if not info.active:
+        return [obj]
+    out: list[Any] = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier(info: DistInfo) -> None:
+    """Wait for every rank."""
+    if info.active:
+        dist.barrier()

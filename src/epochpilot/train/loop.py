@@ -1,0 +1,505 @@
+"""The training loop proper: epochs of updates, validation, requests from callbacks, checkpoints and resume.
+
+Kept thin on purpose: every feature lives in a callback (see ``events``); this module counts, computes losses
+and metrics without per-step host syncs, and moves state in and out of checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import random
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+
+from epochpilot.errors import DataError
+from epochpilot.stopping.base import Reason
+from epochpilot.train import distributed as D
+from epochpilot.train.events import Request, TrainState, as_requests, hooks
+
+__all__ = ["Loop", "get_rng", "set_rng"]
+
+log = logging.getLogger("epochpilot")
+NAN_CHECK_EVERY = (
+    16  # updates between non-finite loss checks (single process; DDP checks at epoch end)
+)
+
+
+def get_rng() -> dict[str, Any]:
+    """Python, numpy and torch (CPU + CUDA) RNG states as plain tensors/containers (weights_only-safe)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    out: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": [
+            name,
+            torch.from_numpy(keys.astype(np.int64)),
+            int(pos),
+            int(has_gauss),
+            float(cached),
+        ],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda"] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def set_rng(state: dict[str, Any]) -> None:
+    """Restore :func:`get_rng` output."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class Loop:
+    """One fit: owns the state, the model/optimizer and the callbacks (built by ``Trainer``)."""
+
+    def __init__(self, **parts: Any) -> None:
+        self.__dict__.update(
+            parts
+        )  # model, module, optimizer, loss_fn, metrics, train, val, cfg, dist, ...
+        self.state: TrainState = parts["state"]
+        self.events = {
+            e: hooks(self.callbacks, e)
+            for e in (
+                "fit_start",
+                "epoch_start",
+                "step_end",
+                "validation_end",
+                "epoch_end",
+                "fit_end",
+            )
+        }
+        self.best_weights: dict[str, torch.Tensor] | None = None
+        self.params = [p for p in self.module.parameters() if p.requires_grad]
+        self.checked = False
+        self.snapshot: dict[str, Any] | None = None
+        self._reset_accumulators()
+
+    # -- helpers -------------------------------------------------------------------------------------------
+    def _reset_accumulators(self) -> None:
+        z = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.acc: dict[str, Any] = {
+            "loss": z.clone(),
+            "n": 0,
+            "metrics": [z.clone() for _ in self.metrics],
+            "gnorm": z.clone(),
+            "gcount": 0,
+            "elapsed": 0.0,
+        }
+
+    def _dispatch(self, event: str) -> list[Request]:
+        out: list[Request] = []
+        for hook in self.events[event]:
+            out.extend(as_requests(hook(self.state)))
+        return out
+
+    def _autocast(self) -> Any:
+        if self.cfg.precision == "32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.cfg.precision == "bf16-mixed" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def _loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss; on the first batch, shape mismatches become a DataError naming both shapes."""
+        if self.checked:
+            return self.loss_fn(out, target)
+        shapes = f"model output shape {tuple(out.shape)} vs target shape {tuple(target.shape)}"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                loss = self.loss_fn(out, target)
+            except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+                raise DataError(
+                    f"loss_fn failed on the first batch: {shapes} ({_first_line(exc)}); make the model's last layer "
+                    f"produce what the loss expects (class scores (N, C) with labels (N,), or the target's shape)"
+                ) from None
+        for w in caught:
+            if "size" in str(w.message) and "target" in str(w.message):
+                raise DataError(
+                    f"loss_fn would broadcast: {shapes}; reshape the target or the model output to match "
+                    f"(e.g. y.reshape(-1, 1) or out.squeeze(-1))"
+                )
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if loss.ndim != 0:
+            raise DataError(
+                f"loss_fn returned shape {tuple(loss.shape)}, not a scalar: use reduction='mean'"
+            )
+        self.checked = True
+        return loss
+
+    # -- the loop ------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Train until a stop request, a non-finite loss or the epoch budget."""
+        st = self.state
+        self._handle(self._dispatch("fit_start"))
+        if self.cfg.on_nan == "rollback":
+            self.snapshot = self._capture(memory=True)
+        while not st.stop and st.epochs_done < st.max_epochs:
+            st.epoch = st.epochs_done + 1
+            if st.batch == 0:
+                self._reset_accumulators()
+            self.train.set_epoch(st.epoch)
+            self._handle(self._dispatch("epoch_start"))
+            t0 = time.perf_counter()
+            finite = self._train_epoch()
+            self.acc["elapsed"] += time.perf_counter() - t0
+            if not finite:
+                if self._not_finite():
+                    continue
+                break
+            self._end_epoch()
+        if not st.stop:
+            st.stop, st.stop_reason = True, Reason.MAX_EPOCHS
+            st.stop_message = f"reached max_epochs={st.max_epochs}"
+
+    def _train_epoch(self) -> bool:
+        """One pass over the training batches from ``state.batch``; False when the loss went non-finite."""
+        st, cfg, acc = self.state, self.cfg, self.acc
+        model, opt, scaler = self.model, self.optimizer, self.scaler
+        n = len(self.train)
+        k = cfg.accumulation
+        step_hooks = self.events["step_end"]
+        metric_fns = list(self.metrics.values())
+        msums = acc["metrics"]
+        to_device = self.device.type != "cpu"
+        ddp = self.dist.active
+        check_nan = not ddp
+        gn_every = cfg.grad_norm_every
+        model.train()
+        for batch in self.train.iter_from(st.batch):
+            *xs, y = batch
+            if to_device:
+                xs = [x.to(self.device, non_blocking=True) for x in xs]
+                y = y.to(self.device, non_blocking=True)
+            i = st.batch
+            size = k if k == 1 else min(k, n - (i - i % k))
+            last = k == 1 or (i % k) + 1 == size
+            sync = model.no_sync() if ddp and not last else contextlib.nullcontext()
+            with sync:
+                with self._autocast():
+                    out = model(*xs)
+                    loss = self._loss(out, y)
+                scaled = loss / size if size > 1 else loss
+                if scaler is not None:
+                    scaler.scale(scaled).backward()
+                else:
+                    scaled.backward()
+            bs = len(y)
+            with torch.no_grad():
+                d = loss.detach()
+                acc["loss"] += d * bs
+                if metric_fns:
+                    od = out.detach()
+                    for j, fn in enumerate(metric_fns):
+                        msums[j] += fn(od, y) * bs
+            acc["n"] += bs
+            st.batch = i + 1
+            st.last_loss = d
+            if last:
+                self._update(opt, scaler, gn_every)
+                st.step += 1
+                if check_nan and st.step % NAN_CHECK_EVERY == 0 and not torch.isfinite(acc["loss"]):
+                    return False
+                if step_hooks:
+                    for hook in step_hooks:
+                        answer = hook(st)
+                        if answer is not None:
+                            self._handle(as_requests(answer), mid_epoch=True)
+                    if st.stop and not ddp:
+                        break
+        return bool(torch.isfinite(acc["loss"])) or ddp
+
+    def _update(self, opt: torch.optim.Optimizer, scaler: Any, gn_every: int) -> None:
+        clip = self.cfg.clip_grad_norm
+        want_norm = clip is not None or (gn_every and self.state.step % gn_every == 0)
+        if want_norm:
+            if scaler is not None:
+                scaler.unscale_(opt)
+            if clip is not None:
+                norm = torch.nn.utils.clip_grad_norm_(self.params, clip)
+            else:
+                grads = [p.grad for p in self.params if p.grad is not None]
+                norm = (
+                    torch.nn.utils.get_total_norm(grads)
+                    if grads
+                    else torch.zeros((), device=self.device)
+                )
+            self.acc["gnorm"] += norm.detach()
+            self.acc["gcount"] += 1
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    @torch.no_grad()
+    def _validate(self) -> tuple[torch.Tensor, int, list[torch.Tensor]]:
+        module = self.module
+        was = module.training
+        module.eval()
+        z = torch.zeros((), dtype=torch.float64, device=self.device)
+        loss_sum, n, msums = z.clone(), 0, [z.clone() for _ in self.metrics]
+        fns = list(self.metrics.values())
+        to_device = self.device.type != "cpu"
+        try:
+            for batch in self.val.iter_from(0):
+                *xs, y = batch
+                if to_device:
+                    xs = [x.to(self.device, non_blocking=True) for x in xs]
+                    y = y.to(self.device, non_blocking=True)
+                with self._autocast():
+                    out = module(*xs)
+                    loss = self._loss(out, y)
+                bs = len(y)
+                loss_sum += loss.float() * bs
+                for j, fn in enumerate(fns):
+                    msums[j] += fn(out.float(), y) * bs
+                n += bs
+        finally:
+            module.train(was)
+        return loss_sum, n, msums
+
+    def _end_epoch(self) -> None:
+        """Validate, build the row, let callbacks decide, record, checkpoint."""
+        st, acc = self.state, self.acc
+        t0 = time.perf_counter()
+        names = list(self.metrics)
+        parts = [
+            acc["loss"],
+            torch.tensor(float(acc["n"]), dtype=torch.float64, device=self.device),
+            *acc["metrics"],
+        ]
+        if self.val is not None:
+            vloss, vn, vm = self._validate()
+            parts += [vloss, torch.tensor(float(vn), dtype=torch.float64, device=self.device), *vm]
+        parts += [
+            acc["gnorm"],
+            torch.tensor(float(acc["gcount"]), dtype=torch.float64, device=self.device),
+        ]
+        totals = D.all_sum(torch.stack([p.to(torch.float64) for p in parts]), self.dist).tolist()
+        elapsed = acc["elapsed"] + time.perf_counter() - t0
+        m = len(names)
+        n = totals[1] or 1.0
+        row: dict[str, Any] = {"epoch": st.epoch, "step": st.step, "train_loss": totals[0] / n}
+        for j, name in enumerate(names):
+            row[f"train_{name}"] = totals[2 + j] / n
+        pos = 2 + m
+        if self.val is not None:
+            vn = totals[pos + 1] or 1.0
+            row["val_loss"] = totals[pos] / vn
+            for j, name in enumerate(names):
+                row[f"val_{name}"] = totals[pos + 2 + j] / vn
+            pos += 2 + m
+        row["lr"] = float(self.optimizer.param_groups[0]["lr"])
+        row["grad_norm"] = totals[pos] / totals[pos + 1] if totals[pos + 1] else float("nan")
+        row["epoch_time_s"] = elapsed
+        row["samples_per_s"] = totals[1] / elapsed if elapsed > 0 else float("nan")
+        if not math.isfinite(row["train_loss"]):
+            self._record_row(row)
+            self._not_finite(recorded=True)
+            return
+        st.row = row
+        requests = D.broadcast(self._dispatch("validation_end"), self.dist)
+        self._handle(requests)
+        self._record_row(row)
+        self._handle(D.broadcast(self._dispatch("epoch_end"), self.dist))
+        if self.cfg.on_nan == "rollback":
+            self.snapshot = self._capture(memory=True)
+
+    def _record_row(self, row: dict[str, Any]) -> None:
+        st = self.state
+        st.history.append(row)
+        st.epochs_done = st.epoch
+        st.batch = 0
+        log.info(
+            "epoch %d/%d: %s",
+            st.epoch,
+            st.max_epochs,
+            ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)),
+        )
+
+    def _handle(self, requests: list[Request], mid_epoch: bool = False) -> None:
+        """Act on callback requests: keep best weights, extend, stop, save."""
+        st = self.state
+        save = False
+        for req in requests:
+            if req.action == "best":
+                st.best_epoch, st.best_value = st.epoch, req.value
+                self.keep_best()
+            elif req.action == "extend":
+                st.max_epochs += req.extend_by
+                self.extended += req.extend_by
+                log.info(
+                    "extending training by %d epochs (to %d): %s",
+                    req.extend_by,
+                    st.max_epochs,
+                    req.message,
+                )
+            elif req.action == "stop" and not st.stop:
+                st.stop, st.stop_reason, st.stop_message = (
+                    True,
+                    req.reason,
+                    req.message or req.reason.value,
+                )
+            elif req.action == "save":
+                save = True
+        if save:
+            self.save(mid_epoch=mid_epoch)
+
+    # -- NaN -----------------------------------------------------------------------------------------------
+    def _not_finite(self, recorded: bool = False) -> bool:
+        """Handle a non-finite training loss: True to retry (rollback), False to stop."""
+        st = self.state
+        where = f"epoch {st.epoch} (update {st.step})"
+        if self.cfg.on_nan == "rollback" and self.snapshot is not None and st.rollbacks < 3:
+            tries = st.rollbacks + 1
+            self._restore(self.snapshot)
+            st.rollbacks = tries
+            st.lr_scale *= 0.5
+            for group in self.optimizer.param_groups:
+                group["lr"] *= 0.5
+            self._reset_accumulators()
+            log.warning(
+                "loss was not finite in %s: rolled back to epoch %d and halved the lr (try %d of 3)",
+                where,
+                st.epochs_done,
+                tries,
+            )
+            return True
+        if not recorded:
+            self._record_row({"epoch": st.epoch, "step": st.step, "train_loss": float("nan")})
+        st.stop, st.stop_reason = True, Reason.NOT_FINITE
+        if self.cfg.on_nan == "rollback":
+            st.stop_message = f"the training loss was still not finite after 3 rollbacks with halved lr (in {where}): lower lr or check the data"
+        else:
+            st.stop_message = f"the training loss became not finite in {where}: lower lr, clip gradients or check the data; kept the best weights"
+        self._handle(self._dispatch("epoch_end"))
+        return False
+
+    # -- best weights, snapshots, checkpoints ----------------------------------------------------------------
+    def keep_best(self) -> None:
+        """Copy the current weights to CPU as the best so far, and to ``checkpoints/best`` when saving."""
+        self.best_weights = {
+            k: v.detach().to("cpu", copy=True) for k, v in self.module.state_dict().items()
+        }
+        if self.ckpts is not None and self.state.is_main:
+            self.ckpts.save(
+                "best", model=self.best_weights, optimizer=None, state={}, meta=self._meta()
+            )
+
+    def _meta(self) -> dict[str, Any]:
+        import epochpilot
+
+        return {
+            "epochpilot_version": epochpilot.__version__,
+            "torch_version": torch.__version__,
+            "config_hash": self.config_hash,
+            "world_size": self.dist.world_size,
+            "counters": dict(self.state.counters(), extended=self.extended),
+            "history": self.state.history,
+            "created": time.time(),
+        }
+
+    def _capture(self, memory: bool = False) -> dict[str, Any]:
+        """Everything needed to continue from here (memory snapshots deep-copy, checkpoints share)."""
+        copy_ = copy.deepcopy if memory else (lambda x: x)
+        state = {
+            "callbacks": {cb.state_key: copy_(cb.state_dict()) for cb in self.callbacks},
+            "data": copy_(self.train.state_dict()),
+            "data_seed": self.data_seed,
+            "scaler": copy_(self.scaler.state_dict()) if self.scaler is not None else None,
+            "acc": {
+                k: (v.detach().cpu().clone() if isinstance(v, torch.Tensor) else copy_(v))
+                for k, v in self.acc.items()
+            },
+        }
+        return {
+            "model": {
+                k: v.detach().to("cpu", copy=True) for k, v in self.module.state_dict().items()
+            }
+            if memory
+            else self.module.state_dict(),
+            "optimizer": copy_(self.optimizer.state_dict()),
+            "state": state,
+            "meta": copy.deepcopy(self._meta()),
+            "best": self.best_weights,
+        }
+
+    def save(self, mid_epoch: bool = False) -> None:
+        """Write a checkpoint (rank 0) with every rank's RNG states."""
+        if self.ckpts is None:
+            return
+        rngs = D.gather(get_rng(), self.dist)
+        if self.state.is_main:
+            parts = self._capture()
+            parts["state"]["rng"] = rngs
+            st = self.state
+            name = f"step-{st.step:07d}" if mid_epoch else f"epoch-{st.epochs_done:04d}"
+            self.ckpts.save(
+                name,
+                model=parts["model"],
+                optimizer=parts["optimizer"],
+                state=parts["state"],
+                meta=parts["meta"],
+            )
+            self.on_saved()
+        D.barrier(self.dist)
+
+    def _restore(self, parts: dict[str, Any], best: dict[str, torch.Tensor] | None = None) -> None:
+        """Load a checkpoint or snapshot into model, optimizer, callbacks, data position, RNG and counters."""
+        st = self.state
+        self.module.load_state_dict(parts["model"])
+        self.optimizer.load_state_dict(parts["optimizer"])
+        inner = parts["state"]
+        by_key = inner.get("callbacks", {})
+        for cb in self.callbacks:
+            if cb.state_key in by_key:
+                cb.load_state_dict(copy.deepcopy(by_key[cb.state_key]))
+            elif cb.state_dict():
+                log.warning(
+                    "checkpoint has no state for callback %r: it starts fresh", cb.state_key
+                )
+        self.train.load_state_dict(inner.get("data", {}))
+        self.data_seed = inner.get("data_seed", self.data_seed)
+        if self.scaler is not None and inner.get("scaler"):
+            self.scaler.load_state_dict(inner["scaler"])
+        acc = inner["acc"]
+        self.acc = {
+            k: (v.to(self.device).clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v))
+            for k, v in acc.items()
+        }
+        counters = dict(parts["meta"]["counters"])
+        self.extended = counters.pop("extended", 0)
+        st.load_counters(counters)
+        st.max_epochs = self.cfg.max_epochs + self.extended
+        st.history = copy.deepcopy(parts["meta"]["history"])
+        if "rng" in inner:
+            rngs = inner["rng"]
+            if len(rngs) != self.dist.world_size:
+                log.warning(
+                    "checkpoint was written by %d processes, now %d: RNG streams restart",
+                    len(rngs),
+                    self.dist.world_size,
+                )
+            set_rng(rngs[min(self.dist.rank, len(rngs) - 1)])
+        if "best" in parts:
+            self.best_weights = parts["best"]
+        elif best is not None:
+            self.best_weights = best

@@ -1,0 +1,408 @@
+"""``Trainer(**config).fit(model, train_data, val_data)`` and the ``fit`` shortcut: build the loop's parts from
+the config, resume when asked, run, restore the best weights and write the summary."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from epochpilot.errors import ConfigError
+from epochpilot.stopping.base import Reason
+from epochpilot.train import distributed as D
+from epochpilot.train.callbacks import (
+    BestTracker,
+    CheckpointTimer,
+    ScheduleCallback,
+    StopperCallback,
+)
+from epochpilot.train.checkpoint import CheckpointDir, load_checkpoint
+from epochpilot.train.config import TrainConfig, parse_every
+from epochpilot.train.data import make_batches
+from epochpilot.train.events import TrainState
+from epochpilot.train.loop import Loop
+from epochpilot.train.progress import ProgressBar, want_progress
+from epochpilot.train.record import HistoryWriter, TensorBoardLogger, write_summary
+from epochpilot.train.rundir import prepare_run_dir, write_config
+
+__all__ = ["FitResult", "Trainer", "fit"]
+
+log = logging.getLogger("epochpilot")
+
+_LOSSES = {
+    "cross_entropy": torch.nn.CrossEntropyLoss,
+    "mse": torch.nn.MSELoss,
+    "l1": torch.nn.L1Loss,
+    "bce_with_logits": torch.nn.BCEWithLogitsLoss,
+    "huber": torch.nn.HuberLoss,
+}
+_OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+
+
+@dataclass
+class FitResult:
+    """What a fit returns: the model holding the best weights, the history and why training ended."""
+
+    model: torch.nn.Module
+    history: list[dict[str, Any]]
+    best_epoch: int | None
+    best_value: float | None
+    stopped_epoch: int
+    stop_reason: Reason
+    stop_message: str
+    run_dir: Path | None
+    monitor: str
+    mode: str
+    total_steps: int = 0
+    elapsed_s: float = 0.0
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def best_row(self) -> dict[str, Any] | None:
+        """The history row of the best epoch (None when nothing improved)."""
+        for row in self.history:
+            if row.get("epoch") == self.best_epoch:
+                return row
+        return None
+
+
+class AutoLoss:
+    """Cross-entropy for integer targets, mean squared error for float ones (chosen on the first batch)."""
+
+    def __init__(self) -> None:
+        self.fn: Any = None
+
+    def __call__(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.fn is None:
+            self.fn = (
+                torch.nn.MSELoss() if target.is_floating_point() else torch.nn.CrossEntropyLoss()
+            )
+            log.info(
+                "loss_fn not given: using %s for %s targets", type(self.fn).__name__, target.dtype
+            )
+        return self.fn(output, target)
+
+    def __repr__(self) -> str:
+        return "auto"
+
+
+def _optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    spec = cfg.optimizer
+    if isinstance(spec, str):
+        cls = _OPTIMIZERS[spec.lower()]
+        return cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if hasattr(spec, "param_groups"):
+        return spec
+    opt = spec(model.parameters())
+    if not hasattr(opt, "param_groups"):
+        raise ConfigError(f"optimizer factory returned {type(opt).__name__}, not a torch optimizer")
+    return opt
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _check_monitor(monitor: str | None, metrics: list[str], has_val: bool) -> None:
+    if not isinstance(monitor, str):
+        return
+    keys = ["train_loss", "lr", "grad_norm"] + [f"train_{m}" for m in metrics]
+    if has_val:
+        keys += ["val_loss"] + [f"val_{m}" for m in metrics]
+    if monitor not in keys:
+        hint = "pass val_data, " if monitor.startswith("val_") and not has_val else ""
+        raise ConfigError(
+            f"stopper monitors {monitor!r}, which no epoch row will have (rows have {', '.join(keys)}): "
+            f"{hint}add the metric to metrics= or monitor one of those"
+        )
+
+
+class Trainer:
+    """A thin PyTorch training loop with stopping, restore-best, exact resume, records and DDP.
+
+    ``Trainer(**config)`` takes the fields of :class:`TrainConfig` (or ``Trainer(config)``); ``fit(model,
+    train_data, val_data)`` trains and returns a :class:`FitResult`. Without ``stopper`` the default is
+    ``EarlyStopping("val_loss", "min", patience=5)``, or on ``train_loss`` when there is no validation data;
+    ``stopper=False`` runs all ``max_epochs``. The best weights (by the stopper's monitor) are loaded into the
+    model at the end, whether or not the stopper fired.
+    """
+
+    def __init__(self, config: TrainConfig | None = None, **kwargs: Any) -> None:
+        if config is not None and kwargs:
+            config = dataclasses.replace(config, **kwargs)
+        try:
+            self.config = config if config is not None else TrainConfig(**kwargs)
+        except TypeError as exc:
+            raise ConfigError(f"{exc}: see TrainConfig for the accepted fields") from None
+
+    def fit(self, model: torch.nn.Module, train_data: Any, val_data: Any = None) -> FitResult:
+        """Train ``model`` on ``train_data`` ((X, y), Dataset or DataLoader), validating on ``val_data``."""
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        cfg = self.config
+        info, device = D.setup(cfg.device)
+        try:
+            return self._fit(cfg, info, device, model, train_data, val_data)
+        finally:
+            D.teardown(info)
+
+    def _fit(
+        self,
+        cfg: TrainConfig,
+        info: D.DistInfo,
+        device: torch.device,
+        model: torch.nn.Module,
+        train_data: Any,
+        val_data: Any,
+    ) -> FitResult:
+        started = time.perf_counter()
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(
+                f"device={cfg.device!r} but CUDA is not available: use device='cpu' or 'auto'"
+            )
+        if cfg.precision == "16-mixed" and device.type != "cuda":
+            raise ConfigError(
+                "precision='16-mixed' needs a CUDA device: use 'bf16-mixed' or '32' on CPU"
+            )
+        if cfg.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
+        if cfg.seed is not None:
+            _seed_all(cfg.seed + info.rank)
+            data_seed = cfg.seed
+        else:
+            data_seed = D.broadcast(int(torch.randint(0, 2**62, ()).item()), info)
+        kw = dict(
+            batch_size=cfg.batch_size,
+            shuffle=cfg.shuffle,
+            drop_last=cfg.drop_last,
+            seed=data_seed,
+            num_workers=cfg.num_workers,
+            rank=info.rank,
+            world_size=info.world_size,
+        )
+        train = make_batches(train_data, "train_data", **kw)
+        val = (
+            make_batches(val_data, "val_data", train=False, **kw) if val_data is not None else None
+        )
+        if val is not None and val.n_samples == 0 and len(val) == 0:
+            val = None
+
+        stopper = cfg.stopper
+        if stopper is None:
+            from epochpilot.stopping import EarlyStopping
+
+            stopper = EarlyStopping(
+                monitor="val_loss" if val is not None else "train_loss", mode="min", patience=5
+            )
+        monitor = getattr(stopper, "monitor", None) if stopper is not False else None
+        monitor = monitor or ("val_loss" if val is not None else "train_loss")
+        mode = getattr(stopper, "mode", "min") if stopper is not False else "min"
+        _check_monitor(monitor, list(cfg.metrics), val is not None)
+
+        model.to(device)
+        optimizer = _optimizer(cfg, model)
+        wrapped = D.wrap(model, info, device)
+        loss_fn = (
+            AutoLoss()
+            if cfg.loss_fn is None
+            else (_LOSSES[cfg.loss_fn]() if isinstance(cfg.loss_fn, str) else cfg.loss_fn)
+        )
+        scaler = torch.amp.GradScaler("cuda") if cfg.precision == "16-mixed" else None
+
+        n_params = sum(p.numel() for p in model.parameters())
+        tables = {
+            "train": cfg.resolved(),
+            "model": {
+                "class": f"{type(model).__module__}.{type(model).__qualname__}",
+                "parameters": n_params,
+            },
+            "data": {
+                "n_train": train.n_samples,
+                "n_val": val.n_samples if val is not None else -1,
+                "world_size": info.world_size,
+            },
+        }
+        config_hash = cfg.config_hash(
+            {"model": tables["model"], "data": {"n_train": train.n_samples}}
+        )
+        tables["run"] = {
+            "config_hash": config_hash,
+            "epochpilot_version": _version(),
+            "torch_version": torch.__version__,
+        }
+        resume_from = D.broadcast(
+            prepare_run_dir(cfg, tables, config_hash) if info.rank == 0 else None, info
+        )
+        if cfg.run_dir is None and resume_from is None:
+            pass
+        run_dir = Path(cfg.run_dir) if cfg.run_dir is not None else None
+
+        callbacks: list[Any] = []
+        if cfg.schedule is not None:
+            callbacks.append(ScheduleCallback(cfg.schedule))
+        callbacks.append(
+            StopperCallback(stopper) if stopper is not False else BestTracker(monitor, mode)
+        )
+        callbacks.extend(cfg.callbacks)
+        writer = None
+        ckpts = None
+        if run_dir is not None and info.rank == 0:
+            writer = HistoryWriter(run_dir)
+            callbacks.append(writer)
+            if cfg.tensorboard:
+                callbacks.append(TensorBoardLogger(run_dir / "tb"))
+        if run_dir is not None:
+            every = parse_every(cfg.checkpoint_every)
+            ckpts = CheckpointDir(run_dir / "checkpoints", cfg.keep_last)
+            if every is not None:
+                callbacks.append(CheckpointTimer(*every))
+        if want_progress(cfg.progress) and info.rank == 0:
+            callbacks.append(ProgressBar())
+        keys = [cb.state_key for cb in callbacks]
+        dupes = {k for k in keys if keys.count(k) > 1}
+        if dupes:
+            raise ConfigError(
+                f"callbacks share the state_key {sorted(dupes)}: give each a distinct state_key"
+            )
+
+        state = TrainState(
+            max_epochs=cfg.max_epochs,
+            steps_per_epoch=math.ceil(len(train) / cfg.accumulation),
+            batches_per_epoch=len(train),
+            monitor=monitor,
+            mode=mode,
+            rank=info.rank,
+            world_size=info.world_size,
+            optimizer=optimizer,
+        )
+        loop = Loop(
+            state=state,
+            cfg=cfg,
+            model=wrapped,
+            module=model,
+            optimizer=optimizer,
+            loss_fn=loss_fn,
+            metrics=cfg.metrics,
+            train=train,
+            val=val,
+            dist=info,
+            device=device,
+            scaler=scaler,
+            callbacks=callbacks,
+            ckpts=ckpts,
+            config_hash=config_hash,
+            data_seed=data_seed,
+            extended=0,
+            on_saved=lambda: None,
+        )
+
+        def summary() -> dict[str, Any]:
+            st = state
+            return {
+                "monitor": monitor,
+                "mode": mode,
+                "best_epoch": st.best_epoch,
+                "best_value": st.best_value,
+                "stopped_epoch": st.epochs_done,
+                "stop_reason": st.stop_reason.value,
+                "stop_message": st.stop_message,
+                "max_epochs": st.max_epochs,
+                "epochs_run": len(st.history),
+                "total_steps": st.step,
+                "steps_per_epoch": st.steps_per_epoch,
+                "batch_size": cfg.batch_size,
+                "n_train": train.n_samples,
+                "n_val": val.n_samples if val is not None else None,
+                "elapsed_s": time.perf_counter() - started,
+                "epochpilot_version": _version(),
+                "world_size": info.world_size,
+                "final_metrics": next(
+                    (r for r in st.history if r.get("epoch") == st.best_epoch), None
+                ),
+            }
+
+        if run_dir is not None and info.rank == 0:
+            loop.on_saved = lambda: write_summary(run_dir, summary())
+        if resume_from is not None:
+            parts = load_checkpoint(resume_from)
+            best = None
+            best_dir = Path(resume_from).parent / "best"
+            if parts["meta"]["counters"].get("best_epoch") is not None and best_dir.is_dir():
+                best = load_checkpoint(best_dir)["model"]
+            loop._restore(parts, best=best)
+            if parts["meta"].get("config_hash") != config_hash:
+                log.warning("checkpoint %s was written by a different config", resume_from)
+            log.info(
+                "resumed from %s at epoch %d, batch %d, update %d",
+                resume_from,
+                state.epochs_done + 1,
+                state.batch,
+                state.step,
+            )
+        else:
+            if hasattr(stopper, "reset"):
+                stopper.reset()
+            if run_dir is not None and info.rank == 0:
+                write_config(run_dir, tables)
+        if writer is not None:
+            writer.reset(state.history)
+
+        try:
+            loop.run()
+        finally:
+            if loop.best_weights is not None:
+                model.load_state_dict(loop.best_weights)
+            loop._dispatch("fit_end")
+            if cfg.deterministic:
+                torch.use_deterministic_algorithms(False)
+        result_summary = summary()
+        if run_dir is not None and info.rank == 0:
+            write_summary(run_dir, result_summary)
+        D.barrier(info)
+        return FitResult(
+            model=model,
+            history=state.history,
+            best_epoch=state.best_epoch,
+            best_value=state.best_value,
+            stopped_epoch=state.epochs_done,
+            stop_reason=state.stop_reason,
+            stop_message=state.stop_message,
+            run_dir=run_dir,
+            monitor=monitor,
+            mode=mode,
+            total_steps=state.step,
+            elapsed_s=result_summary["elapsed_s"],
+            summary=result_summary,
+        )
+
+
+def _version() -> str:
+    import epochpilot
+
+    return getattr(epochpilot, "__version__", "0")
+
+
+def fit(model: torch.nn.Module, train_data: Any, val_data: Any = None, **config: Any) -> FitResult:
+    """Shortcut for ``Trainer(**config).fit(model, train_data, val_data)``.
+
+    >>> import torch
+    >>> from epochpilot import fit
+    >>> X, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> result = fit(torch.nn.Linear(4, 2), (X, y), max_epochs=2, seed=0)
+    >>> len(result.history)
+    2
+    """
+    return Trainer(**config).fit(model, train_data, val_data)
