@@ -56,23 +56,29 @@ def fit_forecast(
     tau_min: float = 5.0,
     sigma_floor: float = 1e-3,
     temperature: float = 1.0,
+    noise_factor: float = 0.0,
+    start_frac: float = 0.0,
 ) -> CurveForecast:
     """Fit the ensemble to ``values`` (lower is better) at ``epochs`` and forecast ``horizon`` more epochs.
 
     ``delta`` is the improvement (in the values' units) that counts; recent epochs weigh more
     (``exp(-(n - t) / tau)``, ``tau = max(tau_min, tau_frac * n)``); ``sigma_floor`` (relative to the
-    curve's range) keeps a perfectly smooth curve from looking infinitely certain.
+    curve's range) keeps a perfectly smooth curve from looking infinitely certain. A gain only counts when
+    it also exceeds ``noise_factor`` times the estimated noise of one epoch (smaller gains cannot be told
+    apart from luck). Epochs before ``start_frac`` of those seen (the early transient) are not fitted.
     """
     t = np.asarray(epochs, dtype=float)
     y = np.asarray(values, dtype=float)
+    best_seen = float(np.min(y))
+    first = min(int(start_frac * len(y)), max(len(y) - 5, 0))
+    t, y = t[first:], y[first:]
     n = len(y)
     lo, hi = float(np.min(y)), float(np.max(y))
     scale = hi - lo if hi > lo else max(abs(hi), 1.0) * 1e-6 + 1e-12
     z = (y - lo) / scale
     last = t[-1]
     if horizon <= 0:
-        ref = float(np.min(y))
-        return CurveForecast(0.0, ref, ref, int(last), 0.0, 0.0)
+        return CurveForecast(0.0, best_seen, best_seen, int(last), 0.0, 0.0)
     tf = last + np.arange(1, horizon + 1, dtype=float)
     tau = max(tau_min, tau_frac * n)
     w = np.exp(-(last - t) / tau)
@@ -128,7 +134,7 @@ def fit_forecast(
     gain = np.concatenate([r[2] for r in results])
     var = np.concatenate([r[3] for r in results]) * sig2 + (sigma_floor**2) * 0.0
     sd = np.sqrt(np.maximum(var, 1e-24))
-    d = delta / scale
+    d = max(delta / scale, noise_factor * math.sqrt(sig2))
     p_m = _norm_cdf((gain - d) / sd)
     p_improve = float(np.clip(np.sum(weights * p_m), 0.0, 1.0))
     fut = np.concatenate([r[4] for r in results])

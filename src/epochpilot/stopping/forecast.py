@@ -35,6 +35,8 @@ FIT_OPTIONS: dict[str, float] = {
     "tau_min": 5.0,
     "sigma_floor": 1e-3,
     "temperature": 1.0,
+    "noise_factor": 1.0,
+    "start_frac": 0.3,
 }
 
 
