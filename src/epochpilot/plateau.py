@@ -7,13 +7,14 @@ with :meth:`ReduceOnPlateau.wrap` multiplies its own lr by that scale. Pure: sta
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
 
 from epochpilot.stopping.base import check_mode, get_metric
 
-__all__ = ["ReduceOnPlateau"]
+__all__ = ["ReduceOnPlateau", "plateaus"]
 
 #: Version of the ``state_dict`` layout; bumped when the layout changes.
 STATE_VERSION = 1
@@ -219,3 +220,22 @@ class ReduceOnPlateau:
             f"patience={self.patience!r}, threshold={self.threshold!r}, "
             f"threshold_mode={self.threshold_mode!r}, cooldown={self.cooldown!r}, min_lr={self.min_lr!r})"
         )
+
+
+def plateaus(schedule: Any) -> list[ReduceOnPlateau]:
+    """Every ReduceOnPlateau inside ``schedule`` (each once, in field order): the ones to feed metrics to."""
+    found: list[ReduceOnPlateau] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, ReduceOnPlateau):
+            if not any(node is seen for seen in found):
+                found.append(node)
+        elif dataclasses.is_dataclass(node) and not isinstance(node, type):
+            for field in dataclasses.fields(node):
+                walk(getattr(node, field.name))
+        elif isinstance(node, (tuple, list)):
+            for item in node:
+                walk(item)
+
+    walk(schedule)
+    return found

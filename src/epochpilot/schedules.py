@@ -14,16 +14,15 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import math
 import operator
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
-from epochpilot.plateau import ReduceOnPlateau
+from epochpilot.plateau import ReduceOnPlateau, plateaus
 
 __all__ = [
     "Constant",
@@ -55,50 +54,28 @@ def _number(name: str, value: Any) -> float:
         raise ValueError(f"{name} must be a number, got {value!r}") from None
 
 
-def _lr(name: str, value: Any, *, allow_zero: bool = False) -> float:
-    """Check a learning rate: finite and > 0 (or >= 0 with allow_zero)."""
-    number = _number(name, value)
-    if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
-        need = ">= 0" if allow_zero else "> 0"
-        raise ValueError(
-            f"{name} must be a finite number {need}, got {value!r}: pass e.g. {name}=1e-3"
-        )
-    return number
-
-
 def _int(name: str, value: Any, minimum: int) -> int:
     """Check an integer step count >= minimum."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(
-            f"{name} must be an integer >= {minimum} (steps are optimizer updates), got {value!r}"
+            f"{name} must be an integer >= {minimum} (optimizer updates), got {value!r}"
         )
     return int(value)
 
 
-def _positive(name: str, value: Any) -> float:
-    """Check a finite factor > 0 (gamma, decay_rate, ...)."""
-    number = _number(name, value)
-    if not math.isfinite(number) or number <= 0:
-        raise ValueError(
-            f"{name} must be a finite number > 0, got {value!r}: e.g. {name}=0.1 divides the lr by 10"
-        )
-    return number
-
-
-def _schedule(name: str, value: Any) -> None:
-    if not callable(value):
-        raise TypeError(f"{name} must be a schedule (callable step -> lr), got {value!r}")
-
-
-#: Declared argument checks, by kind; each class lists ``_checks = {field: kind}``.
-_CHECKS: dict[str, Callable[[str, Any], Any]] = {
-    "lr": _lr,
-    "lr0": lambda name, value: _lr(name, value, allow_zero=True),
-    "steps0": lambda name, value: _int(name, value, 0),
-    "steps1": lambda name, value: _int(name, value, 1),
-    "positive": _positive,
-    "schedule": _schedule,
-}
+def _check(kind: str, name: str, value: Any) -> None:
+    """One declared check: "lr" (finite > 0), "lr0" (finite >= 0), "positive" (finite factor > 0),
+    "steps0"/"steps1" (integer >= 0/1) or "schedule" (callable)."""
+    if kind == "schedule":
+        if not callable(value):
+            raise TypeError(f"{name} must be a schedule (callable step -> lr), got {value!r}")
+    elif kind.startswith("steps"):
+        _int(name, value, int(kind[-1]))
+    else:
+        number = _number(name, value)
+        if not math.isfinite(number) or number < 0 or (number == 0 and kind != "lr0"):
+            need = ">= 0" if kind == "lr0" else "> 0"
+            raise ValueError(f"{name} must be a finite number {need}, got {value!r}")
 
 
 class Schedule:
@@ -111,7 +88,7 @@ class Schedule:
 
     def __post_init__(self) -> None:
         for name, kind in self._checks.items():
-            _CHECKS[kind](name, getattr(self, name))
+            _check(kind, name, getattr(self, name))
         self._validate()
 
     def _validate(self) -> None:
@@ -126,12 +103,6 @@ class Schedule:
 
     def _at(self, step: int) -> float:  # pragma: no cover - subclasses implement
         raise NotImplementedError
-
-
-class Multiplier(Protocol):
-    """Anything ``Scaled`` can multiply a schedule by: ``apply(lr) -> lr`` (e.g. ReduceOnPlateau)."""
-
-    def apply(self, lr: float) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -446,30 +417,11 @@ class Scaled(Schedule):
 
     def _validate(self) -> None:
         if not hasattr(self.by, "apply"):
-            _lr("by", self.by, allow_zero=True)
+            _check("lr0", "by", self.by)
 
     def _at(self, step: int) -> float:
         lr = self.schedule(step)
         return self.by.apply(lr) if hasattr(self.by, "apply") else lr * float(self.by)
-
-
-def plateaus(schedule: Any) -> list[ReduceOnPlateau]:
-    """Every ReduceOnPlateau inside ``schedule`` (each once, in field order): the ones to feed metrics to."""
-    found: list[ReduceOnPlateau] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, ReduceOnPlateau):
-            if not any(node is seen for seen in found):
-                found.append(node)
-        elif dataclasses.is_dataclass(node) and not isinstance(node, type):
-            for field in dataclasses.fields(node):
-                walk(getattr(node, field.name))
-        elif isinstance(node, (tuple, list)):
-            for item in node:
-                walk(item)
-
-    walk(schedule)
-    return found
 
 
 def simulate(schedule: Callable[[int], float], steps: int) -> list[float]:
