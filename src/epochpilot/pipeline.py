@@ -112,7 +112,6 @@ def run_job(
 ) -> JobResult:
     """Train the job's model on its data, save the predictor and the report; returns what happened."""
     from epochpilot.schedules import parse
-    from epochpilot.train import Trainer
 
     table = load_table(spec)
     pre = Preprocessor.fit(table, task=spec.data.task, impute=spec.data.impute)
@@ -140,6 +139,8 @@ def run_job(
     model = build_model(spec.model.factory, len(pre.features), pre.n_outputs, spec.model.kwargs)
     _write_job(run_dir, spec)
     classification = pre.task == "classification"
+    from epochpilot.train import Trainer
+
     trainer = Trainer(
         loss_fn="cross_entropy" if classification else "mse",
         optimizer=t.optimizer,
