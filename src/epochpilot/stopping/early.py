@@ -134,6 +134,9 @@ class EarlyStopping(Policy):
             return f"by more than {float(self.min_delta) * 100:g}%"
         return f"by more than {float(self.min_delta):g}"
 
+    def _baseline_text(self) -> str:
+        return fmt_value(None if self.baseline is None else float(self.baseline))
+
     def _best_text(self) -> str:
         if self.best_epoch_ is None:
             return "(no best yet)"
@@ -227,14 +230,13 @@ class EarlyStopping(Policy):
             else:
                 text = (
                     f"{self.monitor} improved to {fmt_value(raw)} ({smoothed}best so far) but not "
-                    f"{self._delta_text()} past baseline {fmt_value(float(self.baseline))} "  # type: ignore[arg-type]
-                    f"({progress})"
+                    f"{self._delta_text()} past baseline {self._baseline_text()} ({progress})"
                 )
             return self._decision(False, Reason.CONTINUE, True, text)
         stop = self.wait_ >= self.patience
         if stop and not baseline_beaten:
             text = (
-                f"{self.monitor} did not beat baseline {fmt_value(float(self.baseline))} "  # type: ignore[arg-type]
+                f"{self.monitor} did not beat baseline {self._baseline_text()} "
                 f"{self._delta_text()} in {_epochs(self.wait_)} {self._best_text()}"
             )
             return self._decision(True, Reason.BASELINE, False, text)
@@ -248,7 +250,7 @@ class EarlyStopping(Policy):
             text = f"{self.monitor} is {raw}, counted as no improvement ({progress}) {self._best_text()}"
         elif not baseline_beaten:
             text = (
-                f"{self.monitor}: baseline {fmt_value(float(self.baseline))} not beaten in "  # type: ignore[arg-type]
+                f"{self.monitor}: baseline {self._baseline_text()} not beaten in "
                 f"{progress} {self._best_text()}"
             )
         else:
