@@ -218,13 +218,17 @@ class Cosine(Schedule):
     def _at(self, step: int) -> float:
         if step >= self.total_steps:
             return self.min_lr
-        length = self.total_steps / sum(self.cycle_mult**i for i in range(self.cycles))
-        start = 0.0
-        for _ in range(self.cycles - 1):
-            if step < start + length:
-                break
-            start += length
-            length *= self.cycle_mult
+        if self.cycle_mult == 1:  # equal cycles: index directly
+            length = self.total_steps / self.cycles
+            start = min(step // length, self.cycles - 1) * length
+        else:  # growing cycles: walk them (exact for integer lengths, as torch's T_cur/T_i)
+            length = self.total_steps / sum(self.cycle_mult**i for i in range(self.cycles))
+            start = 0.0
+            for _ in range(self.cycles - 1):
+                if step < start + length:
+                    break
+                start += length
+                length *= self.cycle_mult
         position = (step - start) / length
         return self.min_lr + (self.lr - self.min_lr) * (1 + math.cos(math.pi * position)) / 2
 
@@ -499,6 +503,7 @@ def parse(spec: str, *, lr: float, total_steps: int, warmup_steps: int | None = 
     return Warmup(_NAMES[name](lr, total_steps - steps), steps)
 
 
-def to_torch(schedule: Callable[[int], float], optimizer: Any, **kwargs: Any) -> Any:
-    """A torch LR scheduler driven by ``schedule``, stepped once per optimizer update (see train/lr.py)."""
-    return importlib.import_module("epochpilot.train.lr").to_torch(schedule, optimizer, **kwargs)
+def to_torch(schedule: Callable[[int], float], optimizer: Any) -> Any:
+    """A torch LR scheduler (``epochpilot.train.lr.ScheduleLR``) setting each param group's lr to
+    ``schedule(step)`` (times the group's ratio to the first group), stepped once per optimizer update."""
+    return importlib.import_module("epochpilot.train.lr").to_torch(schedule, optimizer)

@@ -162,10 +162,11 @@ class ScheduleLR(LRScheduler):
         self._apply()
 
 
-def to_torch(
-    schedule: Callable[[int], float], optimizer: Optimizer, *, last_step: int = -1
-) -> ScheduleLR:
+def to_torch(schedule: Callable[[int], float], optimizer: Optimizer) -> ScheduleLR:
     """A torch LR scheduler that sets each group's lr to ``schedule(step)`` (times its ratio; see ScheduleLR).
+
+    To resume, rebuild the same schedule and optimizer, call ``to_torch`` and then
+    ``scheduler.load_state_dict(saved)``; before or after ``optimizer.load_state_dict`` gives the same lrs.
 
     Example::
 
@@ -177,4 +178,4 @@ def to_torch(
         >>> round(opt.param_groups[0]["lr"], 4)
         0.0109
     """
-    return ScheduleLR(optimizer, schedule, last_epoch=last_step)
+    return ScheduleLR(optimizer, schedule)
