@@ -1,0 +1,184 @@
+"""Shared replay code for the stopping benchmark: load curve corpora and replay them through stop policies.
+
+A curve is replayed epoch by epoch: the policy sees that epoch's metrics and may stop; the kept model is the
+best-so-far by validation. Regret is the test metric lost against the best-validation epoch of the full run
+(loss: relative %, accuracy: points).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from epochpilot.stopping.base import Policy
+
+VAL, TRAIN, GRAD = "val", "train", "grad"
+REPO = Path(__file__).resolve().parents[1]
+GENERATED = REPO / "bench" / "data" / "generated.jsonl.gz"
+TASKSET = REPO / ".." / "shared" / "curves" / "taskset"
+
+
+@dataclass
+class Curve:
+    """One run's per-epoch curves; ``kind`` is "loss" (mode min) or "acc" (mode max)."""
+
+    name: str
+    kind: str
+    valid: np.ndarray
+    test: np.ndarray
+    train: np.ndarray
+    grad: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def mode(self) -> str:
+        return "min" if self.kind == "loss" else "max"
+
+    @property
+    def budget(self) -> int:
+        return len(self.valid)
+
+    def split(self, tune_fraction: float = 0.3) -> str:
+        """A stable "tune" / "report" assignment from a hash of the curve's name."""
+        h = zlib.crc32(self.name.encode()) / 2**32
+        return "tune" if h < tune_fraction else "report"
+
+
+def _arr(values: Iterable[float | None]) -> np.ndarray:
+    return np.array([math.nan if v is None else float(v) for v in values], dtype=float)
+
+
+def _usable(c: Curve) -> bool:
+    """At least 5 finite validation values, and a finite test value wherever validation is finite."""
+    fin = np.isfinite(c.valid)
+    return bool(fin.sum() >= 5 and np.isfinite(c.valid[0]) and np.all(np.isfinite(c.test[fin])))
+
+
+def load_generated(path: Path = GENERATED, kind: str = "loss") -> list[Curve]:
+    """Corpus 1 (bench/make_curves.py): one curve per run, monitoring validation ``kind``."""
+    curves = []
+    with gzip.open(path, "rt") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            cfg = r["config"]
+            c = Curve(
+                name=f"gen-{cfg['index']}",
+                kind=kind,
+                valid=_arr(r["valid"][kind]),
+                test=_arr(r["test"][kind]),
+                train=_arr(r["train"]["loss"]),
+                grad=_arr(r["grad_norm"]),
+                meta=cfg,
+            )
+            if _usable(c):
+                curves.append(c)
+    return curves
+
+
+def load_taskset(directory: Path = TASKSET, per_task: int | None = None) -> list[Curve]:
+    """Corpus 2: TaskSet loss curves (``per_task`` first configs of each task file, or all)."""
+    curves = []
+    for path in sorted(Path(directory).glob("*.json.gz")):
+        task = path.name.split(".")[0].replace("FixedTextRNNClassification_", "")
+        records = json.load(gzip.open(path, "rt"))
+        for i, r in enumerate(records[:per_task] if per_task else records):
+            c = Curve(
+                name=f"{task}-{i}",
+                kind="loss",
+                valid=_arr(r["valid"]["loss"]),
+                test=_arr(r["test"]["loss"]),
+                train=_arr(r["train"]["loss"]),
+                meta=r["hp"],
+            )
+            if _usable(c):
+                curves.append(c)
+    return curves
+
+
+def metrics_at(c: Curve, i: int) -> dict[str, float]:
+    """What a policy sees at epoch ``i + 1``."""
+    m = {VAL: float(c.valid[i]), TRAIN: float(c.train[i])}
+    if c.grad is not None:
+        m[GRAD] = float(c.grad[i])
+    return m
+
+
+def replay(c: Curve, policy: Policy) -> int:
+    """Feed ``c`` to ``policy`` epoch by epoch; return the stop epoch (the budget when it never stops)."""
+    for i in range(c.budget):
+        if policy.update(i + 1, metrics_at(c, i)).stop:
+            return i + 1
+    return c.budget
+
+
+def kept_epoch(c: Curve, stop: int) -> int:
+    """Best-so-far validation epoch (1-based) among epochs 1..stop."""
+    v = c.valid[:stop]
+    v = np.where(np.isfinite(v), v, np.inf if c.mode == "min" else -np.inf)
+    return int(np.argmin(v) if c.mode == "min" else np.argmax(v)) + 1
+
+
+def regret(c: Curve, stop: int, on: str = "test") -> float:
+    """Metric lost by stopping at ``stop`` vs the full run's best-validation epoch (on test or valid)."""
+    target = c.test if on == "test" else c.valid
+    k, best = kept_epoch(c, stop), kept_epoch(c, c.budget)
+    a, b = target[k - 1], target[best - 1]
+    if c.kind == "loss":
+        return float(100.0 * (a - b) / max(abs(b), 1e-12))
+    return float(100.0 * (b - a))
+
+
+@dataclass
+class Result:
+    """Per-policy summary over a corpus."""
+
+    name: str
+    stops: np.ndarray
+    regrets: np.ndarray
+    budgets: np.ndarray
+
+    @property
+    def compute(self) -> float:
+        return float(np.mean(self.stops / self.budgets))
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.regrets))
+
+    @property
+    def p90(self) -> float:
+        return float(np.percentile(self.regrets, 90))
+
+
+def evaluate(
+    curves: list[Curve], name: str, stop_epoch: Callable[[Curve], int], on: str = "test"
+) -> Result:
+    """Run ``stop_epoch`` on every curve and summarise compute and regret."""
+    stops = np.array([stop_epoch(c) for c in curves], dtype=float)
+    regrets = np.array([regret(c, int(s), on) for c, s in zip(curves, stops)])
+    budgets = np.array([c.budget for c in curves], dtype=float)
+    return Result(name, stops, regrets, budgets)
+
+
+def frontier_at(frontier: list[Result], compute: float) -> tuple[float, float, str] | None:
+    """(mean, p90, between) of the patience frontier interpolated at ``compute``; None outside it."""
+    pts = sorted(frontier, key=lambda r: r.compute)
+    for lo, hi in zip(pts, pts[1:]):
+        if lo.compute <= compute <= hi.compute:
+            span = hi.compute - lo.compute
+            f = 0.0 if span <= 0 else (compute - lo.compute) / span
+            return (
+                lo.mean + f * (hi.mean - lo.mean),
+                lo.p90 + f * (hi.p90 - lo.p90),
+                f"{lo.name} .. {hi.name}",
+            )
+    return None

@@ -1,0 +1,334 @@
+"""Stopping benchmark: replay real learning curves through every stop policy; compute vs regret.
+
+    .venv/bin/python bench/stopping.py                   # report split of every corpus, tables + figures
+    .venv/bin/python bench/stopping.py --split tune --on valid   # what Forecast's defaults were tuned on
+
+Per policy: compute = mean(stop epoch / budget); regret = mean and p90 of the test metric lost against the
+full run's best-validation epoch (loss: relative %, accuracy: points). The patience rules (2, 3, 5, 10, 20,
+plus "full budget" = never stop, regret 0) trace a frontier; Forecast's target is at most half the
+frontier's mean regret at its own compute, with p90 no worse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _replay import (  # noqa: E402
+    GENERATED,
+    GRAD,
+    TASKSET,
+    TRAIN,
+    VAL,
+    Curve,
+    Result,
+    evaluate,
+    frontier_at,
+    load_generated,
+    load_taskset,
+    metrics_at,
+    replay,
+)
+
+from epochpilot.stopping.forecast import Forecast  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PATIENCES = (2, 3, 5, 10, 20)
+SWEEP = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
+ERR = "val_err"
+
+
+def _err_metrics(c: Curve, i: int) -> dict[str, float]:
+    """Prechelt's rules watch an error (>= 0, lower is better): the loss, or 1 - accuracy."""
+    m = metrics_at(c, i)
+    m[ERR] = m[VAL] if c.kind == "loss" else 1.0 - m[VAL]
+    return m
+
+
+def _replay_err(c: Curve, make) -> int:
+    policy = make()
+    for i in range(c.budget):
+        if policy.update(i + 1, _err_metrics(c, i)).stop:
+            return i + 1
+    return c.budget
+
+
+def baselines(curves: list[Curve], on: str) -> tuple[list[Result], list[Result]]:
+    """The patience frontier (plus full budget) and the other baselines (Prechelt, half budget)."""
+    from epochpilot.stopping import EarlyStopping, GeneralizationLoss, ProgressQuotient, UpStrips
+
+    frontier = [
+        evaluate(
+            curves,
+            f"patience {k}",
+            lambda c, k=k: replay(c, EarlyStopping(VAL, c.mode, patience=k)),
+            on,
+        )
+        for k in PATIENCES
+    ]
+    frontier.append(evaluate(curves, "full budget", lambda c: c.budget, on))
+    others = [
+        evaluate(
+            curves,
+            "Prechelt GL5",
+            lambda c: _replay_err(c, lambda: GeneralizationLoss(5.0, ERR)),
+            on,
+        ),
+        evaluate(
+            curves,
+            "Prechelt PQ0.5",
+            lambda c: _replay_err(
+                c, lambda: ProgressQuotient(0.5, 5, monitor=ERR, train_monitor=TRAIN)
+            ),
+            on,
+        ),
+        evaluate(
+            curves,
+            "Prechelt UP3",
+            lambda c: _replay_err(c, lambda: UpStrips(3, 5, monitor=ERR)),
+            on,
+        ),
+        evaluate(curves, "half budget", lambda c: max(1, c.budget // 2), on),
+    ]
+    return frontier, others
+
+
+def forecast_trajectory(c: Curve, **kwargs) -> list[float | None]:
+    """P(improve) after every epoch (None while collecting; -1 at a non-finite value = stop at once)."""
+    policy = Forecast(
+        VAL, c.mode, budget=c.budget, train_monitor=TRAIN, grad_monitor=GRAD, **kwargs
+    )
+    out: list[float | None] = []
+    for i in range(c.budget):
+        d = policy.update(i + 1, metrics_at(c, i))
+        out.append(-1.0 if d.reason.value == "not_finite" else policy.last_p_improve)
+        if out[-1] == -1.0:
+            break
+    return out
+
+
+def stop_from(traj: list[float | None], confidence: float, budget: int) -> int:
+    """The epoch at which Forecast(confidence) stops, given its P(improve) trajectory."""
+    for i, p in enumerate(traj):
+        if p is not None and p < 1.0 - confidence:
+            return i + 1
+    return budget
+
+
+def forecast_results(curves: list[Curve], on: str, default: float) -> tuple[Result, list[Result]]:
+    """Forecast at its default confidence, and the confidence sweep (from one trajectory per curve)."""
+    trajs = {c.name: forecast_trajectory(c) for c in curves}
+    main = evaluate(
+        curves,
+        f"Forecast (default, {default:g})",
+        lambda c: stop_from(trajs[c.name], default, c.budget),
+        on,
+    )
+    sweep = [
+        evaluate(
+            curves, f"Forecast {q:g}", lambda c, q=q: stop_from(trajs[c.name], q, c.budget), on
+        )
+        for q in SWEEP
+    ]
+    # the trajectory shortcut must agree with the real policy: check a few curves
+    for c in curves[:: max(1, len(curves) // 15)]:
+        real = replay(
+            c, Forecast(VAL, c.mode, budget=c.budget, train_monitor=TRAIN, grad_monitor=GRAD)
+        )
+        if real != stop_from(trajs[c.name], default, c.budget):
+            raise RuntimeError(f"trajectory shortcut disagrees with Forecast on {c.name}")
+    return main, sweep
+
+
+def table(title: str, unit: str, rows: list[Result], main: Result, frontier: list[Result]) -> str:
+    """A markdown table plus the target verdict."""
+    lines = [
+        f"### {title}",
+        "",
+        f"| policy | compute | mean regret ({unit}) | p90 regret ({unit}) |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        bold = "**" if r is main else ""
+        lines.append(f"| {bold}{r.name}{bold} | {r.compute:.3f} | {r.mean:.3f} | {r.p90:.3f} |")
+    at = frontier_at(frontier, main.compute)
+    lines.append("")
+    if at is None:
+        lines.append(
+            f"Forecast's compute {main.compute:.3f} is outside the patience frontier: no verdict."
+        )
+    else:
+        mean, p90, between = at
+        ratio = main.mean / mean if mean > 0 else float("inf")
+        ok = main.mean <= 0.5 * mean and main.p90 <= p90
+        lines.append(
+            f"Frontier at compute {main.compute:.3f} ({between}): mean {mean:.3f}, p90 {p90:.3f}. "
+            f"Forecast mean / frontier mean = {ratio:.2f} (target <= 0.50), p90 {main.p90:.3f} vs {p90:.3f}: "
+            f"target {'MET' if ok else 'NOT met'}."
+        )
+    return "\n".join(lines)
+
+
+def figure(path: Path, title: str, unit: str, frontier, others, sweep, main) -> None:
+    """Frontier of patience rules and Forecast's confidence sweep, compute vs mean regret."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=90)
+    fr = sorted(frontier, key=lambda r: r.compute)
+    ax.plot(
+        [r.compute for r in fr],
+        [r.mean for r in fr],
+        "o-",
+        color="tab:gray",
+        label="patience frontier",
+    )
+    for r in fr:
+        ax.annotate(
+            r.name.replace("patience ", "p"),
+            (r.compute, r.mean),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
+    ax.plot(
+        [r.compute for r in sweep],
+        [r.mean for r in sweep],
+        "s-",
+        color="tab:blue",
+        ms=4,
+        label="Forecast (confidence sweep)",
+    )
+    ax.plot([main.compute], [main.mean], "*", color="tab:red", ms=14, label="Forecast default")
+    ax.plot(
+        [r.compute for r in fr],
+        [0.5 * r.mean for r in fr],
+        ":",
+        color="tab:green",
+        label="target: half the frontier",
+    )
+    for r in others:
+        ax.plot([r.compute], [r.mean], "x", ms=7, label=r.name)
+    ax.set_xlabel("compute (mean stop epoch / budget)")
+    ax.set_ylabel(f"mean test regret ({unit})")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def decision_ms() -> float:
+    """Median time of one Forecast decision with 200 epochs of history (noisy power-law curve)."""
+    rng = np.random.default_rng(0)
+    policy = Forecast(VAL, "min", budget=400)
+    for e in range(1, 200):
+        policy.update(e, {VAL: e**-0.5 + 0.01 * rng.normal()})
+    times = []
+    for _ in range(50):
+        fresh = Forecast(VAL, "min", budget=400)
+        fresh.load_state_dict(policy.state_dict())
+        t = time.perf_counter()
+        fresh.update(200, {VAL: 200**-0.5})
+        times.append(time.perf_counter() - t)
+    return 1000.0 * statistics.median(times)
+
+
+def corpora(args) -> list[tuple[str, str, list[Curve]]]:
+    out = []
+    if GENERATED.exists():
+        out.append(("generated, val loss", "rel. %", load_generated(GENERATED, "loss")))
+        out.append(("generated, val accuracy", "points", load_generated(GENERATED, "acc")))
+    else:
+        print(f"generated corpus missing ({GENERATED}): run bench/make_curves.py")
+    if TASKSET.exists():
+        out.append(("TaskSet IMDB RNNs, val loss", "rel. %", load_taskset(TASKSET, args.per_task)))
+    else:
+        print(f"TaskSet curves not found at {TASKSET.resolve()}: skipping that corpus")
+    return out
+
+
+def tune(args) -> None:
+    """Grid over Forecast's ensemble settings on the tuning split, regret on *validation* (never test)."""
+    import itertools
+    import json
+
+    from epochpilot.stopping import forecast as fmod
+
+    grid = json.loads(args.grid)
+    keys = sorted(grid)
+    data = [(t, [c for c in cs if c.split() == "tune"]) for t, _, cs in corpora(args)]
+    fronts = {t: baselines(cs, "valid")[0] for t, cs in data}
+    saved = dict(fmod.FIT_OPTIONS)
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        fmod.FIT_OPTIONS.update(saved)
+        fmod.FIT_OPTIONS.update(dict(zip(keys, combo)))
+        line = []
+        for t, cs in data:
+            trajs = {c.name: forecast_trajectory(c) for c in cs}
+            cells = []
+            for q in SWEEP:
+                r = evaluate(cs, "", lambda c, q=q: stop_from(trajs[c.name], q, c.budget), "valid")
+                at = frontier_at(fronts[t], r.compute)
+                ratio = f"{r.mean / at[0]:.2f}" if at and at[0] > 0 else "-"
+                cells.append(f"{q:g}:{r.compute:.2f}/{ratio}")
+            line.append(t.split(",")[0][:4] + t.split(",")[-1][-4:] + " " + " ".join(cells))
+        print(dict(zip(keys, combo)))
+        print("  " + "\n  ".join(line), flush=True)
+    fmod.FIT_OPTIONS.update(saved)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--split", choices=("report", "tune", "all"), default="report")
+    ap.add_argument("--on", choices=("test", "valid"), default="test", help="regret measured on")
+    ap.add_argument(
+        "--per-task", type=int, default=250, help="TaskSet configs per task file (0 = all 1000)"
+    )
+    ap.add_argument("--no-plots", action="store_true")
+    ap.add_argument(
+        "--tune", action="store_true", help="grid over Forecast settings (tuning split, valid)"
+    )
+    ap.add_argument("--grid", default='{"noise_factor": [0, 0.5, 1], "start_frac": [0, 0.3]}')
+    args = ap.parse_args()
+    args.per_task = args.per_task or None
+    if args.tune:
+        tune(args)
+        return
+    default = Forecast(VAL, "min", budget=1).confidence
+    print(f"Forecast decision time, 200 epochs of history: {decision_ms():.2f} ms (median)\n")
+    RESULTS.mkdir(exist_ok=True)
+    for title, unit, curves in corpora(args):
+        if args.split != "all":
+            curves = [c for c in curves if c.split() == args.split]
+        t0 = time.time()
+        frontier, others = baselines(curves, args.on)
+        main_r, sweep = forecast_results(curves, args.on, default)
+        rows = frontier + others + [main_r] + sweep
+        head = f"{title} ({len(curves)} curves, {args.split} split, regret on {args.on})"
+        print(table(head, unit, rows, main_r, frontier))
+        print(f"({time.time() - t0:.0f} s)\n")
+        if not args.no_plots:
+            slug = title.split(",")[0].split()[0].lower() + ("-acc" if "accuracy" in title else "")
+            figure(
+                RESULTS / f"stopping-{slug}-{args.split}-{args.on}.png",
+                head,
+                unit,
+                frontier,
+                others,
+                sweep,
+                main_r,
+            )
+
+
+if __name__ == "__main__":
+    main()
