@@ -70,6 +70,7 @@ def test_update_reads_monitor_and_lists_keys() -> None:
         (dict(mode="min", threshold_mode="relative"), "threshold_mode must be 'rel' or 'abs'"),
         (dict(mode="min", min_lr=float("nan")), "min_lr must be a finite number"),
         (dict(mode="min", monitor=""), "monitor must be a metric name"),
+        (dict(mode="min", factor="0.5"), "factor must be a number"),
     ],
 )
 def test_bad_arguments(kwargs: dict, message: str) -> None:

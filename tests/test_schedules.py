@@ -409,3 +409,11 @@ def test_frozen_and_plateau_pickles_with_its_state() -> None:
     assert clone == schedule and clone(3) == schedule(3) == pytest.approx(
         0.1 * Cosine(1.0, 10)(3) * 0.1
     )
+
+
+def test_strings_and_bools_are_not_numbers() -> None:
+    with pytest.raises(ValueError, match=r"lr must be a number, got '0.1' \(str\)"):
+        Constant("0.1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="gamma must be a number"):
+        StepDecay(0.1, 5, gamma=True)
+    assert Cosine(np.float64(0.1), 10)(0) == 0.1

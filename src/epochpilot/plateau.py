@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,10 +32,9 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
 def _check_float(
     name: str, value: Any, low: float, high: float, *, high_open: bool = False
 ) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    number = float(value)
     if not (
         math.isfinite(number) and low <= number and (number < high if high_open else number <= high)
     ):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import numbers
 import operator
 from bisect import bisect_right
 from collections.abc import Callable
@@ -48,10 +49,9 @@ __all__ = [
 
 
 def _number(name: str, value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    return float(value)
 
 
 def _int(name: str, value: Any, minimum: int) -> int:
@@ -81,7 +81,8 @@ def _check(kind: str, name: str, value: Any) -> None:
 class Schedule:
     """Base of every schedule: ``schedule(step)`` checks the step, then evaluates ``_at(step)``.
 
-    Subclasses declare their argument checks in ``_checks`` and extra ones in ``_validate``.
+    Subclasses are frozen dataclasses that implement ``_at(step)``, declare their argument checks in
+    ``_checks`` (field -> kind, see ``_check``) and put checks spanning several arguments in ``_validate``.
     """
 
     _checks: ClassVar[dict[str, str]] = {}
