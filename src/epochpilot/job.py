@@ -198,9 +198,8 @@ def spec_from_tables(tables: dict[str, Any], source: str = "config") -> JobSpec:
             raise ConfigError(f"{source}: [{key}] must be a table")
     model = dict(tables.get("model", {}))
     factory = model.pop("factory", ModelSpec.factory)
-    model_spec = ModelSpec(factory, model) if model else ModelSpec(factory)
-    if factory != ModelSpec.factory and not model:
-        model_spec = ModelSpec(factory, {})
+    # The default MLP keeps its default sizes unless the file gives any; a user's factory gets only what is given.
+    model_spec = ModelSpec(factory, model) if model or factory != ModelSpec.factory else ModelSpec()
     return JobSpec(
         data=_section(DataSpec, tables.get("data", {}), f"{source} [data]"),
         model=model_spec,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -37,11 +39,16 @@ def mlp(
     return nn.Sequential(*layers)
 
 
-def import_factory(spec: str) -> Callable[..., nn.Module]:
-    """Resolve ``"package.module:function"`` to the callable; errors say what to fix."""
+def import_factory(spec: str, search: Sequence[str | Path] = ()) -> Callable[..., nn.Module]:
+    """Resolve ``"package.module:function"`` to the callable, also looking in ``search`` folders (e.g. the
+    job file's folder and the working directory); errors say what to fix."""
     if not isinstance(spec, str) or spec.count(":") != 1:
         raise ConfigError(f"model factory {spec!r} must look like 'package.module:function'")
     module_name, attr = spec.split(":")
+    for folder in search:
+        folder = str(Path(folder).resolve())
+        if folder not in sys.path:
+            sys.path.append(folder)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -54,9 +61,15 @@ def import_factory(spec: str) -> Callable[..., nn.Module]:
     return factory
 
 
-def build_model(spec: str, n_features: int, n_outputs: int, kwargs: dict[str, Any]) -> nn.Module:
+def build_model(
+    spec: str,
+    n_features: int,
+    n_outputs: int,
+    kwargs: dict[str, Any],
+    search: Sequence[str | Path] = (),
+) -> nn.Module:
     """Call the factory with the data's shape (when it accepts them) and the TOML's keyword arguments."""
-    factory = import_factory(spec)
+    factory = import_factory(spec, search)
     params = inspect.signature(factory).parameters
     shape = {"n_features": n_features, "n_outputs": n_outputs}
     call = {k: v for k, v in shape.items() if k in params or _takes_kwargs(params)}

@@ -136,7 +136,9 @@ def run_job(
         total_steps=steps,
         warmup_steps=warmup if "warmup" in t.schedule else None,
     )
-    model = build_model(spec.model.factory, len(pre.features), pre.n_outputs, spec.model.kwargs)
+    model = build_model(
+        spec.model.factory, len(pre.features), pre.n_outputs, spec.model.kwargs, _search(spec)
+    )
     _write_job(run_dir, spec)
     classification = pre.task == "classification"
     from epochpilot.train import Trainer
@@ -184,6 +186,14 @@ def run_job(
     return JobResult(result, run_dir, test_metrics, report, text)
 
 
+def _search(spec: JobSpec) -> list[Path]:
+    """Folders where a user's model module may live: the job file's folder and the working directory."""
+    folders = [Path.cwd()]
+    if spec.source not in ("defaults", "demo") and Path(spec.source).exists():
+        folders.insert(0, Path(spec.source).parent)
+    return folders
+
+
 def _write_job(run_dir: Path, spec: JobSpec) -> None:
     """Save the resolved job as job.toml (what ``epochpilot resume`` re-runs), atomically."""
     from epochpilot.train.config import to_toml
@@ -200,6 +210,7 @@ def _save_predictor(
     pre.to_json(run_dir / "preprocessor.json")
     info = {
         "factory": spec.model.factory,
+        "search": [str(p.resolve()) for p in _search(spec)],
         "kwargs": spec.model.kwargs,
         "n_features": len(pre.features),
         "n_outputs": pre.n_outputs,
@@ -300,7 +311,13 @@ def load(run_dir: str | Path) -> Predictor:
         )
     pre = Preprocessor.from_json(run_dir / "preprocessor.json")
     info = json.loads((run_dir / "model.json").read_text())
-    model = _build(info["factory"], info["n_features"], info["n_outputs"], info["kwargs"])
+    model = _build(
+        info["factory"],
+        info["n_features"],
+        info["n_outputs"],
+        info["kwargs"],
+        info.get("search", ()),
+    )
     try:
         state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors come in many types

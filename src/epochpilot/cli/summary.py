@@ -23,7 +23,8 @@ def print_summary(result: Any, console: Console | None = None) -> None:
     table = Table(title="epochpilot run", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("stopped", f"epoch {fit.stopped_epoch}: {fit.stop_reason}")
+    reason = getattr(fit.stop_reason, "value", fit.stop_reason)
+    table.add_row("stopped", f"epoch {fit.stopped_epoch}: {reason}")
     table.add_row("why", str(fit.stop_message))
     table.add_row(
         "best epoch", f"{fit.best_epoch} ({_fmt(fit.best_value)}; these weights were kept)"
