@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch.optim import lr_scheduler as T
 
@@ -144,6 +144,29 @@ ONECYCLE = [
 def test_onecycle_golden(
     total: int, pct: float, anneal: str, three: bool, div: float, final: float
 ) -> None:
+    def make(o: torch.optim.Optimizer) -> T.LRScheduler:
+        return T.OneCycleLR(
+            o, LR, total_steps=total, pct_start=pct, anneal_strategy=anneal, three_phase=three,
+            div_factor=div, final_div_factor=final, cycle_momentum=False,
+        )  # fmt: skip
+
+    ours = simulate(OneCycle(LR, total, pct, div, final, anneal, three), total)
+    assert_all_close(ours, torch_lrs(make, total))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(2, 400),
+    st.floats(0.01, 0.99),
+    st.sampled_from(["cos", "linear"]),
+    st.booleans(),
+    st.floats(1.0, 100.0),
+    st.floats(1.0, 1e5),
+)
+def test_onecycle_golden_random(total, pct, anneal, three, div, final) -> None:
+    assume(pct * total - 1 != 0)  # torch divides by zero on a zero-length first phase
+    assume(not (three and 2 * pct * total - 2 >= total - 1))  # no third phase: we reject it
+
     def make(o: torch.optim.Optimizer) -> T.LRScheduler:
         return T.OneCycleLR(
             o, LR, total_steps=total, pct_start=pct, anneal_strategy=anneal, three_phase=three,
@@ -361,3 +384,16 @@ def test_plateau_composes_with_warmup_through_report() -> None:
     assert fresh.get_last_lr() == sched.get_last_lr()
     with pytest.raises(KeyError, match="present: acc"):
         sched.report({"acc": 1.0})
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 400), st.floats(0.0, 1.0), st.integers(1, 4), st.integers(1, 3))
+def test_cosine_golden_random(total: int, low: float, cycles: int, mult: int) -> None:
+    min_lr = LR * low
+    ours = simulate(Cosine(LR, total, min_lr), total + 1)
+    assert_all_close(ours, torch_lrs(lambda o: T.CosineAnnealingLR(o, total, min_lr), total + 1))
+    t0 = max(1, total // 8)
+    length = t0 * sum(mult**i for i in range(cycles))
+    ours = simulate(Cosine(LR, length, min_lr, cycles, mult), length)
+    ref = torch_lrs(lambda o: T.CosineAnnealingWarmRestarts(o, t0, mult, min_lr), length)
+    assert_all_close(ours, ref)
