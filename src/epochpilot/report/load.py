@@ -1,0 +1,200 @@
+"""Read a run directory (config.toml, history.jsonl, summary.json, optional lr.csv) for the report.
+
+Tolerant of what another framework's adapter leaves out: only ``history.jsonl`` is required.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from epochpilot.curves import CurveReport, analyze
+from epochpilot.errors import EpochpilotError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+__all__ = ["ReportError", "RunData", "load_run", "metric_pairs"]
+
+#: history keys that are not learning curves
+_NOT_CURVES = {"epoch", "step", "lr", "grad_norm", "epoch_time_s", "samples_per_s", "stage"}
+
+
+class ReportError(EpochpilotError, ValueError):
+    """A run directory cannot be reported on; the message names the file and the fix."""
+
+
+@dataclass
+class RunData:
+    """Everything the report reads from one run directory, plus the curve analysis of its monitor."""
+
+    path: Path
+    history: list[dict[str, Any]]
+    summary: dict[str, Any]
+    config: dict[str, Any] | None = None
+    config_text: str | None = None
+    notes: list[str] = field(default_factory=list)
+    lr_steps: tuple[list[float], list[float]] | None = None
+    monitor: str | None = None
+    mode: str | None = None
+    analysis: CurveReport | None = None
+
+    @property
+    def name(self) -> str:
+        """The run's name: its directory's name."""
+        return self.path.resolve().name
+
+    @property
+    def keys(self) -> list[str]:
+        """History keys in first-seen order."""
+        seen: dict[str, None] = {}
+        for row in self.history:
+            seen.update(dict.fromkeys(row))
+        return list(seen)
+
+    def series(self, key: str) -> tuple[list[int], list[float]]:
+        """(epochs, values) of ``key``, NaN where the value is null/non-numeric; rows lacking it skipped."""
+        xs, ys = [], []
+        for i, row in enumerate(self.history):
+            if key in row:
+                xs.append(int(row.get("epoch", i + 1)))
+                ys.append(_num(row[key]))
+        return xs, ys
+
+    def has(self, key: str) -> bool:
+        """True when ``key`` has at least one finite value."""
+        return any(math.isfinite(v) for v in self.series(key)[1])
+
+    def row_at(self, epoch: int | None) -> dict[str, Any] | None:
+        """The history row of ``epoch`` (1-based), or None."""
+        for i, row in enumerate(self.history):
+            if int(row.get("epoch", i + 1)) == epoch:
+                return row
+        return None
+
+
+def _num(v: Any) -> float:
+    if isinstance(v, bool) or v is None:
+        return math.nan
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def metric_pairs(keys: list[str]) -> list[tuple[str, str | None, str | None]]:
+    """(base, train key, val key) for every curve in ``keys``; "loss" first. Knows Keras' ``x``/``val_x``."""
+    out: dict[str, list[str | None]] = {}
+    for k in keys:
+        if k in _NOT_CURVES:
+            continue
+        if k.startswith("val_"):
+            out.setdefault(k[4:], [None, None])[1] = k
+        elif k.startswith("train_"):
+            out.setdefault(k[6:], [None, None])[0] = k
+        elif f"val_{k}" in keys and f"train_{k}" not in keys:
+            out.setdefault(k, [None, None])[0] = k
+    pairs = [(b, t, v) for b, (t, v) in out.items()]
+    return sorted(pairs, key=lambda p: p[0] != "loss")
+
+
+def _read_history(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    rows, notes = [], []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            if n == len(lines):  # a run killed mid-write leaves a truncated last line
+                notes.append(f"history.jsonl line {n} is truncated and was skipped")
+                continue
+            raise ReportError(
+                f"{path} line {n} is not valid JSON ({e.msg}): fix or delete that line"
+            ) from None
+        if not isinstance(row, dict):
+            raise ReportError(f"{path} line {n} is not a JSON object: write one object per epoch")
+        rows.append(row)
+    if not rows:
+        raise ReportError(f"{path} has no epochs: train at least one epoch before writing a report")
+    return rows, notes
+
+
+def _read_lr_csv(path: Path, notes: list[str]) -> tuple[list[float], list[float]] | None:
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = [(float(r["step"]), float(r["lr"])) for r in csv.DictReader(f)]
+    except (KeyError, ValueError, TypeError):
+        notes.append(
+            "lr.csv has no numeric 'step' and 'lr' columns; the per-epoch lr is shown instead"
+        )
+        return None
+    return ([s for s, _ in rows], [v for _, v in rows]) if rows else None
+
+
+def _choose_monitor(run: RunData) -> tuple[str | None, str | None]:
+    """The summary's monitor/mode; without them, the val loss (else train loss), which is minimised."""
+    monitor, mode = run.summary.get("monitor"), run.summary.get("mode")
+    keys = run.keys
+    if isinstance(monitor, str) and monitor in keys and mode in ("min", "max"):
+        return monitor, mode
+    for cand in ("val_loss", "train_loss", "loss"):
+        if cand in keys and run.has(cand):
+            if monitor:
+                run.notes.append(
+                    f"summary monitor {monitor!r}/{mode!r} unusable; analysed {cand} (min)"
+                )
+            return cand, "min"
+    return None, None
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    """Read ``run_dir``; raise ReportError naming the file and the fix when it cannot be reported on."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise ReportError(
+            f"run directory {path} does not exist: pass the directory a training run wrote "
+            f"(the one holding history.jsonl)"
+        )
+    hist_path = path / "history.jsonl"
+    if not hist_path.is_file():
+        raise ReportError(
+            f"{hist_path} not found: pass a run directory written by epochpilot (or an adapter), "
+            f"which holds history.jsonl with one JSON object per epoch"
+        )
+    history, notes = _read_history(hist_path)
+    run = RunData(path=path, history=history, summary={}, notes=notes)
+    sp = path / "summary.json"
+    if sp.is_file():
+        try:
+            summary = json.loads(sp.read_text(encoding="utf-8"))
+            run.summary = summary if isinstance(summary, dict) else {}
+        except json.JSONDecodeError as e:
+            run.notes.append(f"summary.json is not valid JSON ({e.msg}, line {e.lineno}); ignored")
+    else:
+        run.notes.append(
+            "no summary.json (the run may still be going); figures come from history.jsonl"
+        )
+    cp = path / "config.toml"
+    if cp.is_file():
+        run.config_text = cp.read_text(encoding="utf-8")
+        try:
+            run.config = tomllib.loads(run.config_text)
+        except tomllib.TOMLDecodeError as e:
+            run.notes.append(f"config.toml does not parse ({e}); shown as text")
+    if (path / "lr.csv").is_file():
+        run.lr_steps = _read_lr_csv(path / "lr.csv", run.notes)
+    run.monitor, run.mode = _choose_monitor(run)
+    if run.monitor is not None:
+        try:
+            run.analysis = analyze(run.history, run.monitor, run.mode)
+        except ValueError as e:  # a history the analysis cannot read still gets its plots
+            run.notes.append(f"curve analysis skipped: {e}")
+    return run
