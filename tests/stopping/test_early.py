@@ -110,7 +110,14 @@ def test_non_finite_counts_as_no_improvement_without_check_finite():
     assert [d.improved for d in decisions] == [False, True, False, False]
     assert decisions[0].best_epoch is None and "counted as no improvement" in decisions[2].message
     assert decisions[-1].reason is Reason.PATIENCE and decisions[-1].best_value == 1.0
-    # +inf in max mode is not a best either, and never trips a threshold
+    # an infinite loss diverged: it trips divergence_threshold (as in Lightning); NaN compares as nothing
+    policy = EarlyStopping("val_loss", "min", check_finite=False, divergence_threshold=5.0)
+    assert [d.reason for d in feed(policy, [1.0, math.nan, math.inf])] == [
+        Reason.CONTINUE,
+        Reason.CONTINUE,
+        Reason.DIVERGENCE,
+    ]
+    # +inf in max mode is not a best either, and never reaches the stopping threshold
     policy = EarlyStopping("acc", "max", patience=5, check_finite=False, stopping_threshold=0.9)
     assert [d.stop for d in feed(policy, [0.5, math.inf], key="acc")] == [False, False]
 
@@ -230,3 +237,66 @@ def test_reset_and_repr():
         "smoothing=EMA(alpha=0.5, bias_correction=True))"
     )
     assert repr(eval(repr(policy), {"EarlyStopping": EarlyStopping, "EMA": EMA})) == repr(policy)
+
+
+# -- golden against Lightning: thresholds, check_finite and patience (no baseline, no warm-up) ----------
+@pytest.mark.slow  # importing lightning alone takes ~5-15 s on a loaded 2-core machine
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_thresholds_and_check_finite_match_lightning():
+    """Drive Lightning's EarlyStopping check directly on random grid curves with NaN/inf mixed in."""
+    torch = pytest.importorskip("torch")
+    callbacks = pytest.importorskip("lightning.pytorch.callbacks.early_stopping")
+    np = pytest.importorskip("numpy")
+    reasons = {
+        callbacks.EarlyStoppingReason.STOPPING_THRESHOLD: Reason.STOPPING_THRESHOLD,
+        callbacks.EarlyStoppingReason.DIVERGENCE_THRESHOLD: Reason.DIVERGENCE,
+        callbacks.EarlyStoppingReason.PATIENCE_EXHAUSTED: Reason.PATIENCE,
+        callbacks.EarlyStoppingReason.NON_FINITE_METRIC: Reason.NOT_FINITE,
+    }
+    rng = np.random.default_rng(3)
+    seen = set()
+    for _ in range(300):
+        mode = str(rng.choice(["min", "max"]))
+        n = int(rng.integers(1, 30))
+        values = [float(v) / 64 for v in 200 + np.cumsum(rng.integers(-4, 5, size=n))]
+        worse_inf = (
+            math.inf if mode == "min" else -math.inf
+        )  # +-inf on the good side: see the report
+        for index in rng.choice(n, size=int(rng.integers(0, 3)), replace=True):
+            values[int(index)] = float(rng.choice([math.nan, worse_inf]))
+        kwargs = dict(
+            patience=int(rng.integers(0, 5)),
+            min_delta=float(rng.choice([0, 1, 3])) / 64,
+            check_finite=bool(rng.random() < 0.5),
+        )
+        offset = float(rng.integers(4, 20)) / 64
+        good, bad = (200 / 64 - offset, 200 / 64 + offset)
+        if mode == "max":
+            good, bad = bad, good
+        if rng.random() < 0.5:
+            kwargs["stopping_threshold"] = good
+        if rng.random() < 0.5:
+            kwargs["divergence_threshold"] = bad
+        theirs = callbacks.EarlyStopping("val_loss", mode=mode, **kwargs)
+        ours = EarlyStopping("val_loss", mode, **kwargs)
+        expected = got = None
+        for epoch, value in enumerate(values, start=1):
+            should_stop, _ = theirs._evaluate_stopping_criteria(
+                torch.tensor(value, dtype=torch.float64)
+            )
+            if should_stop and expected is None:
+                expected = (epoch, reasons[theirs.stopping_reason])
+            decision = ours.update(epoch, {"val_loss": value})
+            if decision.stop and got is None:
+                got = (epoch, decision.reason)
+            if expected and got:
+                break
+        assert got == expected, f"values={values} mode={mode} kwargs={kwargs}"
+        seen.add(None if got is None else got[1])
+    assert seen >= {
+        None,
+        Reason.PATIENCE,
+        Reason.NOT_FINITE,
+        Reason.DIVERGENCE,
+        Reason.STOPPING_THRESHOLD,
+    }

@@ -142,8 +142,10 @@ def test_never_stops_before_start_plus_patience_unless_a_guard_fires(kwargs, his
             math.isfinite(m["val_loss"]) for m in history[:epoch]
         ):
             assert epoch >= start + 1 + patience  # the first monitored epoch always improves
-    if last.stop and last.reason in (Reason.STOPPING_THRESHOLD, Reason.DIVERGENCE):
-        assert math.isfinite(history[epoch - 1]["val_loss"])  # NaN never trips a threshold
+    if last.stop and last.reason is Reason.STOPPING_THRESHOLD:
+        assert math.isfinite(history[epoch - 1]["val_loss"])  # NaN/inf never reach the goal
+    if last.stop and last.reason is Reason.DIVERGENCE:
+        assert not math.isnan(history[epoch - 1]["val_loss"])  # NaN compares as nothing
     if last.reason is Reason.NOT_FINITE:
         assert kwargs["check_finite"] and not math.isfinite(history[epoch - 1]["val_loss"])
     if last.best_value is not None:

@@ -42,8 +42,9 @@ class EarlyStopping(Policy):
     worse (the run blew up).
 
     NaN/inf: with ``check_finite=True`` (default) a non-finite value stops at once with reason
-    ``NOT_FINITE``; with ``check_finite=False`` it counts as an epoch without improvement (it never
-    becomes the best and never trips a threshold).
+    ``NOT_FINITE``; with ``check_finite=False`` it counts as an epoch without improvement: it never
+    becomes the best nor reaches ``stopping_threshold``, though an infinite value on the worse side
+    (+inf for "min") does trip ``divergence_threshold``.
 
     ``smoothing`` (a float alpha in [0, 1) or an :class:`EMA`) replaces the monitored value by its
     bias-corrected exponential moving average, over every finite value from epoch 1, in every
@@ -195,7 +196,7 @@ class EarlyStopping(Policy):
                     f"{name} = {fmt_value(value)} is {better_word} stopping_threshold "
                     f"{fmt_value(threshold)} {self._best_text()}",
                 )
-        if finite and self.divergence_threshold is not None:
+        if self.divergence_threshold is not None:  # an infinite value on the worse side diverged
             threshold = float(self.divergence_threshold)
             if self._better(threshold, value, delta=False):
                 return self._decision(
