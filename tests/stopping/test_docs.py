@@ -9,7 +9,7 @@ import pytest
 
 import epochpilot.stopping as stopping
 
-MODULES = ["early", "prechelt", "combine", "smoothing"]
+MODULES = ["base", "early", "prechelt", "combine", "smoothing"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -206,6 +206,11 @@ def test_missing_monitor_lists_the_keys_present():
         policy.update(1, {"val_acc": 0.5, "loss": 1.0})
 
 
+def test_non_numeric_metric_is_a_type_error():
+    with pytest.raises(TypeError, match=r"metrics\['val_loss'\] must be a number"):
+        EarlyStopping("val_loss", "min").update(1, {"val_loss": "low"})
+
+
 @pytest.mark.parametrize("epoch", [0, -1])
 def test_epochs_start_at_one(epoch):
     with pytest.raises(ValueError, match="epoch"):

@@ -161,14 +161,37 @@ def get_metric(metrics: Mapping[str, float], monitor: str) -> float:
             f"monitor {monitor!r} is not in the metrics (present: {present}); "
             f"log it every epoch or monitor one of those"
         ) from None
-    return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"metrics[{monitor!r}] must be a number (a float or a one-element tensor/array), got {value!r}"
+        ) from None
 
 
 class Policy:
     """Base of every stop policy.
 
     Subclasses implement ``update`` and keep their mutable state in plain floats/ints/lists listed by
-    ``_state_keys``; ``state_dict``/``load_state_dict``/``reset``/``decide`` come from here.
+    ``_state_keys`` (set in ``_init_state``); ``state_dict``/``load_state_dict``/``reset``/``decide``
+    come from here.
+
+    >>> class MaxEpochs(Policy):
+    ...     _state_keys = ("seen_",)
+    ...     def __init__(self, epochs: int) -> None:
+    ...         self.epochs = epochs
+    ...         self._init_state()
+    ...     def _init_state(self) -> None:
+    ...         self.seen_ = 0
+    ...     def update(self, epoch, metrics):
+    ...         self.seen_ += 1
+    ...         stop = epoch >= self.epochs
+    ...         reason = Reason.MAX_EPOCHS if stop else Reason.CONTINUE
+    ...         return Decision(stop, reason, False, None, None, f"epoch {epoch} of {self.epochs}")
+    >>> MaxEpochs(2).decide([{}, {}, {}]).message
+    'epoch 2 of 2'
+    >>> MaxEpochs(2)
+    MaxEpochs(epochs=2)
     """
 
     #: names of the attributes that make up the mutable state (JSON-safe values only).
