@@ -1,0 +1,101 @@
+"""``epochpilot plan FILE|BUILTIN|N``: audit the data, then print an epoch plan and its rationale."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register the ``plan`` subcommand on ``subparsers``."""
+    parser = subparsers.add_parser(
+        "plan",
+        help="plan max epochs, patience, warmup and schedule from the data",
+        description=(
+            "Plan an epoch budget. SOURCE is a CSV file (audited: duplicates shrink the budget), a built-in "
+            "data set (digits, breast_cancer, wine, mnist1d) or a sample count."
+        ),
+    )
+    parser.add_argument(
+        "source", metavar="FILE|BUILTIN|N", help="CSV path, built-in name or sample count"
+    )
+    parser.add_argument(
+        "--target", metavar="COL", help="label column of a CSV (built-ins: 'target')"
+    )
+    parser.add_argument("--text-column", metavar="COL", help="column holding free text")
+    parser.add_argument(
+        "--n-samples", type=int, metavar="N", help="rows to draw from a built-in data set"
+    )
+    parser.add_argument("--mode", choices=("full", "lora", "mixed"), default="full")
+    parser.add_argument("--batch-size", type=int, metavar="N", help="per-process batch size")
+    parser.add_argument(
+        "--accumulation", type=int, default=1, metavar="N", help="gradient accumulation"
+    )
+    parser.add_argument(
+        "--world-size", type=int, default=1, metavar="N", help="data-parallel processes"
+    )
+    parser.add_argument("--lr", type=float, help="learning rate (default: per mode; run lr_find)")
+    parser.add_argument("--table", choices=("calibrated", "seeds"), default="calibrated")
+    parser.add_argument(
+        "--json",
+        metavar="PATH",
+        nargs="?",
+        const="-",
+        help="write the plan as JSON ('-': print it)",
+    )
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _source(args: argparse.Namespace) -> Any:
+    """A sample count, or an AuditReport of the CSV / built-in data set."""
+    from epochpilot.audit import audit
+    from epochpilot.errors import DataError
+
+    text = args.source
+    if text.isdigit():
+        return int(text)
+    if os.path.exists(text):
+        return audit(text, target=args.target, text_column=args.text_column)
+    from epochpilot.data import BUILTINS, load_builtin
+
+    if text in BUILTINS:
+        table = load_builtin(text, n_samples=args.n_samples)
+        return audit(table.frame, target=table.target)
+    raise DataError(
+        f"{text!r} is neither a file, a built-in data set ({', '.join(BUILTINS)}) nor a sample count"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the plan; 0 on success, 2 on bad input (one line on stderr)."""
+    from epochpilot.plan import plan
+
+    try:
+        result = plan(
+            _source(args),
+            mode=args.mode,
+            batch_size=args.batch_size,
+            accumulation=args.accumulation,
+            world_size=args.world_size,
+            lr=args.lr,
+            table=args.table,
+        )
+    except (ValueError, TypeError) as exc:  # DataError and ConfigError are ValueErrors
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    payload = json.dumps(result.to_dict(), indent=2)
+    if args.json == "-":
+        print(payload)
+        return 0
+    print(result)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            fh.write(payload + "\n")
+        print(f"JSON plan written to {args.json}")
+    return 0
