@@ -1,7 +1,94 @@
-"""epochpilot: plan, run, stop and explain PyTorch training."""
+"""epochpilot: plan, run, stop and explain PyTorch training.
+
+The pure parts (budget, schedules, stop policies, curve analysis) import on ``import epochpilot`` without
+torch; the torch side (``Trainer``, ``fit``, ``load``, ...) and the report (matplotlib) import on first use, so a
+Keras or JAX user of the stop policies never pays for torch.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
+from epochpilot import budget
+from epochpilot.schedules import (
+    Constant,
+    Cosine,
+    ExponentialDecay,
+    Join,
+    MultiStepDecay,
+    OneCycle,
+    ReduceOnPlateau,
+    StepDecay,
+    Warmup,
+    simulate,
+    to_torch,
+)
+from epochpilot.stopping import (
+    EMA,
+    AnyOf,
+    Decision,
+    EarlyStopping,
+    GeneralizationLoss,
+    ProgressQuotient,
+    Reason,
+    UpStrips,
+)
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+#: public names that live in modules importing torch or matplotlib: loaded on first access.
+_LAZY = {
+    "Trainer": "epochpilot.train",
+    "TrainConfig": "epochpilot.train",
+    "FitResult": "epochpilot.train",
+    "fit": "epochpilot.train",
+    "accuracy": "epochpilot.train",
+    "load": "epochpilot.pipeline",
+    "Predictor": "epochpilot.pipeline",
+}
+
+__all__ = [
+    "EMA",
+    "AnyOf",
+    "Constant",
+    "Cosine",
+    "Decision",
+    "EarlyStopping",
+    "ExponentialDecay",
+    "FitResult",
+    "GeneralizationLoss",
+    "Join",
+    "MultiStepDecay",
+    "OneCycle",
+    "Predictor",
+    "ProgressQuotient",
+    "Reason",
+    "ReduceOnPlateau",
+    "StepDecay",
+    "TrainConfig",
+    "Trainer",
+    "UpStrips",
+    "Warmup",
+    "__version__",
+    "accuracy",
+    "budget",
+    "fit",
+    "load",
+    "simulate",
+    "to_torch",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the torch- or matplotlib-backed public names on first use (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'epochpilot' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
