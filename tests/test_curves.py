@@ -317,3 +317,22 @@ def test_real_torch_run_on_digits_overfits_and_is_diagnosed():
     val_acc = np.array([row["val_accuracy"] for row in h])
     assert val_acc[acc.sweet_spot - 1] >= val_acc.max() - 0.03
     _check_phases(acc)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.none(), st.floats(-1e6, 1e6), st.just(float("nan"))), min_size=1, max_size=40
+    ),
+    st.sampled_from(["min", "max"]),
+)
+def test_property_any_curve_with_gaps_and_nans_gets_a_consistent_report(vals, mode):
+    train = [None if v is None else v * 0.5 for v in vals]
+    r = analyze({"val_loss": vals, "train_loss": train}, "val_loss", mode)
+    assert r.diagnosis in DIAGNOSES
+    if any(v is None or not math.isfinite(v) for v in vals):
+        assert r.diagnosis == "diverged"
+    if r.sweet_spot is not None:
+        assert math.isfinite(vals[r.sweet_spot - 1])
+    _check_phases(r)
+    json.dumps(r.to_dict(), allow_nan=False)

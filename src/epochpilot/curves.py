@@ -61,7 +61,12 @@ class Phase:
 
 @dataclass(frozen=True)
 class CurveReport:
-    """What a learning curve says: where the best weights are, when overfitting began, and what to do next."""
+    """What a learning curve says: where the best weights are, when overfitting began, and what to do next.
+
+    Epoch fields are 1-based epoch numbers (None when the curve has no finite value); ``smoothed`` is the
+    centred moving average of the monitor (window ``window``), ``noise`` its per-epoch noise estimate. The
+    module docstring defines each field precisely.
+    """
 
     monitor: str
     mode: str
@@ -260,7 +265,7 @@ def _default_train(monitor: str, keys: Sequence[str]) -> str | None:
     return None
 
 
-def _onset(s: np.ndarray, sig_s: float, m: int, tr_s: np.ndarray | None) -> int | None:
+def _onset(s: np.ndarray, sig_s: float, m: int, sweet: int, tr_s: np.ndarray | None) -> int | None:
     n = len(s)
     rng = float(np.nanmax(s) - np.nanmin(s))
     delta = 2 * sig_s
@@ -270,7 +275,7 @@ def _onset(s: np.ndarray, sig_s: float, m: int, tr_s: np.ndarray | None) -> int 
     if last - m < 2 or s[last] - s[m] <= max(3 * sig_s, 0.01 * rng):
         return None
     j = last
-    while j - 1 > m and (not np.isfinite(s[j - 1]) or s[j - 1] > s[m] + delta):
+    while j - 1 > max(m, sweet) and (not np.isfinite(s[j - 1]) or s[j - 1] > s[m] + delta):
         j -= 1
     if last - j + 1 < 2:
         return None
@@ -378,7 +383,7 @@ def analyze(
         h = w // 2
         sweet = _argbest(y, np.arange(max(0, m - h), min(n, m + h + 1)))
         best = _argbest(y)
-    onset_i = None if m is None else _onset(s, sig_s, m, tr_s)
+    onset_i = None if m is None or sweet is None else _onset(s, sig_s, m, sweet, tr_s)
     phases = _phases(s, onset_i, epochs) if m is not None else []
 
     ctx = _Ctx(monitor, mode, train_monitor, epochs, raw, y, s, sigma, w, tr_raw, tr_y)
@@ -511,11 +516,14 @@ def _diagnose(c: _Ctx, bad, tr_bad, m, sweet, onset, gap) -> _Verdict:
     if slope < -2 * se and -slope * (k - 1) > 0.05 * descent and (tr_slope is None or tr_slope < 0):
         rel = abs(slope) / max(abs(float(c.raw[last])), 1e-300) * 100
         budget = max(2 * n, n + 10)
+        way = "falling" if sign > 0 else "rising"
         tr_txt = (
-            "" if tr_slope is None else f", while {c.train} moved {_fmt(abs(tr_slope))} per epoch"
+            ""
+            if tr_slope is None
+            else f", while {c.train} was {way} {_fmt(abs(tr_slope))} per epoch"
         )
         advice.append(
-            f"{mon} was still {'falling' if sign > 0 else 'rising'} at the end: {_fmt(abs(slope))} per epoch "
+            f"{mon} was still {way} at the end: {_fmt(abs(slope))} per epoch "
             f"({rel:.1f}% per epoch) over the last {k} epochs{tr_txt}; the model is underfitting. Raise "
             f"the epoch budget (e.g. to {budget} epochs), the learning rate, or the model's capacity."
         )

@@ -218,7 +218,10 @@ def gap_figure(run: RunData) -> Figure | None:
     ax = fig.axes[0]
     with matplotlib.rc_context(_STYLE):
         ax.axhline(0, color="#9ca3af", lw=1)
-        ax.fill_between(xs, ys, 0, color="#f87171", alpha=0.25, lw=0)
+        pos = [y > 0 for y in ys]
+        ax.fill_between(xs, ys, 0, where=pos, interpolate=True, color="#f87171", alpha=0.25, lw=0)
+        neg = [not p for p in pos]
+        ax.fill_between(xs, ys, 0, where=neg, interpolate=True, color="#34d399", alpha=0.25, lw=0)
         ax.plot(xs, ys, color="#dc2626", marker="o" if len(xs) <= 40 else None, markersize=3)
         _mark(ax, run, shade=False)
         ax.set_title(f"Generalization gap ({a.monitor} vs {a.train_monitor})")
