@@ -35,7 +35,7 @@ class EarlyStopping(Policy):
     when the improvement also beats ``baseline`` (if given) by more than ``min_delta``; training stops at
     the first non-improving epoch once ``patience`` monitored epochs have passed without such a restart
     (reason ``PATIENCE``, or ``BASELINE`` when the best never beat the baseline). ``patience=0`` stops at
-    the first epoch that does not improve.
+    the first epoch that does not improve. Patience counts calls to ``update`` (one per validated epoch).
 
     Guards from Lightning, checked at every epoch including the warm-up: ``stopping_threshold`` stops
     once the value is strictly better than it (goal reached), ``divergence_threshold`` once it is strictly
@@ -46,7 +46,8 @@ class EarlyStopping(Policy):
     becomes the best nor reaches ``stopping_threshold``, though an infinite value on the worse side
     (+inf for "min") does trip ``divergence_threshold``.
 
-    ``smoothing`` (a float alpha in [0, 1) or an :class:`EMA`) replaces the monitored value by its
+    ``smoothing`` (a float alpha in [0, 1), the weight of the past as in TensorBoard's slider, or an
+    :class:`EMA`) replaces the monitored value by its
     bias-corrected exponential moving average, over every finite value from epoch 1, in every
     comparison above. ``best_value`` is always the *raw* value at the best epoch, so it is a value that
     really happened (the epoch whose checkpoint you would keep).
