@@ -181,6 +181,9 @@ def test_compare_runs_overlays_runs_and_tables_their_summaries(tmp_path, run_dir
     assert (
         html.count('<tr class="best">') == 1
     )  # the run with the best monitored value is highlighted
+    twin = write_run(tmp_path / "b" / "digits-mlp", rows, summary_for(rows))  # same directory name
+    html = compare_runs([run_dir, twin], tmp_path / "twins.html").read_text()
+    assert f"{run_dir.parent.name}/digits-mlp" in html and "b/digits-mlp" in html
     with pytest.raises(ReportError, match="run_dirs must be a non-empty list"):
         compare_runs([], tmp_path / "x.html")
     with pytest.raises(ReportError, match="does not exist"):

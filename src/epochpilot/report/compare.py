@@ -20,7 +20,7 @@ def _names(runs: Sequence[RunData]) -> None:
         seen[r.name] = seen.get(r.name, 0) + 1
     for r in runs:
         if seen[r.name] > 1:
-            r.notes.append(f"shown as {r.path.resolve().parent.name}/{r.name}")
+            r.label = f"{r.path.resolve().parent.name}/{r.name}"
 
 
 def _best_index(runs: Sequence[RunData]) -> int | None:

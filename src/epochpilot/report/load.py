@@ -44,11 +44,12 @@ class RunData:
     monitor: str | None = None
     mode: str | None = None
     analysis: CurveReport | None = None
+    label: str | None = None
 
     @property
     def name(self) -> str:
-        """The run's name: its directory's name."""
-        return self.path.resolve().name
+        """The run's name: ``label`` when set, else its directory's name."""
+        return self.label or self.path.resolve().name
 
     @property
     def keys(self) -> list[str]:

@@ -168,7 +168,10 @@ def curve_figure(
         title = "Loss" if base == "loss" else base.replace("_", " ").capitalize()
         ax.set_title(title)
         ax.set_xlabel("epoch")
-        fig.legend(loc="outside lower center", ncols=4 if wide else 3)
+        try:
+            fig.legend(loc="outside lower center", ncols=4 if wide else 3)
+        except ValueError:  # matplotlib < 3.7 has no "outside" legends
+            ax.legend(loc="best", ncols=2)
     return fig
 
 
