@@ -74,6 +74,7 @@ def _pixels_near(rgb: np.ndarray, hex_color: str, tol: float = 0.12) -> int:
     return int((np.abs(rgb - target).max(axis=-1) < tol).sum())
 
 
+@pytest.mark.slow
 def test_report_loads_without_errors_and_screenshot_shows_the_charts(run_dir, tmp_path):
     html = write_report(run_dir)
     root, errors = _load(tmp_path, html)
@@ -109,6 +110,7 @@ def test_error_recorder_catches_script_and_image_errors(tmp_path):
     assert "notAFunction" in errors and "nope.png" in errors
 
 
+@pytest.mark.slow
 def test_minimal_adapter_run_and_comparison_render_cleanly(tmp_path):
     """A run with only history.jsonl + summary.json (Keras-style keys), and a comparison page."""
     rows = [

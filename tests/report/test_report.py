@@ -140,6 +140,18 @@ def test_truncated_last_history_line_is_skipped_with_a_note(run_dir):
     assert run.history[-1]["epoch"] != 99 and "truncated" in run.notes[0]
 
 
+def test_epochs_logged_twice_by_a_resume_keep_the_last_row(run_dir):
+    rows = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    rerun = [
+        dict(r, val_loss=r["val_loss"] + 1.0) for r in rows[-3:]
+    ]  # epochs logged again after resume
+    with (run_dir / "history.jsonl").open("a") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rerun)
+    run = load_run(run_dir)
+    assert [r["epoch"] for r in run.history] == [r["epoch"] for r in rows]
+    assert run.history[-1]["val_loss"] == rerun[-1]["val_loss"] and run.analysis is not None
+
+
 def test_open_browser_opens_the_file_uri(run_dir, monkeypatch):
     opened = []
     monkeypatch.setattr("webbrowser.open", lambda uri: opened.append(uri))

@@ -128,6 +128,18 @@ def _read_history(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     return rows, notes
 
 
+def _last_per_epoch(rows: list[dict[str, Any]], notes: list[str]) -> list[dict[str, Any]]:
+    """A resumed run may re-log epochs: keep the last row of each epoch, in epoch order."""
+    epochs = [r.get("epoch") for r in rows]
+    if not all(isinstance(e, int) for e in epochs) or len(set(epochs)) == len(epochs):
+        return rows
+    last = {r["epoch"]: r for r in rows}
+    notes.append(
+        "history.jsonl logs some epochs more than once (resumed?); the last row of each is used"
+    )
+    return [last[e] for e in sorted(last)]
+
+
 def _read_lr_csv(path: Path, notes: list[str]) -> tuple[list[float], list[float]] | None:
     try:
         with path.open(newline="", encoding="utf-8") as f:
@@ -171,6 +183,7 @@ def load_run(run_dir: str | Path) -> RunData:
             f"which holds history.jsonl with one JSON object per epoch"
         )
     history, notes = _read_history(hist_path)
+    history = _last_per_epoch(history, notes)
     run = RunData(path=path, history=history, summary={}, notes=notes)
     sp = path / "summary.json"
     if sp.is_file():
