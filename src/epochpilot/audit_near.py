@@ -23,6 +23,7 @@ __all__ = ["NearIndex", "minhash_signatures", "shingles", "text_lengths"]
 _CHAR_K = 5
 _WORD_K = 3
 _PRIME = np.uint64(1_000_003)
+_CHUNK = 4_096
 
 
 def shingles(text: str, kind: str = "char") -> list[bytes]:
@@ -40,11 +41,12 @@ def minhash_signatures(texts: np.ndarray, kind: str, num_perm: int, seed: int = 
     """An (n, num_perm) uint64 matrix of datasketch MinHash values, one row per text."""
     from datasketch import MinHash
 
-    if len(texts) == 0:
-        return np.zeros((0, num_perm), dtype=np.uint64)
-    sets = [set(shingles(t, kind)) for t in texts]
-    hashes = MinHash.bulk(sets, num_perm=num_perm, seed=seed)
-    return np.vstack([m.hashvalues for m in hashes]).astype(np.uint64)
+    out = np.empty((len(texts), num_perm), dtype=np.uint64)
+    for start in range(0, len(texts), _CHUNK):  # chunks bound the memory held by shingle sets
+        sets = [set(shingles(t, kind)) for t in texts[start : start + _CHUNK]]
+        for i, m in enumerate(MinHash.bulk(sets, num_perm=num_perm, seed=seed)):
+            out[start + i] = m.hashvalues
+    return out
 
 
 def _band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
