@@ -163,10 +163,17 @@ def read_meta(path: Path) -> dict[str, Any]:
 def _load(file: Path, map_location: Any) -> Any:
     if not file.is_file():
         raise CheckpointError(f"{file} is missing: the checkpoint is incomplete")
+    with open(file, "rb") as fh:
+        magic = fh.read(4)
+    if magic != b"PK\x03\x04":
+        raise CheckpointError(
+            f"{file} is truncated or not a torch checkpoint (not a torch zip archive); delete that checkpoint"
+        )
     try:
         return torch.load(file, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        lines = [ln.strip() for ln in str(exc).splitlines() if "unsupported" in ln.lower()]
+        first = lines[0] if lines else "objects outside the weights-only allow-list"
         raise CheckpointError(
             f"{file} was refused: it holds objects other than tensors and plain containers, which could run code "
             f"when loaded ({first}); only load checkpoints you trust, and never with weights_only=False"

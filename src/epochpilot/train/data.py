@@ -204,7 +204,14 @@ class DatasetBatches(Batches):
 
     def iter_from(self, start: int) -> Iterator[Any]:
         self.sampler.start = start
-        return iter(self.loader)
+        if start == 0:
+            return iter(self.loader)
+        # a fresh iterator draws its base seed from the torch RNG; mid-epoch, that draw already happened
+        # before the checkpoint, so it must not happen again
+        now = torch.get_rng_state()
+        it = iter(self.loader)
+        torch.set_rng_state(now)
+        return it
 
 
 class LoaderBatches(Batches):
@@ -234,13 +241,17 @@ class LoaderBatches(Batches):
         if start == 0:
             self.epoch_rng = torch.get_rng_state()
             return iter(self.loader)
-        now = torch.get_rng_state()
+        from epochpilot.train.loop import get_rng, set_rng
+
+        now = (
+            get_rng()
+        )  # skipping reads items, which may draw from any RNG: put them all back afterwards
         if self.epoch_rng is not None:
             torch.set_rng_state(self.epoch_rng)
         it = iter(self.loader)
         for _ in range(start):
             next(it)
-        torch.set_rng_state(now)
+        set_rng(now)
         return it
 
     def state_dict(self) -> dict[str, Any]:

@@ -1,0 +1,136 @@
+"""Train a tiny deterministic model with resume="auto"; the kill-resume tests run it as a real subprocess.
+
+Usage: python _resume_script.py RUN_DIR OUT_FILE [KILL] [DATA]
+KILL (optional) makes the process SIGKILL itself at one point:
+  step:N           right after optimizer update N (mid-epoch)
+  val:E            inside the validation forward pass of epoch E
+  ckpt:NAME        halfway through writing checkpoint NAME (e.g. step-0000016, epoch-0005)
+  bestswap         between moving the old ``best`` checkpoint aside and renaming the new one in
+DATA: "dataset" (a Dataset using numpy and python RNG per item) or "loader" (a user DataLoader, shuffle=True).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sys
+
+import numpy as np
+import torch
+
+torch.set_num_threads(1)
+
+from epochpilot.schedules import Cosine  # noqa: E402
+from epochpilot.stopping import EarlyStopping  # noqa: E402
+from epochpilot.train import Callback, fit  # noqa: E402
+
+run_dir, out_file = sys.argv[1], sys.argv[2]
+kill = sys.argv[3] if len(sys.argv) > 3 and sys.argv[3] != "-" else ""
+data_kind = sys.argv[4] if len(sys.argv) > 4 else "dataset"
+EPOCH = {"now": 0}
+
+
+def die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Noisy(torch.utils.data.Dataset):
+    """Items with numpy and python-random noise, so the RNG states must survive a resume."""
+
+    def __init__(self, X: torch.Tensor, y: torch.Tensor) -> None:
+        self.X, self.y = X, y
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def __getitem__(self, i: int):
+        noise = torch.from_numpy(np.random.normal(0, 0.05, self.X.shape[1]).astype(np.float32))
+        return self.X[i] + noise * random.random(), self.y[i]
+
+
+class Net(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(
+            torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Dropout(0.2), torch.nn.Linear(16, 3)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if kill == f"val:{EPOCH['now']}" and not torch.is_grad_enabled():
+            die()
+        return self.body(x)
+
+
+class Killer(Callback):
+    state_key = "killer"
+
+    def on_epoch_start(self, state):
+        EPOCH["now"] = state.epoch
+
+    def on_step_end(self, state):
+        if kill == f"step:{state.step}":
+            die()
+
+
+if kill.startswith("ckpt:"):
+    target = kill[5:]
+    real_save = torch.save
+
+    def save(obj, f, *a, **k):
+        name = getattr(f, "name", str(f))
+        if f"/.tmp-{target}-" in str(name) and str(name).endswith("state.pt"):
+            f.write(b"PK\x03\x04 half a file")
+            f.flush()
+            die()
+        return real_save(obj, f, *a, **k)
+
+    torch.save = save
+elif kill == "bestswap":
+    real_replace = os.replace
+
+    def replace(src, dst):
+        real_replace(src, dst)
+        if str(dst).split("/")[-1] == ".old-best":
+            die()
+
+    os.replace = replace
+
+g = torch.Generator().manual_seed(0)
+X = torch.randn(90, 6, generator=g)
+y = (X[:, 0] + 0.5 * X[:, 1] > 0).long() + (X[:, 2] > 1).long()
+torch.manual_seed(1)
+model = Net()
+train = Noisy(X[:66], y[:66])
+if data_kind == "loader":
+    train = torch.utils.data.DataLoader(train, batch_size=8, shuffle=True)
+result = fit(
+    model,
+    train,
+    (X[66:], y[66:]),
+    batch_size=8,
+    accumulation=2,
+    schedule=Cosine(0.05, total_steps=40),
+    stopper=EarlyStopping("val_loss", "min", patience=2),
+    metrics=["accuracy"],
+    max_epochs=12,
+    seed=3,
+    deterministic=True,
+    run_dir=run_dir,
+    checkpoint_every="4 steps",
+    keep_last=2,
+    resume="auto",
+    callbacks=[Killer()],
+)
+torch.save(result.model.state_dict(), out_file)
+with open(out_file + ".json", "w") as fh:
+    json.dump(
+        {
+            "history": result.history,
+            "stopped_epoch": result.stopped_epoch,
+            "best_epoch": result.best_epoch,
+            "stop_reason": result.stop_reason.value,
+        },
+        fh,
+    )

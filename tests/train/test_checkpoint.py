@@ -1,0 +1,150 @@
+"""Checkpoints: atomic layout, rotation, safe loading (malicious, truncated, foreign files), resume="auto"."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from epochpilot.errors import CheckpointError
+from epochpilot.train import fit, list_checkpoints, load_checkpoint
+from epochpilot.train.checkpoint import recover, save_checkpoint
+
+
+def _train(blobs, make_mlp, run_dir: Path, **kw):
+    X, y = blobs
+    args = dict(max_epochs=3, seed=0, run_dir=run_dir, stopper=False)
+    args.update(kw)
+    return fit(make_mlp(), (X[:64], y[:64]), (X[64:], y[64:]), **args)
+
+
+class Payload:
+    """Unpickling this would run a shell command that creates a marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_layout_rotation_and_contents(blobs, make_mlp, tmp_path):
+    result = _train(blobs, make_mlp, tmp_path / "run", max_epochs=5, keep_last=2)
+    root = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in root.iterdir()) == ["best", "epoch-0004", "epoch-0005"]
+    assert [p.name for p in list_checkpoints(root)] == ["epoch-0004", "epoch-0005"]
+    ckpt = load_checkpoint(root / "epoch-0005")
+    meta = ckpt["meta"]
+    assert meta["format_version"] == 1 and meta["torch_version"] == torch.__version__
+    assert meta["counters"]["epochs_done"] == 5 and meta["counters"]["step"] == 10
+    assert [r["epoch"] for r in meta["history"]] == [1, 2, 3, 4, 5]
+    assert set(ckpt["state"]) >= {"callbacks", "rng", "data", "acc"}
+    assert "best_tracker" in ckpt["state"]["callbacks"] and "state" in ckpt["optimizer"]
+    best = load_checkpoint(root / "best")
+    assert best["meta"]["counters"]["best_epoch"] == result.best_epoch
+    for key, value in result.model.state_dict().items():
+        assert torch.equal(best["model"][key], value)
+
+
+def test_checkpoint_every_steps_names_and_summary(blobs, make_mlp, tmp_path):
+    _train(blobs, make_mlp, tmp_path / "run", checkpoint_every="3 steps", keep_last=3)
+    names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert names == ["best", "step-0000003", "step-0000006"]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["stopped_epoch"] == 3
+
+
+def test_resume_auto_on_a_finished_run_trains_no_more(blobs, make_mlp, tmp_path):
+    first = _train(blobs, make_mlp, tmp_path / "run")
+    again = _train(blobs, make_mlp, tmp_path / "run", resume="auto")
+    assert again.history == first.history and again.best_epoch == first.best_epoch
+    for key, value in first.model.state_dict().items():
+        assert torch.equal(again.model.state_dict()[key], value)
+    assert len((tmp_path / "run" / "history.jsonl").read_text().splitlines()) == 3
+
+
+def test_resume_auto_continues_with_more_epochs(blobs, make_mlp, tmp_path):
+    _train(blobs, make_mlp, tmp_path / "run", max_epochs=2)
+    longer = _train(blobs, make_mlp, tmp_path / "run", max_epochs=4, resume="auto")
+    straight = _train(blobs, make_mlp, tmp_path / "other", max_epochs=4)
+    strip = [
+        {k: v for k, v in r.items() if k not in ("epoch_time_s", "samples_per_s")}
+        for r in longer.history
+    ]
+    assert strip == [
+        {k: v for k, v in r.items() if k not in ("epoch_time_s", "samples_per_s")}
+        for r in straight.history
+    ]
+
+
+def test_malicious_pickle_is_refused_and_does_not_run(blobs, make_mlp, tmp_path):
+    _train(blobs, make_mlp, tmp_path / "run", max_epochs=2)
+    latest = list_checkpoints(tmp_path / "run" / "checkpoints")[-1]
+    marker = tmp_path / "pwned"
+    torch.save({"weight": Payload(marker)}, latest / "model.pt")
+    with pytest.raises(CheckpointError, match=r"model\.pt was refused") as err:
+        _train(blobs, make_mlp, tmp_path / "run", max_epochs=2, resume="auto")
+    assert str(latest / "model.pt") in str(err.value) and "\n" not in str(err.value)
+    assert not marker.exists()
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(latest)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("victim", "damage", "match"),
+    [
+        ("state.pt", "truncate", r"state\.pt is truncated or not a torch checkpoint"),
+        ("optimizer.pt", "foreign", r"optimizer\.pt is truncated or not a torch checkpoint"),
+        ("meta.json", "truncate", r"meta\.json is unreadable or truncated"),
+        ("meta.json", "delete", r"meta\.json is missing"),
+        ("model.pt", "delete", r"model\.pt is missing"),
+    ],
+)
+def test_damaged_checkpoint_names_the_file(blobs, make_mlp, tmp_path, victim, damage, match):
+    _train(blobs, make_mlp, tmp_path / "run", max_epochs=1)
+    ckpt = tmp_path / "run" / "checkpoints" / "epoch-0001"
+    file = ckpt / victim
+    if damage == "truncate":
+        data = file.read_bytes()
+        file.write_bytes(data[: len(data) // 2])
+    elif damage == "foreign":
+        file.write_text("not a checkpoint at all\n")
+    else:
+        file.unlink()
+    with pytest.raises(CheckpointError, match=match) as err:
+        load_checkpoint(ckpt)
+    assert str(ckpt) in str(err.value)
+
+
+def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path):
+    root = tmp_path / "checkpoints"
+    save_checkpoint(
+        root, "best", model={"w": torch.ones(2)}, optimizer=None, state={}, meta={"counters": {}}
+    )
+    # a kill between "move the old one aside" and "rename the new one in" leaves only .old-best and a temp dir
+    os.replace(root / "best", root / ".old-best")
+    (root / ".tmp-best-dead").mkdir()
+    recover(root)
+    assert sorted(p.name for p in root.iterdir()) == ["best"]
+    assert torch.equal(load_checkpoint(root / "best")["model"]["w"], torch.ones(2))
+    save_checkpoint(
+        root, "best", model={"w": torch.zeros(2)}, optimizer=None, state={}, meta={"counters": {}}
+    )
+    assert torch.equal(load_checkpoint(root / "best")["model"]["w"], torch.zeros(2))
+    assert sorted(p.name for p in root.iterdir()) == ["best"]
+
+
+def test_newer_format_is_refused(tmp_path):
+    root = tmp_path / "c"
+    path = save_checkpoint(
+        root, "epoch-0001", model={}, optimizer=None, state={}, meta={"counters": {}}
+    )
+    meta = json.loads((path / "meta.json").read_text())
+    meta["format_version"] = 99
+    (path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="newer than this epochpilot"):
+        load_checkpoint(path)
