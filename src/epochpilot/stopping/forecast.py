@@ -5,12 +5,15 @@ Pure: standard library and numpy only.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 
 import numpy as np
 
+from epochpilot.stopping import _prior_weights
 from epochpilot.stopping._curvefit import CurveForecast, fit_forecast
+from epochpilot.stopping._prior import features, predict
 from epochpilot.stopping.base import (
     Decision,
     Policy,
@@ -29,6 +32,8 @@ __all__ = ["Forecast"]
 MIN_FIT_POINTS = 5
 #: most recent epochs fitted (older ones weigh ~nothing under the recency weights anyway)
 MAX_FIT_POINTS = 256
+#: P(improve) looks this fraction of the budget ahead (at least 3 epochs): see the class docstring
+LOOKAHEAD = 0.2
 #: ensemble settings, tuned on the validation curves of the benchmark's tuning split (bench/stopping.py)
 FIT_OPTIONS: dict[str, float] = {
     "tau_frac": 0.5,
@@ -135,8 +140,14 @@ class Forecast(Policy):
         self.extended_ = 0
         #: diagnostic, not state: P(improve) of the last forecast (None before the first forecast)
         self.last_p_improve: float | None = None
+        self.last_features: np.ndarray | None = None
 
     # -- helpers ---------------------------------------------------------------------------------
+    @property
+    def lookahead(self) -> int:
+        """Epochs ahead that ``P(improve)`` looks: ``max(3, round(LOOKAHEAD * budget))``."""
+        return max(3, int(round(LOOKAHEAD * int(self.budget))))
+
     @property
     def max_extra(self) -> int:
         """The most epochs this policy may add past ``budget`` in total."""
@@ -171,11 +182,26 @@ class Forecast(Policy):
         )
 
     def forecast(self, horizon: int) -> CurveForecast:
-        """Fit the ensemble to the values so far and forecast ``horizon`` more epochs (internal units)."""
+        """Forecast ``horizon`` more epochs (internal units: lower is better).
+
+        The curve ensemble gives the forecast best and its spread; ``p_improve`` is the empirical prior's
+        calibration of the ensemble's answer together with the curve's trend and position in the budget.
+        """
         epochs = np.asarray(self.epochs_[-MAX_FIT_POINTS:], dtype=float)
         values = np.asarray(self.values_[-MAX_FIT_POINTS:], dtype=float)
         best = float(np.min(values))
-        return fit_forecast(epochs, values, horizon, self._delta(best), **FIT_OPTIONS)
+        fc = fit_forecast(epochs, values, horizon, self._delta(best), **FIT_OPTIONS)
+        weights = _prior_weights.WEIGHTS
+        x = features(
+            self.epochs_[-MAX_FIT_POINTS:],
+            self.values_[-MAX_FIT_POINTS:],
+            self.train_values_[-MAX_FIT_POINTS:],
+            fc,
+        )
+        self.last_features = x
+        if weights is None:
+            return fc
+        return dataclasses.replace(fc, p_improve=predict(x, weights))
 
     def _describe(self, fc: CurveForecast, threshold: float) -> str:
         sd = fc.sd
@@ -207,6 +233,7 @@ class Forecast(Policy):
                 f"{self.monitor} is {raw} (not finite: diverged) at epoch {epoch} {best}: stop",
             )
         self.last_p_improve = None
+        self.last_features = None
         internal = raw if self.mode == "min" else -raw
         improved = not self.values_ or internal < min(self.values_)
         if improved:
@@ -229,7 +256,7 @@ class Forecast(Policy):
                     f"collecting: {need} more epoch(s) before forecasting "
                     f"(best {fmt_value(self.best_value_)} at epoch {self.best_epoch_}): continue",
                 )
-            fc = self.forecast(end - epoch)
+            fc = self.forecast(self.lookahead)
             self.last_p_improve = fc.p_improve
             stop = fc.p_improve < threshold
             return self._decision(
@@ -241,7 +268,7 @@ class Forecast(Policy):
         # at (or past) the budget: extend while a gain is still likely
         room = self.max_extra - int(self.extended_)
         if room > 0 and n >= MIN_FIT_POINTS:
-            fc = self.forecast(room)
+            fc = self.forecast(min(self.lookahead, room))
             self.last_p_improve = fc.p_improve
             if fc.p_improve >= threshold:
                 k = int(min(max(fc.best_epoch - epoch, 1), room))
