@@ -111,43 +111,35 @@ def _jsonable(x: float | None) -> float | None:
 # ----------------------------------------------------------------------------------------------- input
 
 
+_MISSING = object()
+
+
 def _columns(history: Any) -> tuple[list[str], int, dict[str, list[Any]]]:
     """Normalise a list of row dicts or a dict of lists into (keys in first-seen order, n, columns)."""
+    kind = type(history).__name__
     if isinstance(history, Mapping):
-        keys = [str(k) for k in history]
-        cols: dict[str, list[Any]] = {}
-        n = None
-        for k in history:
-            v = history[k]
+        cols = {str(k): v for k, v in history.items()}
+        for k, v in cols.items():
             if isinstance(v, (str, bytes)) or not isinstance(v, Sequence | np.ndarray):
                 raise ValueError(
                     f"history[{k!r}] must be a list of per-epoch values, got {type(v).__name__}"
                 )
-            if n is not None and len(v) != n:
-                raise ValueError(
-                    f"history[{k!r}] has {len(v)} values but other keys have {n}: give one value per epoch"
-                )
-            n = len(v)
-            cols[str(k)] = list(v)
-        return keys, n or 0, cols
+        lengths = {len(v) for v in cols.values()}
+        if len(lengths) > 1:
+            k = min(cols, key=lambda k: len(cols[k]))
+            raise ValueError(f"history[{k!r}] has {len(cols[k])} values but other keys have more: give "
+                             f"one value per epoch")  # fmt: skip
+        return list(cols), lengths.pop() if lengths else 0, {k: list(v) for k, v in cols.items()}
     if isinstance(history, (str, bytes)) or not isinstance(history, Sequence):
         raise ValueError(
-            f"history must be a list of per-epoch dicts or a dict of lists, got {type(history).__name__}"
+            f"history must be a list of per-epoch dicts or a dict of lists, got {kind}"
         )
-    keys = []
-    seen: set[str] = set()
+    keys: dict[str, None] = {}
     for i, row in enumerate(history):
         if not isinstance(row, Mapping):
             raise ValueError(f"history[{i}] must be a dict of metrics, got {type(row).__name__}")
-        for k in row:
-            if k not in seen:
-                seen.add(k)
-                keys.append(str(k))
-    cols = {k: [row.get(k, _MISSING) for row in history] for k in keys}
-    return keys, len(history), cols
-
-
-_MISSING = object()
+        keys.update(dict.fromkeys(map(str, row)))
+    return list(keys), len(history), {k: [row.get(k, _MISSING) for row in history] for k in keys}
 
 
 def _series(cols: dict[str, list[Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -173,8 +165,9 @@ def _series(cols: dict[str, list[Any]], key: str) -> tuple[np.ndarray, np.ndarra
     return vals, bad
 
 
-def _metric_keys(keys: Sequence[str]) -> list[str]:
-    return [k for k in keys if k not in _NOT_METRICS]
+def _not_in(arg: str, key: str, keys: Sequence[str]) -> ValueError:
+    listed = ", ".join(k for k in keys if k not in _NOT_METRICS) or "none"
+    return ValueError(f"{arg} {key!r} is not in the history (keys: {listed}); pick one of those")
 
 
 # ----------------------------------------------------------------------------------------------- numerics
@@ -218,13 +211,8 @@ def _argbest(v: np.ndarray, idx: np.ndarray | None = None) -> int | None:
 
 def _slope(y: np.ndarray) -> float:
     """Least-squares slope per epoch of the finite values of ``y``."""
-    x = np.arange(len(y), dtype=float)
     ok = np.isfinite(y)
-    if ok.sum() < 2:
-        return 0.0
-    x, y = x[ok], y[ok]
-    xc = x - x.mean()
-    return float((xc * (y - y.mean())).sum() / (xc**2).sum())
+    return float(np.polyfit(np.nonzero(ok)[0], y[ok], 1)[0]) if ok.sum() >= 2 else 0.0
 
 
 def _longest_wait(y: np.ndarray, end: int) -> int:
@@ -303,8 +291,6 @@ def _phases(s: np.ndarray, onset: int | None, epochs: Sequence[int]) -> list[Pha
             below = np.nonzero(rate[peak_i:] < 0.2 * peak)[0]
             fast_end = peak_i + int(below[0]) - 1 if below.size else pre_end
             fast_end = max(fast_end, 0)
-    elif pre_end == 0:
-        fast_end = -1
     if fast_end >= 0:
         out.append(Phase("fast_descent", epochs[0], epochs[fast_end]))
     if fast_end + 1 <= pre_end:
@@ -333,17 +319,11 @@ def analyze(
     if n == 0:
         raise ValueError("history is empty: log at least one epoch before analysing it")
     if monitor not in cols:
-        listed = ", ".join(_metric_keys(keys)) or "none"
-        raise ValueError(
-            f"monitor {monitor!r} is not in the history (keys: {listed}); pick one of those"
-        )
+        raise _not_in("monitor", monitor, keys)
     if train_monitor is None:
         train_monitor = _default_train(monitor, keys)
     elif train_monitor not in cols:
-        listed = ", ".join(_metric_keys(keys)) or "none"
-        raise ValueError(
-            f"train_monitor {train_monitor!r} is not in the history (keys: {listed}); pick one of those"
-        )
+        raise _not_in("train_monitor", train_monitor, keys)
     if train_monitor == monitor:
         train_monitor = None
 
