@@ -45,6 +45,7 @@ def _old_config(run_dir: Path) -> dict[str, Any] | None:
 
 def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """Names of hashed fields whose values differ between two saved configs."""
+    new = tomllib.loads(to_toml(new))  # compare like with like: None is "none" in TOML
     keys = []
     for table in ("train", "model", "data"):
         a, b = old.get(table, {}), new.get(table, {})
