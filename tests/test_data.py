@@ -19,6 +19,12 @@ def test_builtins_load(name, rows, classes):
     assert table.frame["target"].nunique() == classes
 
 
+def test_diabetes_is_a_regression_target():
+    table = load_builtin("diabetes")
+    assert table.frame.shape == (442, 11)
+    assert infer_task(table.frame["target"]) == "regression"
+
+
 def test_mnist1d_is_generated_locally():
     table = load_builtin("mnist1d", n_samples=300)
     assert table.frame.shape == (300, 41)
@@ -26,7 +32,7 @@ def test_mnist1d_is_generated_locally():
 
 
 def test_unknown_builtin():
-    with pytest.raises(DataError, match="digits, breast_cancer, wine, mnist1d"):
+    with pytest.raises(DataError, match="digits, breast_cancer, wine, mnist1d, diabetes"):
         load_builtin("mnist")
 
 

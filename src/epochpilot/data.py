@@ -27,7 +27,7 @@ __all__ = [
     "write_builtin_csv",
 ]
 
-BUILTINS = ("digits", "breast_cancer", "wine", "mnist1d")
+BUILTINS = ("digits", "breast_cancer", "wine", "mnist1d", "diabetes")
 IMPUTE = ("mean", "median", "zero")
 TASKS = ("classification", "regression")
 
@@ -47,7 +47,8 @@ class Table:
 
 
 def load_builtin(name: str, *, n_samples: int | None = None, seed: int = 0) -> Table:
-    """One of scikit-learn's digits/breast_cancer/wine (shipped with it) or MNIST-1D (generated locally)."""
+    """One of scikit-learn's digits/breast_cancer/wine/diabetes (shipped with it) or MNIST-1D (generated
+    locally); diabetes is a regression target, the others are classes."""
     if name not in BUILTINS:
         raise DataError(f"unknown built-in data set {name!r}: choose one of {', '.join(BUILTINS)}")
     if name == "mnist1d":
@@ -59,7 +60,9 @@ def load_builtin(name: str, *, n_samples: int | None = None, seed: int = 0) -> T
         X, y = bunch.data, bunch.target
     columns = [f"x{i}" for i in range(X.shape[1])]
     frame = pd.DataFrame(np.asarray(X, dtype=np.float64), columns=columns)
-    frame["target"] = np.asarray(y).astype(int)
+    frame["target"] = (
+        np.asarray(y, dtype=np.float64) if name == "diabetes" else np.asarray(y).astype(int)
+    )
     if n_samples is not None and n_samples < len(frame):
         frame = frame.sample(n=n_samples, random_state=seed).reset_index(drop=True)
     return Table(frame, "target", name)

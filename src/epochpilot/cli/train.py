@@ -23,7 +23,7 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--data", type=Path, help="training CSV with a header row")
     d.add_argument(
         "--builtin",
-        choices=["digits", "breast_cancer", "wine", "mnist1d"],
+        choices=["digits", "breast_cancer", "wine", "mnist1d", "diabetes"],
         help="a built-in data set",
     )
     d.add_argument("--target", help="the target column of --data")
