@@ -11,6 +11,7 @@ import importlib
 from typing import Any
 
 from epochpilot import budget
+from epochpilot.curves import CurveReport, Phase, analyze
 from epochpilot.schedules import (
     Constant,
     Cosine,
@@ -46,6 +47,8 @@ _LAZY = {
     "fit": "epochpilot.train",
     "accuracy": "epochpilot.train",
     "load": "epochpilot.pipeline",
+    "write_report": "epochpilot.report",
+    "compare_runs": "epochpilot.report",
     "Predictor": "epochpilot.pipeline",
 }
 
@@ -54,6 +57,7 @@ __all__ = [
     "AnyOf",
     "Constant",
     "Cosine",
+    "CurveReport",
     "Decision",
     "EarlyStopping",
     "ExponentialDecay",
@@ -62,6 +66,7 @@ __all__ = [
     "Join",
     "MultiStepDecay",
     "OneCycle",
+    "Phase",
     "Policy",
     "Predictor",
     "ProgressQuotient",
@@ -74,11 +79,14 @@ __all__ = [
     "Warmup",
     "__version__",
     "accuracy",
+    "analyze",
     "budget",
+    "compare_runs",
     "fit",
     "load",
     "simulate",
     "to_torch",
+    "write_report",
 ]
 
 
