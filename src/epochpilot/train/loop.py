@@ -293,8 +293,12 @@ class Loop:
             acc["gnorm"],
             torch.tensor(float(acc["gcount"]), dtype=torch.float64, device=self.device),
         ]
+        elapsed = (
+            acc["elapsed"] + time.perf_counter() - t0
+        )  # averaged over ranks, so every rank's row agrees
+        parts.append(torch.tensor(elapsed, dtype=torch.float64, device=self.device))
         totals = D.all_sum(torch.stack([p.to(torch.float64) for p in parts]), self.dist).tolist()
-        elapsed = acc["elapsed"] + time.perf_counter() - t0
+        elapsed = totals.pop() / self.dist.world_size
         m = len(names)
         n = totals[1] or 1.0
         row: dict[str, Any] = {"epoch": st.epoch, "step": st.step, "train_loss": totals[0] / n}

@@ -243,11 +243,19 @@ class Trainer:
             "epochpilot_version": _version(),
             "torch_version": torch.__version__,
         }
-        resume_from = D.broadcast(
-            prepare_run_dir(cfg, tables, config_hash) if info.rank == 0 else None, info
-        )
-        if cfg.run_dir is None and resume_from is None:
-            pass
+        outcome: tuple[str, Any] = ("ok", None)
+        if (
+            info.rank == 0
+        ):  # rank 0 decides; the other ranks learn the answer (or the error) from it
+            try:
+                outcome = ("ok", prepare_run_dir(cfg, tables, config_hash))
+            except Exception as exc:
+                if not info.active:
+                    raise
+                outcome = ("error", exc)
+        kind, resume_from = D.broadcast(outcome, info)
+        if kind == "error":
+            raise resume_from
         run_dir = Path(cfg.run_dir) if cfg.run_dir is not None else None
 
         callbacks: list[Any] = []
