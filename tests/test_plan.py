@@ -17,6 +17,8 @@ from epochpilot.cli import plan as cli_plan
 from epochpilot.errors import DataError
 from epochpilot.plan import (
     CALIBRATED,
+    DEFAULT_LR,
+    LR_EXPONENT,
     SEEDS,
     DataProfile,
     EpochPlan,
@@ -60,6 +62,17 @@ def test_calibrated_table_hits_its_anchors_and_is_monotone():
     assert (
         calibrated_epochs(10) == CALIBRATED[0][1] and calibrated_epochs(10**7) == CALIBRATED[-1][1]
     )
+
+
+def test_calibrated_budget_scales_with_the_learning_rate():
+    n, base = CALIBRATED[1]
+    assert plan(n, lr=DEFAULT_LR["full"]).max_epochs == base
+    slow = plan(n, lr=DEFAULT_LR["full"] / 4)
+    assert slow.max_epochs == round(base * 4**LR_EXPONENT)
+    assert any("x2.00" in line for line in slow.rationale) or LR_EXPONENT != 0.5
+    assert plan(n, lr=10.0).max_epochs == max(1, round(base * 0.25))  # clipped at 1/4
+    assert plan(n, lr=1e-9).max_epochs == round(base * 4)  # clipped at 4
+    assert plan(n, lr=1e-5, table="seeds").max_epochs == plan(n, table="seeds").max_epochs
 
 
 def test_duplicates_shrink_the_budget_through_effective_samples():
