@@ -24,7 +24,16 @@ from epochpilot.errors import ConfigError, DataError
 from epochpilot.job import JobSpec
 from epochpilot.models import build_model
 
-__all__ = ["JobResult", "Predictor", "load", "prepare_run_dir", "run_job"]
+__all__ = [
+    "JobResult",
+    "Predictor",
+    "Prepared",
+    "load",
+    "prepare",
+    "prepare_run_dir",
+    "run_job",
+    "trainer_kwargs",
+]
 
 PREDICTOR_FILES = ("preprocessor.json", "model.json", "model.pt")
 
@@ -107,48 +116,66 @@ def _stopper(spec: JobSpec) -> Any:
     )
 
 
-def run_job(
-    spec: JobSpec, *, run_dir: Path, echo: Any = print, write_report: bool = True
-) -> JobResult:
-    """Train the job's model on its data, save the predictor and the report; returns what happened."""
-    from epochpilot.schedules import parse
+@dataclass
+class Prepared:
+    """A job's data ready for the trainer: the fitted preprocessing and the train/validation arrays."""
 
+    pre: Preprocessor
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    test: pd.DataFrame | None
+
+    @property
+    def classification(self) -> bool:
+        """True for a classification task (integer labels, cross-entropy)."""
+        return self.pre.task == "classification"
+
+
+def prepare(spec: JobSpec) -> Prepared:
+    """Load, split and preprocess the job's rows (preprocessing fitted on the training split only)."""
     table = load_table(spec)
     pre = Preprocessor.fit(table, task=spec.data.task, impute=spec.data.impute)
     train_df, val_df, test_df = split(table, spec, pre.task)
     pre = Preprocessor.fit(Table(train_df, table.target), task=pre.task, impute=spec.data.impute)
     X_tr, y_tr = pre.transform(train_df)
     X_va, y_va = pre.transform(val_df)
+    y_tr, y_va = as_targets(y_tr, pre.task), as_targets(y_va, pre.task)
+    return Prepared(pre, X_tr, y_tr, X_va, y_va, test_df)
+
+
+def as_targets(y: np.ndarray, task: str) -> np.ndarray:
+    """Labels as the trainer wants them: int64 classes, or float32 (n, 1) regression targets."""
+    if task == "classification":
+        return y.astype(np.int64)
+    return y.reshape(-1, 1).astype(np.float32)
+
+
+def make_schedule(spec: JobSpec, n_train: int) -> Any:
+    """The job's learning-rate schedule sized to its step budget (``n_train`` rows, ``max_epochs`` epochs)."""
+    from epochpilot.schedules import parse
+
     t = spec.train
-    if t.batch_size > len(X_tr):
-        raise DataError(
-            f"batch_size {t.batch_size} > {len(X_tr)} training rows: lower --batch-size (e.g. {max(1, len(X_tr) // 4)})"
-        )
-    text = budget.describe(
-        len(X_tr), t.batch_size, epochs=t.max_epochs, accumulation=t.accumulation
-    )
-    echo(f"budget: {text}")
-    steps = budget.total_steps(len(X_tr), t.batch_size, t.max_epochs, accumulation=t.accumulation)
+    steps = budget.total_steps(n_train, t.batch_size, t.max_epochs, accumulation=t.accumulation)
     warmup = int(round(t.warmup * steps)) if t.warmup < 1 else int(t.warmup)
-    schedule = parse(
+    return parse(
         t.schedule,
         lr=t.lr,
         total_steps=steps,
         warmup_steps=warmup if "warmup" in t.schedule else None,
     )
-    model = build_model(
-        spec.model.factory, len(pre.features), pre.n_outputs, spec.model.kwargs, _search(spec)
-    )
-    _write_job(run_dir, spec)
-    classification = pre.task == "classification"
-    from epochpilot.train import Trainer
 
-    trainer = Trainer(
+
+def trainer_kwargs(spec: JobSpec, n_train: int, classification: bool) -> dict[str, Any]:
+    """``Trainer`` settings for the job (schedule sized for ``n_train`` rows; no run directory set)."""
+    t = spec.train
+    return dict(
         loss_fn="cross_entropy" if classification else "mse",
         optimizer=t.optimizer,
         lr=t.lr,
         weight_decay=t.weight_decay,
-        schedule=schedule,
+        schedule=make_schedule(spec, n_train),
         stopper=_stopper(spec),
         max_epochs=t.max_epochs,
         batch_size=t.batch_size,
@@ -159,24 +186,58 @@ def run_job(
         metrics={"accuracy": "accuracy"} if classification else None,
         seed=t.seed,
         deterministic=t.deterministic,
-        run_dir=run_dir,
         checkpoint_every=t.checkpoint_every,
         keep_last=t.keep_last,
-        resume="auto" if spec.run.resume else False,
-        overwrite=spec.run.overwrite,
         progress=t.progress,
         tensorboard=t.tensorboard,
         on_nan=t.on_nan,
     )
-    y_dtype = np.float32 if not classification else np.int64
-    if not classification:
-        y_tr, y_va = y_tr.reshape(-1, 1), y_va.reshape(-1, 1)
-    result = trainer.fit(model, (X_tr, y_tr.astype(y_dtype)), (X_va, y_va.astype(y_dtype)))
+
+
+def job_model(spec: JobSpec, pre: Preprocessor) -> torch.nn.Module:
+    """A fresh model from the job's factory, sized for the preprocessed features and outputs."""
+    return build_model(
+        spec.model.factory, len(pre.features), pre.n_outputs, spec.model.kwargs, _search(spec)
+    )
+
+
+def check_batch_size(spec: JobSpec, n_train: int) -> None:
+    """Refuse a batch larger than the training split, naming a size that fits."""
+    if spec.train.batch_size > n_train:
+        raise DataError(
+            f"batch_size {spec.train.batch_size} > {n_train} training rows: lower --batch-size (e.g. {max(1, n_train // 4)})"
+        )
+
+
+def run_job(
+    spec: JobSpec, *, run_dir: Path, echo: Any = print, write_report: bool = True
+) -> JobResult:
+    """Train the job's model on its data, save the predictor and the report; returns what happened."""
+    data = prepare(spec)
+    pre, X_tr = data.pre, data.X_train
+    t = spec.train
+    check_batch_size(spec, len(X_tr))
+    text = budget.describe(
+        len(X_tr), t.batch_size, epochs=t.max_epochs, accumulation=t.accumulation
+    )
+    echo(f"budget: {text}")
+    kwargs = trainer_kwargs(spec, len(X_tr), data.classification)
+    model = job_model(spec, pre)
+    _write_job(run_dir, spec)
+    from epochpilot.train import Trainer
+
+    trainer = Trainer(
+        **kwargs,
+        run_dir=run_dir,
+        resume="auto" if spec.run.resume else False,
+        overwrite=spec.run.overwrite,
+    )
+    result = trainer.fit(model, (X_tr, data.y_train), (data.X_val, data.y_val))
     run_dir = Path(result.run_dir or run_dir)
     _save_predictor(run_dir, spec, pre, result.model)
     test_metrics: dict[str, float] = {}
-    if test_df is not None:
-        test_metrics = Predictor(run_dir, pre, result.model).evaluate(test_df)
+    if data.test is not None:
+        test_metrics = Predictor(run_dir, pre, result.model).evaluate(data.test)
     _update_summary(run_dir, {"test_metrics": test_metrics, "task": pre.task, "budget": text})
     report = None
     if write_report:
