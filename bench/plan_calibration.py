@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from epochpilot.plan import CALIBRATED, default_batch_size, plan
+from epochpilot.plan import CALIBRATED, DEFAULT_LR, LR_EXPONENT, default_batch_size, plan
 from epochpilot.stopping.early import EarlyStopping
 
 SIZES = (100, 1_000, 10_000)
@@ -207,14 +207,37 @@ def collect(
     return runs
 
 
+def _covered(run: dict, max_epochs: int) -> bool:
+    """Sweet spot within the budget; a run cut by the cap counts only if the budget reaches the cap."""
+    return run["sweet_spot"] <= max_epochs and (
+        not run["censored"] or max_epochs >= run["epochs_run"]
+    )
+
+
+def suggest(runs: list[dict], coverage: float = 0.9) -> dict[int, int]:
+    """Per size, the smallest anchor (max epochs at the default lr) whose lr-scaled budgets cover ``coverage``."""
+    out = {}
+    for n in SIZES:
+        sub = [r for r in runs if r["n"] == n]
+        if not sub:
+            continue
+        factors = [min(4.0, max(0.25, (DEFAULT_LR["full"] / r["lr"]) ** LR_EXPONENT)) for r in sub]
+        for anchor in range(1, 5_000):
+            hits = [
+                _covered(r, max(1, round(anchor * f))) for r, f in zip(sub, factors, strict=True)
+            ]
+            if sum(hits) >= coverage * len(sub):
+                out[n] = anchor
+                break
+    return out
+
+
 def score(runs: list[dict], table: str) -> dict[object, dict[str, float]]:
     """Per training size and overall: coverage, median waste, median epochs-run ratio, accuracy lost."""
     rows: dict[object, list[tuple[bool, float, float, float, int]]] = {}
     for r in runs:
         p = plan(r["n"], lr=r["lr"], table=table)
-        covered = r["sweet_spot"] <= p.max_epochs and not (
-            r["censored"] and p.max_epochs >= r["epochs_run"]
-        )
+        covered = _covered(r, p.max_epochs)
         kept, ran, _, _ = replay(r["val_loss"], p.patience, p.max_epochs)
         lost = r["val_acc"][r["sweet_spot"] - 1] - r["val_acc"][kept - 1]
         item = (covered, p.max_epochs / r["sweet_spot"], ran / r["sweet_spot"], lost, p.max_epochs)
@@ -279,6 +302,7 @@ def evaluate(runs: list[dict]) -> None:
     print(
         f"target coverage >= 90% at median waste <= 2x: {'MET' if met else 'NOT MET'}; anchors {CALIBRATED}"
     )
+    print(f"anchors that cover 90% of these runs (lr exponent {LR_EXPONENT}): {suggest(runs)}")
 
 
 def main() -> None:
