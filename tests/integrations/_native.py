@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+_RUNS: dict[str, Any] = {}
+
 
 def native_run(policy: Any, max_epochs: int = 30) -> Any:
-    """Overfit a small MLP on noisy labels with epochpilot's Trainer; return its FitResult."""
+    """Overfit a small MLP on noisy labels with epochpilot's Trainer; return its FitResult (cached per
+    policy, so the three adapters' tests replay the same run)."""
+    key = f"{policy!r}/{max_epochs}"
+    if key not in _RUNS:
+        _RUNS[key] = _run(policy, max_epochs)
+    return _RUNS[key]
+
+
+def _run(policy: Any, max_epochs: int) -> Any:
     import torch
 
     from epochpilot.train import fit
