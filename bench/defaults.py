@@ -56,11 +56,14 @@ def baseline(table: Table, spec: JobSpec, task: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--sets", nargs="*", default=[name for name, _ in SETS], help="data sets to run"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, kwargs in SETS:
+        for name, kwargs in [(n, kw) for n, kw in SETS if n in args.sets]:
             path = write_builtin_csv(name, Path(tmp) / f"{name}.csv", **kwargs)
             ours, base, epochs, secs = [], [], [], []
             for seed in range(args.seeds):

@@ -111,6 +111,17 @@ def test_text_labels_are_mapped_and_decoded():
         pre.encode(pd.Series(["maybe"]))
 
 
+def test_regression_targets_are_standardised_and_decoded():
+    frame = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "y": [100.0, 110.0, 120.0, 130.0]})
+    from epochpilot.data import Table
+
+    pre = Preprocessor.fit(Table(frame, "y"), task="regression")
+    _, y = pre.transform(frame)
+    np.testing.assert_allclose(y.mean(), 0.0, atol=1e-6)
+    np.testing.assert_allclose(y.std(), 1.0, atol=1e-6)
+    np.testing.assert_allclose(pre.decode_values(y), frame["y"], rtol=1e-6)
+
+
 def test_infer_task():
     assert infer_task(pd.Series([0, 1, 2, 1])) == "classification"
     assert infer_task(pd.Series([0.5, 1.25, 2.0])) == "regression"

@@ -141,6 +141,9 @@ class Preprocessor:
     fill: list[float] = field(default_factory=list)
     classes: list[Any] = field(default_factory=list)
     impute: str | None = None
+    #: regression targets are standardised for training (an MLP learns far better on unit-scale targets)
+    y_mean: float = 0.0
+    y_scale: float = 1.0
 
     @classmethod
     def fit(
@@ -190,8 +193,21 @@ class Preprocessor:
                     f"target column {target!r} has a single class ({classes[0]!r}): "
                     f"classification needs at least two; use --task regression or add data"
                 )
+        y_mean, y_scale = 0.0, 1.0
+        if task == "regression":
+            values = y.to_numpy(dtype=np.float64)
+            y_mean, y_scale = float(values.mean()), float(values.std()) or 1.0
         return cls(
-            features, target, task, mean.tolist(), scale.tolist(), fill.tolist(), classes, impute
+            features,
+            target,
+            task,
+            mean.tolist(),
+            scale.tolist(),
+            fill.tolist(),
+            classes,
+            impute,
+            y_mean,
+            y_scale,
         )
 
     @property
@@ -229,9 +245,9 @@ class Preprocessor:
         return X, self.encode(frame[self.target])
 
     def encode(self, y: pd.Series) -> np.ndarray:
-        """Targets as class indices (int64) or float32 values."""
+        """Targets as class indices (int64) or standardised float32 values."""
         if self.task == "regression":
-            return y.to_numpy(dtype=np.float32)
+            return ((y.to_numpy(dtype=np.float64) - self.y_mean) / self.y_scale).astype(np.float32)
         index = {c: i for i, c in enumerate(self.classes)}
         unknown = sorted({v for v in y.tolist() if v not in index}, key=str)
         if unknown:
@@ -243,6 +259,10 @@ class Preprocessor:
     def decode(self, indices: np.ndarray) -> list[Any]:
         """Class indices back to the original labels."""
         return [self.classes[int(i)] for i in indices]
+
+    def decode_values(self, outputs: np.ndarray) -> np.ndarray:
+        """Regression outputs back to the target's own units."""
+        return np.asarray(outputs, dtype=np.float64) * self.y_scale + self.y_mean
 
     def to_json(self, path: str | Path) -> None:
         """Save as plain JSON (no pickle)."""

@@ -312,7 +312,7 @@ class Predictor:
         out = self._outputs(frame)
         pre = self.preprocessor
         if pre.task == "regression":
-            return pd.DataFrame({"prediction": out.reshape(-1).numpy()})
+            return pd.DataFrame({"prediction": pre.decode_values(out.reshape(-1).numpy())})
         proba = torch.softmax(out.float(), dim=1).numpy()
         result = pd.DataFrame({"prediction": pre.decode(proba.argmax(axis=1))})
         for i, cls in enumerate(pre.classes):
@@ -320,7 +320,7 @@ class Predictor:
         return result
 
     def evaluate(self, data: pd.DataFrame | str | Path) -> dict[str, float]:
-        """Loss and accuracy (classification) or MSE/MAE/R² (regression) on labelled rows."""
+        """Loss and accuracy (classification) or MSE/MAE/R² in the target's units (regression)."""
         frame = self._frame(data)
         pre = self.preprocessor
         if pre.target not in frame.columns:
@@ -335,7 +335,8 @@ class Predictor:
             loss = torch.nn.functional.cross_entropy(out, target).item()
             acc = (out.argmax(dim=1) == target).float().mean().item()
             return {"loss": loss, "accuracy": acc, "n": float(len(y))}
-        pred = out.reshape(-1).numpy()
+        pred = pre.decode_values(out.reshape(-1).numpy())
+        y = pre.decode_values(y)
         err = pred - y
         ss_tot = float(((y - y.mean()) ** 2).sum())
         r2 = 1.0 - float((err**2).sum()) / ss_tot if ss_tot > 0 else math.nan
