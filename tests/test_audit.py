@@ -156,6 +156,18 @@ def test_text_leakage_is_found_near_and_exact():
     assert [e["train_row"] for e in v.examples] == [2, 5]
 
 
+def test_word_shingles_and_threshold_control_what_counts_as_near():
+    base = "one two three four five six seven eight nine ten eleven twelve"
+    texts = [base, base.replace("six", "SIXTY"), "alpha beta gamma delta epsilon zeta eta theta"]
+    # word 3-grams: a changed middle word touches 3 of 10 grams, Jaccard 7/13 = 0.54
+    assert audit(texts, shingle="word").near_duplicates == 0
+    assert audit(texts, shingle="word", near_threshold=0.3).near_duplicates == 1
+    with pytest.raises(ValueError, match="near_threshold"):
+        audit(texts, near_threshold=0.0)
+    with pytest.raises(ValueError, match="num_perm"):
+        audit(texts, num_perm=4)
+
+
 def test_minhash_agreement_tracks_true_jaccard():
     a, b = (
         "alpha beta gamma delta epsilon zeta eta theta",

@@ -18,6 +18,7 @@ and quantised-row hashing for numeric rows: two rows are near-duplicates when ev
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -223,6 +224,8 @@ def audit(
         )
     if shingle not in ("char", "word"):
         raise ValueError(f"shingle must be 'char' or 'word', got {shingle!r}")
+    if isinstance(num_perm, bool) or not isinstance(num_perm, int) or num_perm < 16:
+        raise ValueError(f"num_perm must be an int >= 16, got {num_perm!r}: 128 is typical")
     tr = load_split(train, "train", target=target, text_column=text_column)
     others = [
         load_split(data, name, target=target, text_column=tr.text_column)
@@ -344,10 +347,4 @@ def _with_warnings(report: AuditReport) -> AuditReport:
             f"{len(report.missing)} columns have missing values (worst: {worst!r}, "
             f"{report.missing[worst]:.1%}): impute them before training."
         )
-    return _replace(report, warnings=tuple(notes))
-
-
-def _replace(report: AuditReport, **changes: Any) -> AuditReport:
-    import dataclasses
-
-    return dataclasses.replace(report, **changes)
+    return dataclasses.replace(report, warnings=tuple(notes))
