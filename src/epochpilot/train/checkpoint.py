@@ -9,12 +9,16 @@ epoch accumulators), each written with ``torch.save`` of plain tensors/container
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import pickle
 import shutil
+import time
 import uuid
 import zipfile
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -83,26 +87,40 @@ def save_checkpoint(
     *,
     model: dict,
     optimizer: dict | None,
-    state: dict,
+    state: dict | None,
     meta: dict,
     sync: bool = True,
+    link_model: Path | None = None,
 ) -> Path:
-    """Write checkpoint ``root/name`` atomically and return its path; an existing one of that name is replaced."""
+    """Write checkpoint ``root/name`` atomically and return its path; an existing one of that name is replaced.
+
+    ``optimizer=None``/``state=None`` leave those files out (a weights-only checkpoint such as ``best``);
+    ``link_model`` hard-links an existing ``model.pt`` instead of writing the weights again.
+    """
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f"{_TMP}{name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        for fname, obj in (
-            ("model.pt", model),
-            ("optimizer.pt", optimizer or {}),
-            ("state.pt", state),
-        ):
+        contents = ["model.pt"]
+        if link_model is not None:
+            try:
+                os.link(link_model, tmp / "model.pt")
+            except OSError:
+                shutil.copyfile(link_model, tmp / "model.pt")
+        parts = [("model.pt", model)] if link_model is None else []
+        parts += [
+            (f, obj)
+            for f, obj in (("optimizer.pt", optimizer), ("state.pt", state))
+            if obj is not None
+        ]
+        contents += [f for f, _ in parts if f != "model.pt"]
+        for fname, obj in parts:
             with open(tmp / fname, "wb") as fh:
                 torch.save(obj, fh)
                 if sync:
                     fh.flush()
                     os.fsync(fh.fileno())
-        meta = dict(meta, format_version=FORMAT_VERSION, name=name)
+        meta = dict(meta, format_version=FORMAT_VERSION, name=name, contents=contents)
         _write_json(tmp / "meta.json", sanitize(meta))
         if sync:
             _fsync_dir(tmp)
@@ -191,26 +209,87 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
     if not path.is_dir():
         raise CheckpointError(f"{path} is not a checkpoint directory")
     meta = read_meta(path)
-    out: dict[str, Any] = {"meta": meta, "path": path}
-    for fname in FILES:
+    out: dict[str, Any] = {"meta": meta, "path": path, "optimizer": None, "state": None}
+    contents = meta.get("contents", FILES)
+    if (
+        not isinstance(contents, list)
+        or not set(contents) <= set(FILES)
+        or "model.pt" not in contents
+    ):
+        raise CheckpointError(f"{path / 'meta.json'} lists unexpected contents {contents!r}")
+    for fname in contents:
         out[fname[:-3]] = _load(path / fname, map_location)
     return out
 
 
-class CheckpointDir:
-    """The ``checkpoints/`` folder of a run: ordered listing, rotation (``keep_last`` newest plus ``best``)."""
+def snapshot(obj: Any) -> Any:
+    """A deep copy in which every tensor is detached and cloned to CPU (safe to write from another thread)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: snapshot(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [snapshot(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(snapshot(v) for v in obj)
+    return copy.deepcopy(obj)
 
-    def __init__(self, root: Path, keep_last: int) -> None:
+
+class CheckpointDir:
+    """The ``checkpoints/`` folder of a run: ordered listing, rotation (``keep_last`` newest plus ``best``).
+
+    With ``background=True`` saves are written by one worker thread, in order, so training does not wait on
+    serialisation and fsync; the caller hands over snapshots (see :func:`snapshot`). A kill before a write
+    completes leaves the earlier checkpoints valid, so resume stays exact. ``wait()`` blocks until all are
+    written and re-raises a failed write.
+    """
+
+    def __init__(self, root: Path, keep_last: int, background: bool = False) -> None:
         self.root = Path(root)
         self.keep_last = keep_last
+        self._pool = (
+            ThreadPoolExecutor(1, thread_name_prefix="epochpilot-ckpt") if background else None
+        )
+        self._pending: list[Future] = []
+        #: seconds spent writing, per save (for the overhead benchmark)
+        self.timings: list[float] = []
 
-    def save(self, name: str, **parts: Any) -> Path:
-        """Save one checkpoint, then delete the oldest beyond ``keep_last`` (never ``best``)."""
+    def _save_now(self, name: str, after: Callable[[], None] | None, parts: dict[str, Any]) -> Path:
+        t0 = time.perf_counter()
         path = save_checkpoint(self.root, name, **parts)
         if name != "best":
             for old in list_checkpoints(self.root)[: -self.keep_last]:
                 shutil.rmtree(old, ignore_errors=True)
+        if after is not None:
+            after()
+        self.timings.append(time.perf_counter() - t0)
         return path
+
+    def save(self, name: str, after: Callable[[], None] | None = None, **parts: Any) -> None:
+        """Save one checkpoint (then run ``after``), and delete the oldest beyond ``keep_last`` (never ``best``)."""
+        if self._pool is None:
+            self._save_now(name, after, parts)
+            return
+        self._pending = [f for f in self._pending if not f.done() or f.exception() is not None]
+        for f in self._pending:
+            if f.done():
+                f.result()  # re-raise an earlier failure
+        self._pending.append(self._pool.submit(self._save_now, name, after, parts))
+
+    def wait(self) -> None:
+        """Block until every queued save is on disk; re-raise the first failure."""
+        pending, self._pending = self._pending, []
+        for f in pending:
+            f.result()
+
+    def close(self) -> None:
+        """Wait for the queued saves and stop the worker."""
+        try:
+            self.wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
 
     def latest(self) -> Path | None:
         """The most advanced checkpoint (by training position), or None."""

@@ -104,7 +104,7 @@ class TrainConfig:
     tensorboard: bool = False
     callbacks: Sequence[Any] = field(default_factory=tuple)
     on_nan: str = "stop"
-    grad_norm_every: int = 1
+    grad_norm_every: int = 10
 
     def __post_init__(self) -> None:
         """Validate every field (one-line ConfigError naming the field and the fix)."""

@@ -21,6 +21,7 @@ import torch
 from epochpilot.errors import DataError
 from epochpilot.stopping.base import Reason
 from epochpilot.train import distributed as D
+from epochpilot.train.checkpoint import snapshot
 from epochpilot.train.events import Request, TrainState, as_requests, hooks
 
 __all__ = ["Loop", "get_rng", "set_rng"]
@@ -88,6 +89,7 @@ class Loop:
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.params = [p for p in self.module.parameters() if p.requires_grad]
         self.checked = False
+        self.best_dirty = False
         self.snapshot: dict[str, Any] | None = None
         self._reset_accumulators()
 
@@ -110,10 +112,16 @@ class Loop:
         return out
 
     def _autocast(self) -> Any:
+        """A fresh autocast context for mixed precision, or a no-op one."""
         if self.cfg.precision == "32":
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if self.cfg.precision == "bf16-mixed" else torch.float16
         return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    @property
+    def autocast(self) -> Any:
+        """The autocast context for the training forward pass (None in full precision)."""
+        return None if self.cfg.precision == "32" else self._autocast()
 
     def _loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The loss; on the first batch, shape mismatches become a DataError naming both shapes."""
@@ -149,7 +157,7 @@ class Loop:
         st = self.state
         self._handle(self._dispatch("fit_start"))
         if self.cfg.on_nan == "rollback":
-            self.snapshot = self._capture(memory=True)
+            self.snapshot = self._capture()
         while not st.stop and st.epochs_done < st.max_epochs:
             st.epoch = st.epochs_done + 1
             if st.batch == 0:
@@ -169,7 +177,11 @@ class Loop:
             st.stop_message = f"reached max_epochs={st.max_epochs}"
 
     def _train_epoch(self) -> bool:
-        """One pass over the training batches from ``state.batch``; False when the loss went non-finite."""
+        """One pass over the training batches from ``state.batch``; False when the loss went non-finite.
+
+        The hot path: no host sync per step (losses and metrics accumulate as device tensors), no per-step
+        allocation of contexts or dicts, and step hooks only for callbacks that asked for them.
+        """
         st, cfg, acc = self.state, self.cfg, self.acc
         model, opt, scaler = self.model, self.optimizer, self.scaler
         n = len(self.train)
@@ -177,44 +189,50 @@ class Loop:
         step_hooks = self.events["step_end"]
         metric_fns = list(self.metrics.values())
         msums = acc["metrics"]
-        to_device = self.device.type != "cpu"
+        loss_sum = acc["loss"]
+        device = self.device
+        to_device = device.type != "cpu"
         ddp = self.dist.active
         check_nan = not ddp
         gn_every = cfg.grad_norm_every
+        autocast = self.autocast
+        loss_fn = self.loss_fn
+        i = st.batch
         model.train()
-        for batch in self.train.iter_from(st.batch):
+        for batch in self.train.iter_from(i):
             *xs, y = batch
             if to_device:
-                xs = [x.to(self.device, non_blocking=True) for x in xs]
-                y = y.to(self.device, non_blocking=True)
-            i = st.batch
-            size = k if k == 1 else min(k, n - (i - i % k))
-            last = k == 1 or (i % k) + 1 == size
-            sync = model.no_sync() if ddp and not last else contextlib.nullcontext()
-            with sync:
-                with self._autocast():
-                    out = model(*xs)
-                    loss = self._loss(out, y)
-                scaled = loss / size if size > 1 else loss
-                if scaler is not None:
-                    scaler.scale(scaled).backward()
-                else:
-                    scaled.backward()
+                xs = [x.to(device, non_blocking=True) for x in xs]
+                y = y.to(device, non_blocking=True)
+            if k == 1:
+                size, last = 1, True
+            else:
+                size = min(k, n - (i - i % k))
+                last = (i % k) + 1 == size
+            if ddp and not last:
+                with model.no_sync():
+                    loss, out = self._forward_backward(xs, y, size)
+            elif autocast is None and scaler is None and self.checked:
+                out = model(*xs)
+                loss = loss_fn(out, y)
+                (loss / size if size > 1 else loss).backward()
+            else:
+                loss, out = self._forward_backward(xs, y, size)
             bs = len(y)
-            with torch.no_grad():
-                d = loss.detach()
-                acc["loss"] += d * bs
-                if metric_fns:
-                    od = out.detach()
-                    for j, fn in enumerate(metric_fns):
-                        msums[j] += fn(od, y) * bs
+            d = loss.detach()
+            loss_sum.add_(d, alpha=bs)
+            if metric_fns:
+                od = out.detach()
+                for j, fn in enumerate(metric_fns):
+                    msums[j] += fn(od, y) * bs
             acc["n"] += bs
-            st.batch = i + 1
+            i += 1
+            st.batch = i
             st.last_loss = d
             if last:
                 self._update(opt, scaler, gn_every)
                 st.step += 1
-                if check_nan and st.step % NAN_CHECK_EVERY == 0 and not torch.isfinite(acc["loss"]):
+                if check_nan and st.step % NAN_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
                     return False
                 if step_hooks:
                     for hook in step_hooks:
@@ -223,25 +241,46 @@ class Loop:
                             self._handle(as_requests(answer), mid_epoch=True)
                     if st.stop and not ddp:
                         break
-        return bool(torch.isfinite(acc["loss"])) or ddp
+        return bool(torch.isfinite(loss_sum)) or ddp
+
+    def _forward_backward(
+        self, xs: list[torch.Tensor], y: torch.Tensor, size: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward (under autocast when mixed precision), loss (checked on the first batch), scaled backward."""
+        with self.autocast or contextlib.nullcontext():
+            out = self.model(*xs)
+            loss = self._loss(out, y)
+        scaled = loss / size if size > 1 else loss
+        if self.scaler is not None:
+            self.scaler.scale(scaled).backward()
+        else:
+            scaled.backward()
+        return loss, out
+
+    def _grad_norm(self) -> torch.Tensor:
+        """Total L2 norm of the gradients (one fused norm per tensor, then the norm of those)."""
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if not grads:
+            return torch.zeros((), device=self.device)
+        try:
+            return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        except (RuntimeError, AttributeError):  # mixed devices or dtypes
+            return torch.nn.utils.get_total_norm(grads)
 
     def _update(self, opt: torch.optim.Optimizer, scaler: Any, gn_every: int) -> None:
         clip = self.cfg.clip_grad_norm
-        want_norm = clip is not None or (gn_every and self.state.step % gn_every == 0)
-        if want_norm:
+        acc = self.acc
+        if clip is not None or (
+            gn_every and (acc["gcount"] == 0 or self.state.step % gn_every == 0)
+        ):
             if scaler is not None:
                 scaler.unscale_(opt)
             if clip is not None:
                 norm = torch.nn.utils.clip_grad_norm_(self.params, clip)
             else:
-                grads = [p.grad for p in self.params if p.grad is not None]
-                norm = (
-                    torch.nn.utils.get_total_norm(grads)
-                    if grads
-                    else torch.zeros((), device=self.device)
-                )
-            self.acc["gnorm"] += norm.detach()
-            self.acc["gcount"] += 1
+                norm = self._grad_norm()
+            acc["gnorm"].add_(norm.detach())
+            acc["gcount"] += 1
         if scaler is not None:
             scaler.step(opt)
             scaler.update()
@@ -324,8 +363,10 @@ class Loop:
         self._handle(requests)
         self._record_row(row)
         self._handle(D.broadcast(self._dispatch("epoch_end"), self.dist))
+        if self.best_dirty:
+            self._write_best()
         if self.cfg.on_nan == "rollback":
-            self.snapshot = self._capture(memory=True)
+            self.snapshot = self._capture()
 
     def _record_row(self, row: dict[str, Any]) -> None:
         st = self.state
@@ -374,7 +415,7 @@ class Loop:
         where = f"epoch {st.epoch} (update {st.step})"
         if self.cfg.on_nan == "rollback" and self.snapshot is not None and st.rollbacks < 3:
             tries = st.rollbacks + 1
-            self._restore(self.snapshot)
+            self._restore(snapshot(self.snapshot))  # a copy: the optimizer would alias its tensors
             st.rollbacks = tries
             st.lr_scale *= 0.5
             for group in self.optimizer.param_groups:
@@ -403,10 +444,22 @@ class Loop:
         self.best_weights = {
             k: v.detach().to("cpu", copy=True) for k, v in self.module.state_dict().items()
         }
-        if self.ckpts is not None and self.state.is_main:
+        self.best_dirty = (
+            True  # written at the end of the epoch: linked to the epoch checkpoint if there is one
+        )
+
+    def _write_best(self, link: Any = None) -> None:
+        """Write ``checkpoints/best`` (rank 0): a hard link to checkpoint ``link``'s weights, or the weights."""
+        self.best_dirty = False
+        if self.ckpts is None or not self.state.is_main:
+            return
+        meta = copy.deepcopy(self._meta())
+        if link is not None:
             self.ckpts.save(
-                "best", model=self.best_weights, optimizer=None, state={}, meta=self._meta()
+                "best", model=None, optimizer=None, state=None, meta=meta, link_model=link
             )
+        else:
+            self.ckpts.save("best", model=self.best_weights, optimizer=None, state=None, meta=meta)
 
     def _meta(self) -> dict[str, Any]:
         import epochpilot
@@ -421,33 +474,28 @@ class Loop:
             "created": time.time(),
         }
 
-    def _capture(self, memory: bool = False) -> dict[str, Any]:
-        """Everything needed to continue from here (memory snapshots deep-copy, checkpoints share)."""
-        copy_ = copy.deepcopy if memory else (lambda x: x)
+    def _capture(self) -> dict[str, Any]:
+        """Everything needed to continue from here, as CPU copies (safe to keep or to write in the background)."""
         state = {
-            "callbacks": {cb.state_key: copy_(cb.state_dict()) for cb in self.callbacks},
-            "data": copy_(self.train.state_dict()),
+            "callbacks": {cb.state_key: cb.state_dict() for cb in self.callbacks},
+            "data": self.train.state_dict(),
             "data_seed": self.data_seed,
-            "scaler": copy_(self.scaler.state_dict()) if self.scaler is not None else None,
-            "acc": {
-                k: (v.detach().cpu().clone() if isinstance(v, torch.Tensor) else copy_(v))
-                for k, v in self.acc.items()
-            },
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "acc": self.acc,
         }
-        return {
-            "model": {
-                k: v.detach().to("cpu", copy=True) for k, v in self.module.state_dict().items()
+        parts = snapshot(
+            {
+                "model": self.module.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "state": state,
             }
-            if memory
-            else self.module.state_dict(),
-            "optimizer": copy_(self.optimizer.state_dict()),
-            "state": state,
-            "meta": copy.deepcopy(self._meta()),
-            "best": self.best_weights,
-        }
+        )
+        parts["meta"] = copy.deepcopy(self._meta())
+        parts["best"] = self.best_weights
+        return parts
 
     def save(self, mid_epoch: bool = False) -> None:
-        """Write a checkpoint (rank 0) with every rank's RNG states."""
+        """Queue a checkpoint (rank 0) with every rank's RNG states; the summary is rewritten after it."""
         if self.ckpts is None:
             return
         rngs = D.gather(get_rng(), self.dist)
@@ -458,13 +506,14 @@ class Loop:
             name = f"step-{st.step:07d}" if mid_epoch else f"epoch-{st.epochs_done:04d}"
             self.ckpts.save(
                 name,
+                after=self.summary_writer(),
                 model=parts["model"],
                 optimizer=parts["optimizer"],
                 state=parts["state"],
                 meta=parts["meta"],
             )
-            self.on_saved()
-        D.barrier(self.dist)
+            if self.best_dirty and not mid_epoch and st.best_epoch == st.epochs_done:
+                self._write_best(link=self.ckpts.root / name / "model.pt")
 
     def _restore(self, parts: dict[str, Any], best: dict[str, torch.Tensor] | None = None) -> None:
         """Load a checkpoint or snapshot into model, optimizer, callbacks, data position, RNG and counters."""
@@ -493,7 +542,11 @@ class Loop:
         self.extended = counters.pop("extended", 0)
         st.load_counters(counters)
         st.max_epochs = self.cfg.max_epochs + self.extended
-        st.history = copy.deepcopy(parts["meta"]["history"])
+        # JSON stored non-finite values as null; rows hold floats, so they come back as NaN
+        st.history = [
+            {k: (math.nan if v is None else v) for k, v in row.items()}
+            for row in parts["meta"]["history"]
+        ]
         if "rng" in inner:
             rngs = inner["rng"]
             if len(rngs) != self.dist.world_size:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from epochpilot.errors import ConfigError
+from epochpilot.errors import CheckpointError, ConfigError
 from epochpilot.stopping.base import Reason
 from epochpilot.train import distributed as D
 from epochpilot.train.callbacks import (
@@ -274,7 +274,7 @@ class Trainer:
                 callbacks.append(TensorBoardLogger(run_dir / "tb"))
         if run_dir is not None:
             every = parse_every(cfg.checkpoint_every)
-            ckpts = CheckpointDir(run_dir / "checkpoints", cfg.keep_last)
+            ckpts = CheckpointDir(run_dir / "checkpoints", cfg.keep_last, background=info.rank == 0)
             if every is not None:
                 callbacks.append(CheckpointTimer(*every))
         if want_progress(cfg.progress) and info.rank == 0:
@@ -314,7 +314,7 @@ class Trainer:
             config_hash=config_hash,
             data_seed=data_seed,
             extended=0,
-            on_saved=lambda: None,
+            summary_writer=lambda: None,
         )
 
         def summary() -> dict[str, Any]:
@@ -343,13 +343,28 @@ class Trainer:
             }
 
         if run_dir is not None and info.rank == 0:
-            loop.on_saved = lambda: write_summary(run_dir, summary())
+
+            def summary_writer() -> Any:
+                snap = summary()  # taken now, written by the checkpoint worker after the save
+                return lambda: write_summary(run_dir, snap)
+
+            loop.summary_writer = summary_writer
         if resume_from is not None:
             parts = load_checkpoint(resume_from)
+            if parts["optimizer"] is None or parts["state"] is None:
+                raise CheckpointError(
+                    f"{resume_from} holds weights only: resume from an epoch- or step- checkpoint"
+                )
+            counters = parts["meta"]["counters"]
             best = None
             best_dir = Path(resume_from).parent / "best"
-            if parts["meta"]["counters"].get("best_epoch") is not None and best_dir.is_dir():
-                best = load_checkpoint(best_dir)["model"]
+            if counters.get("best_epoch") is not None:
+                if counters["best_epoch"] == counters["epochs_done"] and counters["batch"] == 0:
+                    best = {
+                        k: v.clone() for k, v in parts["model"].items()
+                    }  # this epoch was the best
+                elif best_dir.is_dir():
+                    best = load_checkpoint(best_dir)["model"]
             loop._restore(parts, best=best)
             if parts["meta"].get("config_hash") != config_hash:
                 log.warning("checkpoint %s was written by a different config", resume_from)
@@ -371,6 +386,8 @@ class Trainer:
         try:
             loop.run()
         finally:
+            if ckpts is not None:
+                ckpts.close()
             if loop.best_weights is not None:
                 model.load_state_dict(loop.best_weights)
             loop._dispatch("fit_end")
