@@ -9,6 +9,7 @@ import runpy
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -250,6 +251,27 @@ def test_without_validation_the_policy_reads_train_loss() -> None:
     assert pilot.stopped_epoch_ == expected == len(losses) < 6
     assert pilot.core.stop_reason == Reason.STOPPING_THRESHOLD
     assert policy().decide(pilot.history_).stop
+
+
+def test_a_stop_on_another_rank_stops_this_one() -> None:
+    class Strategy:
+        asked: tuple[bool, bool] | None = None
+
+        def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
+            self.asked = (decision, all)
+            return True  # another rank said stop
+
+        def broadcast(self, obj: Any, src: int = 0) -> Any:
+            return obj
+
+    pilot = EpochPilot(EarlyStopping("val_loss", mode="min", patience=9), report=False)
+    fake = SimpleNamespace(
+        strategy=Strategy(), should_stop=False, fit_loop=SimpleNamespace(max_epochs=10)
+    )
+    pilot._decide(fake, Net(), {"epoch": 1, "step": 8, "val_loss": 1.0})
+    assert fake.should_stop and fake.strategy.asked == (False, False)
+    assert pilot.stopped_epoch_ == 1 and "another rank" in pilot.core.stop_message
+    assert pilot.core.stop_reason == Reason.USER
 
 
 def test_history_metrics_and_bad_input() -> None:

@@ -30,7 +30,7 @@ import lightning.pytorch as pl
 import torch
 
 from epochpilot.integrations._common import PilotCore, scalar
-from epochpilot.stopping.base import Policy
+from epochpilot.stopping.base import Policy, Reason
 
 __all__ = ["EpochPilot", "history_metrics"]
 
@@ -218,8 +218,10 @@ class EpochPilot(pl.Callback):
             }
         stop = trainer.strategy.reduce_boolean_decision(bool(decision.stop), all=False)
         if stop and not decision.stop:  # another rank stopped: say so in this rank's record
-            self.core.stop_epoch = int(row["epoch"])
-            self.core.stop_message = "another rank's policy said stop"
+            self.core.stop_epoch, self.core.stop_reason = int(row["epoch"]), Reason.USER
+            self.core.stop_message = (
+                "another rank's policy said stop (decisions are reduced: any rank stops all)"
+            )
         trainer.should_stop = trainer.should_stop or stop
         extend = int(trainer.strategy.broadcast(int(decision.extend_by), src=0))
         fit_loop = trainer.fit_loop
