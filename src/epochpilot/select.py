@@ -294,7 +294,8 @@ def kfold_epochs(
     folds = _folds(y, k, stratify, seed)
     kw = _config_kwargs(config)
     kw.setdefault("seed", seed)
-    kw.setdefault("progress", False)
+    if kw.get("progress") is None:
+        kw["progress"] = False
     max_epochs = int(kw.get("max_epochs", 100))
     stopper = kw.get("stopper")
     if stopper is None:
@@ -367,7 +368,8 @@ def refit(
     X, y = _arrays(data)
     kw = _config_kwargs(config)
     kw.update(stopper=False, max_epochs=epochs, run_dir=run_dir)
-    kw.setdefault("progress", False)
+    if kw.get("progress") is None:
+        kw["progress"] = False
     kw["schedule"] = _schedule(schedule, kw, len(X), epochs)
     if kw.get("seed") is not None:
         import torch

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import optuna
 
 from epochpilot.stopping import EarlyStopping
@@ -55,18 +56,25 @@ def _best_so_far(curve: Mapping[int, float], epoch: int, sign: float) -> float |
 def _p_beat(
     curve: Mapping[int, float], sign: float, target: float, budget: int, epoch: int
 ) -> float | None:
-    """P(the trial's best over epochs epoch+1..budget beats ``target``) from Forecast's ensemble (internal units)."""
+    """P(the trial's best over epochs epoch+1..budget beats ``target``), internal units (lower is better).
+
+    Uses the learning-curve ensemble behind :class:`~epochpilot.stopping.forecast.Forecast` (its forecast
+    best and spread, with Forecast's fit options); None when it is not available or cannot fit.
+    """
     try:
-        from epochpilot.stopping.forecast import MIN_FIT_POINTS, Forecast
+        from epochpilot.stopping._curvefit import fit_forecast
+        from epochpilot.stopping.forecast import FIT_OPTIONS, MIN_FIT_POINTS
     except ImportError:  # pragma: no cover - forecast not available in this build
         return None
-    points = sorted((e, v) for e, v in curve.items() if math.isfinite(v))
+    points = sorted((e, sign * v) for e, v in curve.items() if math.isfinite(v))
     if len(points) < MIN_FIT_POINTS or budget <= epoch:
         return None
-    policy = Forecast("value", "min", budget=budget, min_epochs=epoch + 1)
-    for e, v in points:  # below min_epochs the policy only records (no fit)
-        policy.update(e, {"value": sign * v})
-    fc = policy.forecast(budget - epoch)
+    epochs = np.array([p[0] for p in points], dtype=float)
+    values = np.array([p[1] for p in points], dtype=float)
+    try:
+        fc = fit_forecast(epochs, values, budget - epoch, 0.0, **FIT_OPTIONS)
+    except (ValueError, TypeError, ArithmeticError, np.linalg.LinAlgError):
+        return None  # a curve the ensemble cannot fit: no forecast, no pruning on it
     if not math.isfinite(fc.best):
         return None
     if fc.sd <= 0 or not math.isfinite(fc.sd):

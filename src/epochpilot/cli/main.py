@@ -20,6 +20,8 @@ COMMANDS: tuple[str, ...] = (
     "report",
     "compare",
     "schedule",
+    "cv",
+    "tune",
 )
 
 #: Exceptions that mean "the user's input is wrong": one line on stderr, exit code 2, no traceback.

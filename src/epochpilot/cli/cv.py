@@ -1,0 +1,158 @@
+"""``epochpilot cv CONFIG --folds 5``: choose the epoch count by k-fold cross-validation (and refit)."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+EXAMPLES = """examples:
+  epochpilot cv examples/digits.toml --folds 5
+  epochpilot cv --builtin wine --folds 3 --max-epochs 40 --workers 2
+  epochpilot cv --data train.csv --target label --folds 5 --rule one_se --refit
+
+Each fold trains the job's model with the job's settings and a generous patience (at least
+max(10, max_epochs // 3) epochs) so its curve runs past its best; the folds' validation curves are
+averaged per epoch and the epoch with the best mean (--rule min) or the smallest epoch within one
+standard error of it (--rule one_se) is chosen. Writes RUN_DIR/fold-1 ... fold-K, selection.json and
+report.html; --refit then trains on every row for that many epochs into RUN_DIR/refit (a predictor
+that 'epochpilot predict' reads).
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the subcommand."""
+    from epochpilot.cli.train import add_job_arguments
+
+    p = subparsers.add_parser(
+        "cv",
+        help="choose the number of epochs by k-fold cross-validation",
+        description="Run k folds of the job, align their validation curves by epoch, choose the epoch count "
+        "and write a page with the k curves, the mean ± std band and the choice.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_job_arguments(p)
+    c = p.add_argument_group("cross-validation")
+    c.add_argument("--folds", type=int, default=5, help="number of folds k (default 5)")
+    c.add_argument("--workers", type=int, default=1, help="folds trained in parallel processes")
+    c.add_argument(
+        "--rule", choices=["min", "one_se"], default="min", help="how the epoch is chosen"
+    )
+    c.add_argument(
+        "--no-stratify", action="store_true", help="plain folds (stratified by class by default)"
+    )
+    c.add_argument(
+        "--refit", action="store_true", help="then train on all rows for the chosen epochs"
+    )
+
+
+def _schedule(spec: Any, total_steps: int) -> Any:
+    """The job's schedule for ``total_steps`` updates (top level: picklable for fold processes)."""
+    from epochpilot.schedules import parse
+
+    t = spec.train
+    warmup = int(round(t.warmup * total_steps)) if t.warmup < 1 else int(t.warmup)
+    return parse(
+        t.schedule,
+        lr=t.lr,
+        total_steps=total_steps,
+        warmup_steps=min(warmup, total_steps - 1) if "warmup" in t.schedule else None,
+    )
+
+
+def cv_run_dir(spec: Any, given: Path | None, suffix: str) -> Path:
+    """--run-dir when given, else runs/<data name>-<suffix> (or the job's run.dir + suffix)."""
+    from epochpilot.cli.train import default_run_dir
+
+    if given is not None:
+        return Path(given)
+    base = default_run_dir(spec)
+    return base.with_name(f"{base.name}-{suffix}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Cross-validate the job and print the choice."""
+    import pandas as pd
+
+    from epochpilot.cli.train import spec_from_args
+    from epochpilot.data import Preprocessor, Table
+    from epochpilot.pipeline import (
+        _save_predictor,
+        as_targets,
+        check_batch_size,
+        job_model,
+        load_table,
+        prepare_run_dir,
+        split,
+        trainer_kwargs,
+    )
+    from epochpilot.report.selection import write_cv_report
+    from epochpilot.select import kfold_epochs, refit
+    from epochpilot.stopping import EarlyStopping
+
+    spec = spec_from_args(args)
+    run_dir = cv_run_dir(spec, args.run_dir, "cv")
+    logging.getLogger("epochpilot").setLevel(logging.WARNING)  # no per-epoch lines from k runs
+    if args.resume:
+        raise ValueError("epochpilot cv cannot resume: re-run with --overwrite")
+    prepare_run_dir(run_dir, overwrite=spec.run.overwrite, resume=False)
+
+    table = load_table(spec)
+    task = Preprocessor.fit(table, task=spec.data.task, impute=spec.data.impute).task
+    train_df, val_df, _test = split(table, spec, task)  # the test share (if any) stays out
+    frame = pd.concat([train_df, val_df])
+    pre = Preprocessor.fit(Table(frame, table.target), task=task, impute=spec.data.impute)
+    X, y = pre.transform(frame)
+    y = as_targets(y, task)
+    check_batch_size(spec, len(X) - len(X) // max(args.folds, 2))
+    t = spec.train
+    config = trainer_kwargs(spec, len(X), task == "classification")
+    config.pop("schedule")
+    if t.stopper == "none":
+        config["stopper"] = False
+    else:
+        patience = max(t.patience, 10, t.max_epochs // 3)
+        config["stopper"] = EarlyStopping(t.monitor, t.mode, patience=patience)
+    config.update(checkpoint_every=None, tensorboard=False, progress=False)
+    factory = functools.partial(job_model, spec, pre)
+    schedule = functools.partial(_schedule, spec)
+    selection = kfold_epochs(
+        factory,
+        (X, y),
+        k=args.folds,
+        stratify=task == "classification" and not args.no_stratify,
+        config=config,
+        schedule=schedule,
+        workers=args.workers,
+        rule=args.rule,
+        seed=spec.data.seed,
+        run_dir=run_dir,
+    )
+    (run_dir / "selection.json").write_text(json.dumps(selection.to_dict(), indent=2))
+    report = write_cv_report(selection, run_dir / "report.html", title=f"{spec.source}: {run_dir}")
+    mean = selection.mean_curve[selection.epochs - 1]
+    std = selection.std_curve[selection.epochs - 1]
+    print(
+        f"folds: {selection.k}; best epoch per fold: {', '.join(map(str, selection.per_fold_best))}"
+    )
+    print(
+        f"chosen: {selection.epochs} epochs (rule {selection.rule}; mean {selection.monitor} "
+        f"{mean:.4g} ± {std:.4g}; best mean at epoch {selection.best_epoch})"
+    )
+    if args.refit:
+        refit_dir = run_dir / "refit"
+        if refit_dir.exists():
+            shutil.rmtree(refit_dir)
+        config.pop("stopper")
+        result = refit(
+            factory, (X, y), selection, config=config, schedule=schedule, run_dir=refit_dir
+        )
+        _save_predictor(refit_dir, spec, pre, result.model)
+        print(f"refit: {len(result.history)} epochs on all {len(X)} rows -> {refit_dir}")
+    print(f"report: {report}")
+    return 0

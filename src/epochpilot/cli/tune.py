@@ -1,0 +1,213 @@
+"""``epochpilot tune CONFIG --trials 30``: tune the job's settings with Optuna, pruning per epoch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+EXAMPLES = """examples:
+  epochpilot tune examples/digits.toml --trials 30
+  epochpilot tune --builtin wine --trials 20 --max-epochs 30 --workers 2
+  epochpilot tune job.toml --trials 50 --space "lr=log:1e-4:1e-1" --space "batch_size=choice:16,32,64"
+  epochpilot tune job.toml --space "model.hidden=choice:[[64],[128,64]]" --space "warmup=float:0:0.2"
+  epochpilot tune job.toml --space-file space.toml --pruner median
+  epochpilot tune job.toml --trials 100 --storage postgresql://user:pw@db-host/optuna --study-name digits
+
+Each trial trains the job with the trial's settings and reports its validation value every epoch; the
+pruner stops trials that cannot win. The study lives in RUN_DIR/study.db (or --storage): re-running the
+same command resumes it until --trials trials have finished, and any number of machines running the same
+command with a shared --storage work on one study. Open it in optuna-dashboard with the printed URL.
+
+--space NAME=KIND:LOW:HIGH (KIND float, log or int) or NAME=choice:A,B,C (or a JSON list after
+'choice:'); NAME is a [train] setting (lr, batch_size, warmup, weight_decay, schedule, max_epochs,
+optimizer, patience, ...) or model.NAME for a model argument. A --space-file holds lines such as
+lr = ["log", 1e-4, 1e-1]. Default space: lr, batch_size, weight_decay and warmup.
+"""
+
+DEFAULT_SPACE: dict[str, Any] = {
+    "lr": ("log", 1e-4, 1e-1),
+    "batch_size": ("choice", [16, 32, 64]),
+    "weight_decay": ("log", 1e-6, 1e-2),
+    "warmup": ("float", 0.0, 0.2),
+}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the subcommand."""
+    from epochpilot.cli.train import add_job_arguments
+
+    p = subparsers.add_parser(
+        "tune",
+        help="tune the job's settings with Optuna (pruning, resumable, multi-worker)",
+        description="Search the job's training settings with Optuna; prune trials per epoch; print the best "
+        "trial and write a report with the trials table and the optimisation history.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_job_arguments(p)
+    o = p.add_argument_group("tuning")
+    o.add_argument("--trials", type=int, default=30, help="finished trials to reach (default 30)")
+    o.add_argument(
+        "--workers", type=int, default=1, help="processes sharing the study on this machine"
+    )
+    o.add_argument("--storage", help="database URL (default sqlite:///RUN_DIR/study.db)")
+    o.add_argument("--study-name", default="epochpilot", help="study name in the storage")
+    o.add_argument(
+        "--pruner", choices=["epochpilot", "median", "hyperband", "none"], default="epochpilot"
+    )
+    o.add_argument("--sampler", choices=["tpe", "random"], default="tpe")
+    o.add_argument(
+        "--space", action="append", default=[], metavar="NAME=KIND:...", help="a parameter"
+    )
+    o.add_argument("--space-file", type=Path, help="TOML file of NAME = [KIND, ...] lines")
+    o.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_space_arg(text: str) -> tuple[str, tuple[Any, ...]]:
+    """``"lr=log:1e-4:1e-1"`` -> ``("lr", ("log", 0.0001, 0.1))``; choices split on commas or read as JSON."""
+    name, sep, rest = text.partition("=")
+    kind, sep2, values = rest.partition(":")
+    if not sep or not sep2 or not name.strip():
+        raise ValueError(
+            f"--space {text!r}: write NAME=KIND:LOW:HIGH (e.g. lr=log:1e-4:1e-1) or NAME=choice:A,B"
+        )
+    name, kind = name.strip(), kind.strip()
+    if kind == "choice":
+        options = _value(values) if values.strip().startswith("[") else None
+        if not isinstance(options, list):
+            options = [_value(v.strip()) for v in values.split(",") if v.strip()]
+        return name, ("choice", options)
+    parts = values.split(":")
+    if len(parts) != 2:
+        raise ValueError(f"--space {text!r}: a {kind!r} range is written {name}={kind}:LOW:HIGH")
+    low, high = (_value(v.strip()) for v in parts)
+    return name, (kind, low, high)
+
+
+def space_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The search space: --space-file, then --space flags; the default space when neither is given."""
+    space: dict[str, Any] = {}
+    if args.space_file is not None:
+        path = Path(args.space_file)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such space file; check the path")
+        try:
+            space.update(tomllib.loads(path.read_text()))
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: TOML syntax error: {exc}") from None
+        space = {k: tuple(v) if isinstance(v, list) else v for k, v in space.items()}
+    for text in args.space:
+        name, decl = parse_space_arg(text)
+        space[name] = decl
+    return space or dict(DEFAULT_SPACE)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run (or resume) the study and print the best trial."""
+    import optuna
+
+    from epochpilot.cli.cv import cv_run_dir
+    from epochpilot.cli.train import spec_from_args
+    from epochpilot.report.selection import write_tune_report
+    from epochpilot.tune import tune
+
+    spec = spec_from_args(args)
+    space = space_from_args(args)
+    logging.getLogger("epochpilot").setLevel(logging.WARNING)  # no per-epoch lines from k runs
+    run_dir = cv_run_dir(spec, args.run_dir, "tune")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"run directory {run_dir} is a file: choose another --run-dir")
+    if spec.run.overwrite and run_dir.exists():
+        shutil.rmtree(run_dir)
+    elif run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / "study.db").exists():
+        if args.storage is None:
+            raise FileExistsError(
+                f"run directory {run_dir} holds something other than a study: choose another --run-dir "
+                "or pass --overwrite"
+            )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = tune(
+        spec,
+        space,
+        n_trials=args.trials,
+        storage=args.storage,
+        pruner=args.pruner,
+        sampler=args.sampler,
+        workers=args.workers,
+        study_name=args.study_name,
+        run_dir=run_dir,
+        seed=spec.train.seed,
+        timeout=args.timeout,
+    )
+    report = write_tune_report(study, run_dir / "report.html", title=f"{spec.source}: {run_dir}")
+    print_study(study)
+    storage = args.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
+    _write_best(study, run_dir)
+    print(f"report: {report}")
+    print(f"dashboard: optuna-dashboard {_hide(storage)}")
+    return 0
+
+
+def _hide(url: str) -> str:
+    from epochpilot.tune import _safe_url
+
+    return _safe_url(url)
+
+
+def print_study(study: Any) -> None:
+    """Counts, epochs trained and the best trial's value and settings."""
+    import optuna
+
+    TS = optuna.trial.TrialState
+    states = [t.state for t in study.trials]
+    counts = {s: states.count(s) for s in (TS.COMPLETE, TS.PRUNED, TS.FAIL) if states.count(s)}
+    epochs = sum(len(t.intermediate_values) for t in study.trials)
+    print(
+        f"study {study.study_name}: {len(study.trials)} trials ("
+        + ", ".join(f"{n} {s.name.lower()}" for s, n in counts.items())
+        + f"), {epochs} epochs trained"
+    )
+    try:
+        best = study.best_trial
+    except ValueError:
+        print("no trial completed yet")
+        return
+    value = f"{best.value:.6g}" if best.value is not None and math.isfinite(best.value) else "—"
+    print(
+        f"best trial: #{best.number}  value {value}  (best epoch {best.user_attrs.get('best_epoch')})"
+    )
+    for name, v in best.params.items():
+        print(f"  {name} = {v}")
+
+
+def _write_best(study: Any, run_dir: Path) -> None:
+    try:
+        best = study.best_trial
+    except ValueError:
+        return
+    info = {
+        "number": best.number,
+        "value": best.value,
+        "params": best.params,
+        "user_attrs": best.user_attrs,
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "best.json").write_text(json.dumps(info, indent=2, default=str))
