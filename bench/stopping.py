@@ -366,6 +366,9 @@ def fit_prior(args) -> None:
     }
     for name, coef in zip(FEATURES, weights["coef"]):
         print(f"  {name:18s} {coef:+.3f}")
+    _prior_weights.WEIGHTS = weights
+    if args.dry_run:
+        return
     path = Path(_prior_weights.__file__)
     body = json.dumps(weights, indent=4)
     path.write_text(
@@ -381,7 +384,7 @@ def main() -> None:
     ap.add_argument("--split", choices=("report", "tune", "all"), default="report")
     ap.add_argument("--on", choices=("test", "valid"), default="test", help="regret measured on")
     ap.add_argument(
-        "--per-task", type=int, default=250, help="TaskSet configs per task file (0 = all 1000)"
+        "--per-task", type=int, default=0, help="TaskSet configs per task file (0 = all 1000)"
     )
     ap.add_argument("--no-plots", action="store_true")
     ap.add_argument(
@@ -389,6 +392,9 @@ def main() -> None:
     )
     ap.add_argument(
         "--gain-weight", type=float, default=1.0, help="extra weight of large future gains"
+    )
+    ap.add_argument(
+        "--dry-run", action="store_true", help="--fit-prior without writing the weights"
     )
     ap.add_argument("--l2", type=float, default=1.0, help="L2 penalty of the prior's logistic fit")
     ap.add_argument(
@@ -404,8 +410,10 @@ def main() -> None:
         fit_prior(args)
         return
     default = Forecast(VAL, "min", budget=1).confidence
-    print(f"Forecast decision time, 200 epochs of history: {decision_ms():.2f} ms (median)\n")
+    ms = decision_ms()
+    print(f"Forecast decision time, 200 epochs of history: {ms:.2f} ms (median)\n")
     RESULTS.mkdir(exist_ok=True)
+    report = [f"Forecast decision time, 200 epochs of history: {ms:.2f} ms (median)"]
     for title, unit, curves in corpora(args):
         if args.split != "all":
             curves = [c for c in curves if c.split() == args.split]
@@ -414,8 +422,10 @@ def main() -> None:
         main_r, sweep = forecast_results(curves, args.on, default)
         rows = frontier + others + [main_r] + sweep
         head = f"{title} ({len(curves)} curves, {args.split} split, regret on {args.on})"
-        print(table(head, unit, rows, main_r, frontier))
+        text = table(head, unit, rows, main_r, frontier)
+        print(text)
         print(f"({time.time() - t0:.0f} s)\n")
+        report.append(text)
         if not args.no_plots:
             slug = title.split(",")[0].split()[0].lower() + ("-acc" if "accuracy" in title else "")
             figure(
@@ -427,6 +437,9 @@ def main() -> None:
                 sweep,
                 main_r,
             )
+    out = RESULTS / f"stopping-{args.split}-{args.on}.md"
+    out.write_text("\n\n".join(report) + "\n")
+    print(f"tables written to {out}")
 
 
 if __name__ == "__main__":
