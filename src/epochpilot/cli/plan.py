@@ -95,7 +95,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(result)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            fh.write(payload + "\n")
+        try:
+            with open(args.json, "w", encoding="utf-8") as fh:
+                fh.write(payload + "\n")
+        except OSError as exc:
+            print(f"error: cannot write --json {args.json!r}: {exc.strerror}", file=sys.stderr)
+            return 2
         print(f"JSON plan written to {args.json}")
     return 0
