@@ -241,7 +241,7 @@ class LoaderBatches(Batches):
         if start == 0:
             self.epoch_rng = torch.get_rng_state()
             return iter(self.loader)
-        from epochpilot.train.loop import get_rng, set_rng
+        from epochpilot.train.persist import get_rng, set_rng
 
         now = (
             get_rng()

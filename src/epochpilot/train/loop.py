@@ -1,65 +1,31 @@
 """The training loop proper: epochs of updates, validation, requests from callbacks, checkpoints and resume.
 
 Kept thin on purpose: every feature lives in a callback (see ``events``); this module counts, computes losses
-and metrics without per-step host syncs, and moves state in and out of checkpoints.
+and metrics without per-step host syncs, and leaves checkpoints and snapshots to ``persist``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import math
-import random
 import time
 import warnings
 from typing import Any
 
-import numpy as np
 import torch
 
 from epochpilot.errors import DataError
 from epochpilot.stopping.base import Reason
 from epochpilot.train import distributed as D
-from epochpilot.train.checkpoint import snapshot
 from epochpilot.train.events import Request, TrainState, as_requests, hooks
+from epochpilot.train.persist import Persistence
 
-__all__ = ["Loop", "get_rng", "set_rng"]
+__all__ = ["Loop"]
 
 log = logging.getLogger("epochpilot")
-NAN_CHECK_EVERY = (
-    16  # updates between non-finite loss checks (single process; DDP checks at epoch end)
-)
-
-
-def get_rng() -> dict[str, Any]:
-    """Python, numpy and torch (CPU + CUDA) RNG states as plain tensors/containers (weights_only-safe)."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    out: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": [
-            name,
-            torch.from_numpy(keys.astype(np.int64)),
-            int(pos),
-            int(has_gauss),
-            float(cached),
-        ],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        out["cuda"] = torch.cuda.get_rng_state_all()
-    return out
-
-
-def set_rng(state: dict[str, Any]) -> None:
-    """Restore :func:`get_rng` output."""
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+#: updates between non-finite loss checks (single process; under DDP the check is at epoch end)
+NAN_CHECK_EVERY = 16
 
 
 def _first_line(exc: BaseException) -> str:
@@ -67,7 +33,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class Loop:
+class Loop(Persistence):
     """One fit: owns the state, the model/optimizer and the callbacks (built by ``Trainer``)."""
 
     def __init__(self, **parts: Any) -> None:
@@ -407,156 +373,3 @@ class Loop:
                 save = True
         if save:
             self.save(mid_epoch=mid_epoch)
-
-    # -- NaN -----------------------------------------------------------------------------------------------
-    def _not_finite(self, recorded: bool = False) -> bool:
-        """Handle a non-finite training loss: True to retry (rollback), False to stop."""
-        st = self.state
-        where = f"epoch {st.epoch} (update {st.step})"
-        if self.cfg.on_nan == "rollback" and self.snapshot is not None and st.rollbacks < 3:
-            tries = st.rollbacks + 1
-            self._restore(snapshot(self.snapshot))  # a copy: the optimizer would alias its tensors
-            st.rollbacks = tries
-            st.lr_scale *= 0.5
-            for group in self.optimizer.param_groups:
-                group["lr"] *= 0.5
-            self._reset_accumulators()
-            log.warning(
-                "loss was not finite in %s: rolled back to epoch %d and halved the lr (try %d of 3)",
-                where,
-                st.epochs_done,
-                tries,
-            )
-            return True
-        if not recorded:
-            self._record_row({"epoch": st.epoch, "step": st.step, "train_loss": float("nan")})
-        st.stop, st.stop_reason = True, Reason.NOT_FINITE
-        if self.cfg.on_nan == "rollback":
-            st.stop_message = f"the training loss was still not finite after 3 rollbacks with halved lr (in {where}): lower lr or check the data"
-        else:
-            st.stop_message = f"the training loss became not finite in {where}: lower lr, clip gradients or check the data; kept the best weights"
-        self._handle(self._dispatch("epoch_end"))
-        return False
-
-    # -- best weights, snapshots, checkpoints ----------------------------------------------------------------
-    def keep_best(self) -> None:
-        """Copy the current weights to CPU as the best so far, and to ``checkpoints/best`` when saving."""
-        self.best_weights = {
-            k: v.detach().to("cpu", copy=True) for k, v in self.module.state_dict().items()
-        }
-        self.best_dirty = (
-            True  # written at the end of the epoch: linked to the epoch checkpoint if there is one
-        )
-
-    def _write_best(self, link: Any = None) -> None:
-        """Write ``checkpoints/best`` (rank 0): a hard link to checkpoint ``link``'s weights, or the weights."""
-        self.best_dirty = False
-        if self.ckpts is None or not self.state.is_main:
-            return
-        meta = copy.deepcopy(self._meta())
-        if link is not None:
-            self.ckpts.save(
-                "best", model=None, optimizer=None, state=None, meta=meta, link_model=link
-            )
-        else:
-            self.ckpts.save("best", model=self.best_weights, optimizer=None, state=None, meta=meta)
-
-    def _meta(self) -> dict[str, Any]:
-        import epochpilot
-
-        return {
-            "epochpilot_version": epochpilot.__version__,
-            "torch_version": torch.__version__,
-            "config_hash": self.config_hash,
-            "world_size": self.dist.world_size,
-            "counters": dict(self.state.counters(), extended=self.extended),
-            "history": self.state.history,
-            "created": time.time(),
-        }
-
-    def _capture(self) -> dict[str, Any]:
-        """Everything needed to continue from here, as CPU copies (safe to keep or to write in the background)."""
-        state = {
-            "callbacks": {cb.state_key: cb.state_dict() for cb in self.callbacks},
-            "data": self.train.state_dict(),
-            "data_seed": self.data_seed,
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "acc": self.acc,
-        }
-        parts = snapshot(
-            {
-                "model": self.module.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "state": state,
-            }
-        )
-        parts["meta"] = copy.deepcopy(self._meta())
-        parts["best"] = self.best_weights
-        return parts
-
-    def save(self, mid_epoch: bool = False) -> None:
-        """Queue a checkpoint (rank 0) with every rank's RNG states; the summary is rewritten after it."""
-        if self.ckpts is None:
-            return
-        rngs = D.gather(get_rng(), self.dist)
-        if self.state.is_main:
-            parts = self._capture()
-            parts["state"]["rng"] = rngs
-            st = self.state
-            name = f"step-{st.step:07d}" if mid_epoch else f"epoch-{st.epochs_done:04d}"
-            self.ckpts.save(
-                name,
-                after=self.summary_writer(),
-                model=parts["model"],
-                optimizer=parts["optimizer"],
-                state=parts["state"],
-                meta=parts["meta"],
-            )
-            if self.best_dirty and not mid_epoch and st.best_epoch == st.epochs_done:
-                self._write_best(link=self.ckpts.root / name / "model.pt")
-
-    def _restore(self, parts: dict[str, Any], best: dict[str, torch.Tensor] | None = None) -> None:
-        """Load a checkpoint or snapshot into model, optimizer, callbacks, data position, RNG and counters."""
-        st = self.state
-        self.module.load_state_dict(parts["model"])
-        self.optimizer.load_state_dict(parts["optimizer"])
-        inner = parts["state"]
-        by_key = inner.get("callbacks", {})
-        for cb in self.callbacks:
-            if cb.state_key in by_key:
-                cb.load_state_dict(copy.deepcopy(by_key[cb.state_key]))
-            elif cb.state_dict():
-                log.warning(
-                    "checkpoint has no state for callback %r: it starts fresh", cb.state_key
-                )
-        self.train.load_state_dict(inner.get("data", {}))
-        self.data_seed = inner.get("data_seed", self.data_seed)
-        if self.scaler is not None and inner.get("scaler"):
-            self.scaler.load_state_dict(inner["scaler"])
-        acc = inner["acc"]
-        self.acc = {
-            k: (v.to(self.device).clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v))
-            for k, v in acc.items()
-        }
-        counters = dict(parts["meta"]["counters"])
-        self.extended = counters.pop("extended", 0)
-        st.load_counters(counters)
-        st.max_epochs = self.cfg.max_epochs + self.extended
-        # JSON stored non-finite values as null; rows hold floats, so they come back as NaN
-        st.history = [
-            {k: (math.nan if v is None else v) for k, v in row.items()}
-            for row in parts["meta"]["history"]
-        ]
-        if "rng" in inner:
-            rngs = inner["rng"]
-            if len(rngs) != self.dist.world_size:
-                log.warning(
-                    "checkpoint was written by %d processes, now %d: RNG streams restart",
-                    len(rngs),
-                    self.dist.world_size,
-                )
-            set_rng(rngs[min(self.dist.rank, len(rngs) - 1)])
-        if "best" in parts:
-            self.best_weights = parts["best"]
-        elif best is not None:
-            self.best_weights = best

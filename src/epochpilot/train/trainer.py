@@ -7,18 +7,17 @@ import dataclasses
 import logging
 import math
 import os
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from epochpilot.errors import CheckpointError, ConfigError
 from epochpilot.stopping.base import Reason
 from epochpilot.train import distributed as D
+from epochpilot.train.build import build_loss, build_optimizer, check_monitor, seed_all
 from epochpilot.train.callbacks import (
     BestTracker,
     CheckpointTimer,
@@ -37,15 +36,6 @@ from epochpilot.train.rundir import prepare_run_dir, write_config
 __all__ = ["FitResult", "Trainer", "fit"]
 
 log = logging.getLogger("epochpilot")
-
-_LOSSES = {
-    "cross_entropy": torch.nn.CrossEntropyLoss,
-    "mse": torch.nn.MSELoss,
-    "l1": torch.nn.L1Loss,
-    "bce_with_logits": torch.nn.BCEWithLogitsLoss,
-    "huber": torch.nn.HuberLoss,
-}
-_OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
 
 @dataclass
@@ -73,59 +63,6 @@ class FitResult:
             if row.get("epoch") == self.best_epoch:
                 return row
         return None
-
-
-class AutoLoss:
-    """Cross-entropy for integer targets, mean squared error for float ones (chosen on the first batch)."""
-
-    def __init__(self) -> None:
-        self.fn: Any = None
-
-    def __call__(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.fn is None:
-            self.fn = (
-                torch.nn.MSELoss() if target.is_floating_point() else torch.nn.CrossEntropyLoss()
-            )
-            log.info(
-                "loss_fn not given: using %s for %s targets", type(self.fn).__name__, target.dtype
-            )
-        return self.fn(output, target)
-
-    def __repr__(self) -> str:
-        return "auto"
-
-
-def _optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    spec = cfg.optimizer
-    if isinstance(spec, str):
-        cls = _OPTIMIZERS[spec.lower()]
-        return cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if hasattr(spec, "param_groups"):
-        return spec
-    opt = spec(model.parameters())
-    if not hasattr(opt, "param_groups"):
-        raise ConfigError(f"optimizer factory returned {type(opt).__name__}, not a torch optimizer")
-    return opt
-
-
-def _seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _check_monitor(monitor: str | None, metrics: list[str], has_val: bool) -> None:
-    if not isinstance(monitor, str):
-        return
-    keys = ["train_loss", "lr", "grad_norm"] + [f"train_{m}" for m in metrics]
-    if has_val:
-        keys += ["val_loss"] + [f"val_{m}" for m in metrics]
-    if monitor not in keys:
-        hint = "pass val_data, " if monitor.startswith("val_") and not has_val else ""
-        raise ConfigError(
-            f"stopper monitors {monitor!r}, which no epoch row will have (rows have {', '.join(keys)}): "
-            f"{hint}add the metric to metrics= or monitor one of those"
-        )
 
 
 class Trainer:
@@ -180,7 +117,7 @@ class Trainer:
             torch.use_deterministic_algorithms(True)
             torch.backends.cudnn.benchmark = False
         if cfg.seed is not None:
-            _seed_all(cfg.seed + info.rank)
+            seed_all(cfg.seed + info.rank)
             data_seed = cfg.seed
         else:
             data_seed = D.broadcast(int(torch.randint(0, 2**62, ()).item()), info)
@@ -210,16 +147,12 @@ class Trainer:
         monitor = getattr(stopper, "monitor", None) if stopper is not False else None
         monitor = monitor or ("val_loss" if val is not None else "train_loss")
         mode = getattr(stopper, "mode", "min") if stopper is not False else "min"
-        _check_monitor(monitor, list(cfg.metrics), val is not None)
+        check_monitor(monitor, list(cfg.metrics), val is not None)
 
         model.to(device)
-        optimizer = _optimizer(cfg, model)
+        optimizer = build_optimizer(cfg, model)
         wrapped = D.wrap(model, info, device)
-        loss_fn = (
-            AutoLoss()
-            if cfg.loss_fn is None
-            else (_LOSSES[cfg.loss_fn]() if isinstance(cfg.loss_fn, str) else cfg.loss_fn)
-        )
+        loss_fn = build_loss(cfg.loss_fn, device)
         scaler = torch.amp.GradScaler("cuda") if cfg.precision == "16-mixed" else None
 
         n_params = sum(p.numel() for p in model.parameters())

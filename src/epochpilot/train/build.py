@@ -1,0 +1,89 @@
+"""Turn config values into the loop's parts: loss, optimizer, seeding, and early checks of the monitor."""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+from epochpilot.errors import ConfigError
+from epochpilot.train.config import TrainConfig
+
+__all__ = ["AutoLoss", "build_loss", "build_optimizer", "check_monitor", "seed_all"]
+
+log = logging.getLogger("epochpilot")
+
+_LOSSES = {
+    "cross_entropy": torch.nn.CrossEntropyLoss,
+    "mse": torch.nn.MSELoss,
+    "l1": torch.nn.L1Loss,
+    "bce_with_logits": torch.nn.BCEWithLogitsLoss,
+    "huber": torch.nn.HuberLoss,
+}
+_OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+
+
+class AutoLoss:
+    """Cross-entropy for integer targets, mean squared error for float ones (chosen on the first batch)."""
+
+    def __init__(self) -> None:
+        self.fn: Any = None
+
+    def __call__(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.fn is None:
+            self.fn = (
+                torch.nn.MSELoss() if target.is_floating_point() else torch.nn.CrossEntropyLoss()
+            )
+            log.info(
+                "loss_fn not given: using %s for %s targets", type(self.fn).__name__, target.dtype
+            )
+        return self.fn(output, target)
+
+    def __repr__(self) -> str:
+        return "auto"
+
+
+def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    spec = cfg.optimizer
+    if isinstance(spec, str):
+        cls = _OPTIMIZERS[spec.lower()]
+        return cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if hasattr(spec, "param_groups"):
+        return spec
+    opt = spec(model.parameters())
+    if not hasattr(opt, "param_groups"):
+        raise ConfigError(f"optimizer factory returned {type(opt).__name__}, not a torch optimizer")
+    return opt
+
+
+def seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def check_monitor(monitor: str | None, metrics: list[str], has_val: bool) -> None:
+    if not isinstance(monitor, str):
+        return
+    keys = ["train_loss", "lr", "grad_norm"] + [f"train_{m}" for m in metrics]
+    if has_val:
+        keys += ["val_loss"] + [f"val_{m}" for m in metrics]
+    if monitor not in keys:
+        hint = "pass val_data, " if monitor.startswith("val_") and not has_val else ""
+        raise ConfigError(
+            f"stopper monitors {monitor!r}, which no epoch row will have (rows have {', '.join(keys)}): "
+            f"{hint}add the metric to metrics= or monitor one of those"
+        )
+
+
+def build_loss(spec: Any, device: torch.device) -> Any:
+    """The loss callable for ``loss_fn`` (None: chosen from the targets; a name; or the user's callable)."""
+    if spec is None:
+        return AutoLoss()
+    fn = _LOSSES[spec]() if isinstance(spec, str) else spec
+    if isinstance(fn, torch.nn.Module):
+        fn.to(device)  # class weights and the like live with the model
+    return fn
