@@ -148,3 +148,36 @@ def test_newer_format_is_refused(tmp_path):
     (path / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="newer than this epochpilot"):
         load_checkpoint(path)
+
+
+def test_plateau_schedule_and_stopper_state_survive_resume(blobs, make_mlp, tmp_path):
+    from epochpilot.schedules import Cosine, ReduceOnPlateau
+    from epochpilot.stopping import EarlyStopping
+
+    def run(run_dir, max_epochs, resume=False):
+        plateau = ReduceOnPlateau(
+            "val_loss", mode="max", patience=0, factor=0.5
+        )  # "max": reduces every epoch
+        X, y = blobs
+        return fit(
+            make_mlp(),
+            (X[:64], y[:64]),
+            (X[64:], y[64:]),
+            max_epochs=max_epochs,
+            seed=0,
+            run_dir=run_dir,
+            resume=resume,
+            schedule=plateau.wrap(Cosine(0.05, total_steps=40)),
+            stopper=EarlyStopping("val_loss", "min", patience=50),
+        )
+
+    run(tmp_path / "a", 2)
+    resumed = run(tmp_path / "a", 5, resume="auto")
+    straight = run(tmp_path / "b", 5)
+    assert [r["lr"] for r in resumed.history] == [r["lr"] for r in straight.history]
+    assert [r["val_loss"] for r in resumed.history] == [r["val_loss"] for r in straight.history]
+    state = load_checkpoint(list_checkpoints(tmp_path / "a" / "checkpoints")[-1])["state"][
+        "callbacks"
+    ]
+    assert state["schedule"]["plateaus"][0]["state"]["num_reductions"] == 4
+    assert state["stopper"]["policy"] == "EarlyStopping"

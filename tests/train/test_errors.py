@@ -166,3 +166,28 @@ def test_duplicate_callback_state_keys(blobs):
     X, y = blobs
     with pytest.raises(ConfigError, match="state_key"):
         fit(torch.nn.Linear(4, 3), (X, y), callbacks=[Callback(), Callback()])
+
+
+def test_model_returning_a_tuple(blobs):
+    class Pair(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.lin(x), x
+
+    X, y = blobs
+    with pytest.raises(DataError, match="returned a tuple, not a tensor") as err:
+        fit(Pair(), (X, y), max_epochs=1)
+    _one_line(err)
+
+
+def test_deterministic_flag_is_restored(blobs):
+    X, y = blobs
+    torch.use_deterministic_algorithms(True)
+    try:
+        fit(torch.nn.Linear(4, 3), (X, y), max_epochs=1, deterministic=True)
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)

@@ -28,6 +28,10 @@ log = logging.getLogger("epochpilot")
 NAN_CHECK_EVERY = 16
 
 
+def _shape(value: Any) -> Any:
+    return tuple(value.shape) if hasattr(value, "shape") else type(value).__name__
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -93,7 +97,12 @@ class Loop(Persistence):
         """The loss; on the first batch, shape mismatches become a DataError naming both shapes."""
         if self.checked:
             return self.loss_fn(out, target)
-        shapes = f"model output shape {tuple(out.shape)} vs target shape {tuple(target.shape)}"
+        if not isinstance(out, torch.Tensor) and not callable(self.cfg.loss_fn):
+            raise DataError(
+                f"the model returned a {type(out).__name__}, not a tensor: return the logits tensor "
+                f"or give a loss_fn that accepts a {type(out).__name__}"
+            )
+        shapes = f"model output shape {_shape(out)} vs target shape {_shape(target)}"
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:

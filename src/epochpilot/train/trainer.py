@@ -112,6 +112,7 @@ class Trainer:
             raise ConfigError(
                 "precision='16-mixed' needs a CUDA device: use 'bf16-mixed' or '32' on CPU"
             )
+        was_deterministic = torch.are_deterministic_algorithms_enabled()
         if cfg.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
@@ -324,7 +325,7 @@ class Trainer:
             if loop.best_weights is not None:
                 model.load_state_dict(loop.best_weights)
             loop._dispatch("fit_end")
-            if cfg.deterministic:
+            if cfg.deterministic and not was_deterministic:
                 torch.use_deterministic_algorithms(False)
         result_summary = summary()
         if run_dir is not None and info.rank == 0:
