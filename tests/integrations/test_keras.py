@@ -17,7 +17,8 @@ keras = pytest.importorskip("keras")
 from epochpilot.integrations.keras import EpochPilot, history_name  # noqa: E402
 from epochpilot.report import write_report  # noqa: E402
 from epochpilot.schedules import cosine_with_warmup  # noqa: E402
-from epochpilot.stopping import EarlyStopping  # noqa: E402
+from epochpilot.stopping import AnyOf, EarlyStopping, GeneralizationLoss  # noqa: E402
+from epochpilot.stopping.forecast import Forecast  # noqa: E402
 
 from ._native import native_run  # noqa: E402
 
@@ -110,6 +111,33 @@ def test_stops_where_epochpilots_trainer_stops_and_restores_best(tmp_path: Path)
     assert "patience unit: 1 epoch" in summary["stop_message"]
     assert (run / "report.html").is_file()
     assert write_report(run).is_file()
+
+
+CURVE = [1 / e + 0.02 * max(0, e - 10) for e in range(1, 31)]  # best at epoch 10, then overfits
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: EarlyStopping("val_loss", mode="min", patience=4),
+        lambda: AnyOf(
+            EarlyStopping("val_loss", mode="min", patience=20),
+            GeneralizationLoss(alpha=5.0, monitor="val_loss"),
+        ),
+        lambda: Forecast("val_loss", mode="min", budget=30),
+    ],
+    ids=["early", "anyof-gl", "forecast"],
+)
+def test_every_policy_stops_where_it_decides_on_the_same_curve(make) -> None:
+    script = Script(CURVE)  # no validation pass: the script supplies val_loss
+    pilot = EpochPilot(make(), report=False)
+    net = model()
+    x, y = data()
+    net.fit(x[:120], y[:120], epochs=30, batch_size=120, verbose=0, callbacks=[script, pilot])
+    replay = make().decide([{"val_loss": v} for v in CURVE])
+    assert replay.stop and pilot.stopped_epoch_ == len(pilot.history_) < 30
+    assert pilot.core.stop_reason == replay.reason and pilot.best_epoch_ == replay.best_epoch == 10
+    assert same(net.get_weights(), script.weights[10])
 
 
 def test_restores_best_when_the_policy_never_stops() -> None:
