@@ -176,6 +176,20 @@ def test_restores_best_when_the_policy_never_stops_and_reads_hf_names(tmp_path: 
     ]
 
 
+def test_step_evaluations_count_as_the_policys_epochs(tmp_path: Path) -> None:
+    script = Script([1.0, 0.9, 0.95, 0.8])
+    pilot = EpochPilot(EarlyStopping("val_loss", mode="min", patience=0), run_dir=tmp_path / "r")
+    options = {"eval_strategy": "steps", "eval_steps": 4, "logging_strategy": "steps"}
+    make_trainer(tmp_path / "o", [script, pilot], 2, logging_steps=4, **options).train()
+    assert [r["epoch"] for r in pilot.history_] == [1, 2, 3]
+    assert [r["hf_epoch"] for r in pilot.history_] == [0.5, 1.0, 1.5]
+    assert [r["step"] for r in pilot.history_] == [4, 8, 12]
+    assert all("train_loss" in r for r in pilot.history_)
+    assert pilot.stopped_epoch_ == 3 and pilot.summary_["stop_message"].endswith(
+        "[patience unit: 1 evaluation]"
+    )
+
+
 def test_to_hf_scheduler_sets_the_lr_after_every_update(tmp_path: Path) -> None:
     class Spy(TrainerCallback):
         seen: list[tuple[int, float]] = []
