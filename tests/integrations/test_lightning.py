@@ -5,7 +5,10 @@ honours ``extend_by`` and leaves a run dir the report reads."""
 from __future__ import annotations
 
 import json
+import os
 import runpy
+import subprocess
+import sys
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -272,6 +275,27 @@ def test_a_stop_on_another_rank_stops_this_one() -> None:
     assert fake.should_stop and fake.strategy.asked == (False, False)
     assert pilot.stopped_epoch_ == 1 and "another rank" in pilot.core.stop_message
     assert pilot.core.stop_reason == Reason.USER
+
+
+@pytest.mark.skipif(
+    not os.environ.get("EPOCHPILOT_DDP_TESTS"),
+    reason="spawns 2 processes (~15 s CPU, a minute on a busy machine): set EPOCHPILOT_DDP_TESTS=1",
+)
+def test_ddp_ranks_stop_together(tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
+    script = Path(__file__).with_name("_lightning_ddp.py")
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (summary["world_size"], summary["epochs_run"], summary["stopped_epoch"]) == (2, 2, 2)
+    assert summary["stop_reason"] == "user" and "another rank" in summary["stop_message"]
+    assert (tmp_path / "report.html").is_file()
 
 
 def test_history_metrics_and_bad_input() -> None:
