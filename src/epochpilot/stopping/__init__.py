@@ -18,6 +18,7 @@ from epochpilot.stopping.base import (
 from epochpilot.stopping.combine import AnyOf
 from epochpilot.stopping.early import EarlyStopping
 from epochpilot.stopping.prechelt import GeneralizationLoss, ProgressQuotient, UpStrips
+from epochpilot.stopping.retention import Retention
 from epochpilot.stopping.smoothing import EMA
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "Policy",
     "ProgressQuotient",
     "Reason",
+    "Retention",
     "UpStrips",
     "check_mode",
     "get_metric",
