@@ -251,6 +251,7 @@ class CheckpointDir:
             ThreadPoolExecutor(1, thread_name_prefix="epochpilot-ckpt") if background else None
         )
         self._pending: list[Future] = []
+        self._known: list[str] | None = None
         #: seconds spent writing, per save (for the overhead benchmark)
         self.timings: list[float] = []
 
@@ -258,8 +259,13 @@ class CheckpointDir:
         t0 = time.perf_counter()
         path = save_checkpoint(self.root, name, **parts)
         if name != "best":
-            for old in list_checkpoints(self.root)[: -self.keep_last]:
-                shutil.rmtree(old, ignore_errors=True)
+            if self._known is None:  # list once; afterwards this process knows what it wrote
+                self._known = [p.name for p in list_checkpoints(self.root) if p.name != name]
+            if name in self._known:
+                self._known.remove(name)
+            self._known.append(name)
+            while len(self._known) > self.keep_last:
+                shutil.rmtree(self.root / self._known.pop(0), ignore_errors=True)
         if after is not None:
             after()
         self.timings.append(time.perf_counter() - t0)

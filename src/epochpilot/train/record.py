@@ -18,13 +18,14 @@ from epochpilot.train.events import Callback, TrainState
 __all__ = ["HistoryWriter", "TensorBoardLogger", "atomic_write_text", "write_summary"]
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str, sync: bool = True) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename (never a half-written file)."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", encoding="utf-8", newline="") as fh:
         fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
+        if sync:
+            fh.flush()
+            os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
@@ -88,11 +89,12 @@ class HistoryWriter(Callback):
                 fh.flush()
 
 
-def write_summary(run_dir: Path, summary: Mapping[str, Any]) -> None:
-    """Write ``summary.json`` atomically (non-finite floats as null)."""
+def write_summary(run_dir: Path, summary: Mapping[str, Any], sync: bool = True) -> None:
+    """Write ``summary.json`` atomically (non-finite floats as null); mid-run rewrites skip the fsync."""
     atomic_write_text(
         Path(run_dir) / "summary.json",
         json.dumps(sanitize(dict(summary)), indent=1, allow_nan=False) + "\n",
+        sync=sync,
     )
 
 

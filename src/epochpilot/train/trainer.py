@@ -280,7 +280,7 @@ class Trainer:
 
             def summary_writer() -> Any:
                 snap = summary()  # taken now, written by the checkpoint worker after the save
-                return lambda: write_summary(run_dir, snap)
+                return lambda: write_summary(run_dir, snap, sync=False)
 
             loop.summary_writer = summary_writer
         if resume_from is not None:
