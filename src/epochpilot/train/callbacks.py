@@ -21,8 +21,9 @@ class StopperCallback(Callback):
         self.policy = policy
 
     def on_validation_end(self, state: TrainState) -> list[Request]:
+        index = state.checks if state.val_every else state.epoch
         try:
-            decision = self.policy.update(state.epoch, state.row)
+            decision = self.policy.update(index, state.row)
         except KeyError as exc:
             raise ConfigError(f"stopper: {exc.args[0] if exc.args else exc}") from None
         out = []
@@ -33,7 +34,10 @@ class StopperCallback(Callback):
                 Request("extend", extend_by=int(decision.extend_by), message=decision.message)
             )
         if decision.stop:
-            out.append(Request("stop", reason=decision.reason, message=decision.message))
+            message = decision.message
+            if state.val_every:
+                message += f" (the policy counts validations, one every {state.val_every} updates, as epochs)"
+            out.append(Request("stop", reason=decision.reason, message=message))
         return out
 
     def state_dict(self) -> dict[str, Any]:

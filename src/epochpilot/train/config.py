@@ -105,6 +105,7 @@ class TrainConfig:
     callbacks: Sequence[Any] = field(default_factory=tuple)
     on_nan: str = "stop"
     grad_norm_every: int = 10
+    val_every_steps: int | None = None
 
     def __post_init__(self) -> None:
         """Validate every field (one-line ConfigError naming the field and the fix)."""

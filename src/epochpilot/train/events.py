@@ -78,9 +78,17 @@ class TrainState:
     stop_message: str = ""
     lr_scale: float = 1.0
     rollbacks: int = 0
+    #: validations fed to the stop policy so far (with ``val_every_steps`` several per epoch)
+    checks: int = 0
+    #: ``val_every_steps`` (0: validate once per epoch)
+    val_every: int = 0
+    #: True when the best weights came from a mid-epoch validation
+    best_mid: bool = False
     rank: int = 0
     world_size: int = 1
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: every validation's row when ``val_every_steps`` is set (mid-epoch ones and epoch-end ones)
+    checks_log: list[dict[str, Any]] = field(default_factory=list)
     #: the running epoch's row once validation has run (for ``validation_end``/``epoch_end`` callbacks).
     row: dict[str, Any] = field(default_factory=dict)
     #: the loss of the last batch as a tensor (no sync); for progress displays.
@@ -108,6 +116,8 @@ class TrainState:
             "stop_message": self.stop_message,
             "lr_scale": self.lr_scale,
             "rollbacks": self.rollbacks,
+            "checks": self.checks,
+            "best_mid": self.best_mid,
         }
 
     def load_counters(self, data: dict[str, Any]) -> None:

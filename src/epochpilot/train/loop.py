@@ -20,6 +20,7 @@ from epochpilot.stopping.base import Reason
 from epochpilot.train import distributed as D
 from epochpilot.train.events import Request, TrainState, as_requests, hooks
 from epochpilot.train.persist import Persistence
+from epochpilot.train.validate import Validation
 
 __all__ = ["Loop"]
 
@@ -37,7 +38,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class Loop(Persistence):
+class Loop(Validation, Persistence):
     """One fit: owns the state, the model/optimizer and the callbacks (built by ``Trainer``)."""
 
     def __init__(self, **parts: Any) -> None:
@@ -60,6 +61,7 @@ class Loop(Persistence):
         self.params = [p for p in self.module.parameters() if p.requires_grad]
         self.checked = False
         self.best_dirty = False
+        self._mid = False
         self.snapshot: dict[str, Any] | None = None
         self._reset_accumulators()
 
@@ -172,6 +174,7 @@ class Loop(Persistence):
         gn_every = cfg.grad_norm_every
         autocast = self.autocast
         loss_fn = self.loss_fn
+        val_every = st.val_every if self.val is not None else 0
         i = st.batch
         model.train()
         for batch in self.train.iter_from(i):
@@ -215,6 +218,10 @@ class Loop(Persistence):
                         if answer is not None:
                             self._handle(as_requests(answer), mid_epoch=True)
                     if st.stop and not ddp:
+                        break
+                if val_every and st.step % val_every == 0 and i < n:
+                    self._check()
+                    if st.stop:
                         break
         return bool(torch.isfinite(loss_sum)) or ddp
 
@@ -263,33 +270,6 @@ class Loop(Persistence):
             opt.step()
         opt.zero_grad(set_to_none=True)
 
-    @torch.no_grad()
-    def _validate(self) -> tuple[torch.Tensor, int, list[torch.Tensor]]:
-        module = self.module
-        was = module.training
-        module.eval()
-        z = torch.zeros((), dtype=torch.float64, device=self.device)
-        loss_sum, n, msums = z.clone(), 0, [z.clone() for _ in self.metrics]
-        fns = list(self.metrics.values())
-        to_device = self.device.type != "cpu"
-        try:
-            for batch in self.val.iter_from(0):
-                *xs, y = batch
-                if to_device:
-                    xs = [x.to(self.device, non_blocking=True) for x in xs]
-                    y = y.to(self.device, non_blocking=True)
-                with self._autocast():
-                    out = module(*xs)
-                    loss = self._loss(out, y)
-                bs = len(y)
-                loss_sum += loss.float() * bs
-                for j, fn in enumerate(fns):
-                    msums[j] += fn(out.float(), y) * bs
-                n += bs
-        finally:
-            module.train(was)
-        return loss_sum, n, msums
-
     def _end_epoch(self) -> None:
         """Validate, build the row, let callbacks decide, record, checkpoint."""
         st, acc = self.state, self.acc
@@ -333,9 +313,10 @@ class Loop(Persistence):
             self._record_row(row)
             self._not_finite(recorded=True)
             return
-        st.row = row
-        requests = D.broadcast(self._dispatch("validation_end"), self.dist)
-        self._handle(requests)
+        if st.stop:  # a mid-epoch validation already stopped training: record, do not feed again
+            st.row = row
+        else:
+            self._feed(row, mid=False)
         self._record_row(row)
         self._handle(D.broadcast(self._dispatch("epoch_end"), self.dist))
         if self.best_dirty:

@@ -91,9 +91,9 @@ class Persistence:
         self.best_weights = {
             k: v.detach().to("cpu", copy=True) for k, v in self.module.state_dict().items()
         }
-        self.best_dirty = (
-            True  # written at the end of the epoch: linked to the epoch checkpoint if there is one
-        )
+        self.state.best_mid = self._mid
+        # written at the end of the epoch: linked to the epoch checkpoint if there is one
+        self.best_dirty = True
 
     def _write_best(self, link: Any = None) -> None:
         """Write ``checkpoints/best`` (rank 0): a hard link to checkpoint ``link``'s weights, or the weights."""
@@ -118,6 +118,7 @@ class Persistence:
             "world_size": self.dist.world_size,
             "counters": dict(self.state.counters(), extended=self.extended),
             "history": self.state.history,
+            "checks": self.state.checks_log,
             "created": time.time(),
         }
 
@@ -159,7 +160,12 @@ class Persistence:
                 state=parts["state"],
                 meta=parts["meta"],
             )
-            if self.best_dirty and not mid_epoch and st.best_epoch == st.epochs_done:
+            if (
+                self.best_dirty
+                and not mid_epoch
+                and not st.best_mid
+                and st.best_epoch == st.epochs_done
+            ):
                 self._write_best(link=self.ckpts.root / name / "model.pt")
 
     def _restore(self, parts: dict[str, Any], best: dict[str, torch.Tensor] | None = None) -> None:
@@ -190,6 +196,10 @@ class Persistence:
         st.load_counters(counters)
         st.max_epochs = self.cfg.max_epochs + self.extended
         # JSON stored non-finite values as null; rows hold floats, so they come back as NaN
+        st.checks_log = [
+            {k: (math.nan if v is None else v) for k, v in row.items()}
+            for row in parts["meta"].get("checks", [])
+        ]
         st.history = [
             {k: (math.nan if v is None else v) for k, v in row.items()}
             for row in parts["meta"]["history"]

@@ -52,8 +52,20 @@ class HistoryWriter(Callback):
         self.csv = Path(run_dir) / "history.csv"
         self.columns: list[str] = []
 
-    def reset(self, history: Sequence[Mapping[str, Any]]) -> None:
-        """Rewrite both files so they hold exactly ``history``."""
+    def reset(
+        self,
+        history: Sequence[Mapping[str, Any]],
+        checks: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Rewrite both files so they hold exactly ``history`` (and ``checks.jsonl`` the validations, if any)."""
+        self.checks = self.jsonl.with_name("checks.jsonl")
+        if checks:
+            atomic_write_text(
+                self.checks,
+                "".join(json.dumps(sanitize(dict(r)), allow_nan=False) + "\n" for r in checks),
+            )
+        elif self.checks.exists():
+            self.checks.unlink()
         self.columns = []
         for row in history:
             self.columns.extend(k for k in row if k not in self.columns)
@@ -71,6 +83,11 @@ class HistoryWriter(Callback):
         for row in rows:
             writer.writerow({k: _csv_value(v) for k, v in row.items()})
         return buf.getvalue()
+
+    def on_validation_end(self, state: TrainState) -> None:
+        if state.val_every and state.is_main:  # every validation, mid-epoch ones included
+            with open(self.jsonl.with_name("checks.jsonl"), "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(sanitize(dict(state.row)), allow_nan=False) + "\n")
 
     def on_epoch_end(self, state: TrainState) -> None:
         if not state.is_main or not state.history:

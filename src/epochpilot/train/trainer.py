@@ -137,6 +137,10 @@ class Trainer:
         )
         if val is not None and val.n_samples == 0 and len(val) == 0:
             val = None
+        if cfg.val_every_steps and val is None:
+            raise ConfigError(
+                "val_every_steps needs val_data: pass validation data or drop val_every_steps"
+            )
 
         stopper = cfg.stopper
         if stopper is None:
@@ -222,6 +226,7 @@ class Trainer:
 
         state = TrainState(
             max_epochs=cfg.max_epochs,
+            val_every=cfg.val_every_steps or 0,
             steps_per_epoch=math.ceil(len(train) / cfg.accumulation),
             batches_per_epoch=len(train),
             monitor=monitor,
@@ -293,7 +298,8 @@ class Trainer:
             best = None
             best_dir = Path(resume_from).parent / "best"
             if counters.get("best_epoch") is not None:
-                if counters["best_epoch"] == counters["epochs_done"] and counters["batch"] == 0:
+                at_end = counters["batch"] == 0 and not counters.get("best_mid", False)
+                if counters["best_epoch"] == counters["epochs_done"] and at_end:
                     best = {
                         k: v.clone() for k, v in parts["model"].items()
                     }  # this epoch was the best
@@ -315,7 +321,7 @@ class Trainer:
             if run_dir is not None and info.rank == 0:
                 write_config(run_dir, tables)
         if writer is not None:
-            writer.reset(state.history)
+            writer.reset(state.history, state.checks_log)
 
         try:
             loop.run()
