@@ -31,6 +31,7 @@ from epochpilot.schedules import parse  # noqa: E402
 from epochpilot.stopping import EarlyStopping  # noqa: E402
 from epochpilot.train import Trainer  # noqa: E402
 from epochpilot.tune import PruningCallback, tune  # noqa: E402
+from epochpilot.tune_pruner import EpochpilotPruner  # noqa: E402
 
 PRUNERS = ("none", "median", "hyperband", "epochpilot")
 SPACE = {
@@ -55,7 +56,8 @@ def load(name: str) -> dict[str, np.ndarray]:
     X_tr, X_va, y_tr, y_va = train_test_split(
         X_tr, y_tr, test_size=0.25, stratify=y_tr, random_state=0
     )
-    mu, sd = X_tr.mean(0), X_tr.std(0) + 1e-8
+    mu, sd = X_tr.mean(0), X_tr.std(0)
+    sd = np.where(sd > 0, sd, 1.0)  # digits has pixels that are constant in the training rows
     f = lambda a: ((a - mu) / sd).astype(np.float32)  # noqa: E731
     return {
         "X_tr": f(X_tr),
@@ -111,8 +113,18 @@ class Objective:
         return float(result.best_value)
 
 
+def make_pruner(spec: str) -> object:
+    """A pruner name, or ``epochpilot:key=value,...`` for EpochpilotPruner settings (for exploring them)."""
+    name, _, rest = spec.partition(":")
+    if name != "epochpilot" or not rest:
+        return spec
+    kwargs = {k: json.loads(v) for k, v in (item.split("=") for item in rest.split(","))}
+    return EpochpilotPruner(**kwargs)
+
+
 def run_study(data: dict, pruner: str, seed: int, trials: int, epochs: int) -> dict:
     objective = Objective(data, epochs, seed)
+    pruner = make_pruner(pruner)
     study = tune(
         objective,
         SPACE,

@@ -234,7 +234,7 @@ def _worker(url: str, n: int, heartbeat: int = 10, delay: float = 0.0) -> subpro
 
 
 def _finished(url: str) -> list[optuna.trial.FrozenTrial]:
-    study = optuna.load_study(study_name="epochpilot", storage=url)
+    study = optuna.load_study(study_name="epochpilot", storage=open_storage(url, None))
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     return study.get_trials(states=states)
 
@@ -273,7 +273,7 @@ def test_a_killed_worker_is_resumed_and_its_trial_retried(tmp_path):
     again = _worker(url, 8, heartbeat=1)
     _, err = again.communicate(timeout=240)
     assert again.returncode == 0, err
-    study = optuna.load_study(study_name="epochpilot", storage=url)
+    study = optuna.load_study(study_name="epochpilot", storage=open_storage(url, None))
     assert len(_finished(url)) >= 8
     failed = study.get_trials(states=(optuna.trial.TrialState.FAIL,))
     assert len(failed) == 1  # the killed trial, marked failed by the heartbeat check ...
@@ -352,3 +352,95 @@ def test_pruning_callback_reports_the_trainer_monitor_and_prunes():
         )
     assert sorted(trial.storage.get_trial(trial._trial_id).intermediate_values) == [1, 2]
     assert trial.storage.get_trial_user_attrs(trial._trial_id)["prune_reason"] == "Always"
+
+
+# -- PostgreSQL: the same study code on a real server -------------------------------------------------------
+
+
+def _pg_bin() -> Path | None:
+    import glob
+    import shutil
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    path = found[-1] if found else shutil.which("initdb")
+    return Path(path).parent if path else None
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A throwaway PostgreSQL cluster on a free localhost port (as the 'postgres' user when run as root)."""
+    import shutil
+    import socket
+
+    pytest.importorskip("psycopg2", reason="psycopg2 missing: pip install psycopg2-binary")
+    bin_dir = _pg_bin()
+    if bin_dir is None:
+        pytest.skip(
+            "PostgreSQL is not installed: apt-get install -y postgresql (Debian) to run this test"
+        )
+    import tempfile
+
+    root = Path(
+        tempfile.mkdtemp(prefix="epochpilot-pg-")
+    )  # directly under /tmp: the postgres user must reach it
+    data, log = root / "data", root / "server.log"
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # postgres refuses to run as root
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root without runuser: cannot start PostgreSQL as another user")
+        shutil.chown(root, "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def run(*cmd: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*prefix, *cmd], capture_output=True, text=True, timeout=120)
+
+    init = run(
+        str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"
+    )
+    if init.returncode != 0:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip(f"initdb failed, cannot start PostgreSQL: {init.stderr.strip()[-300:]}")
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    start = run(
+        str(bin_dir / "pg_ctl"),
+        "-D",
+        str(data),
+        "-o",
+        options,
+        "-l",
+        str(log),
+        "-w",
+        "-t",
+        "60",
+        "start",
+    )
+    if start.returncode != 0:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip(
+            f"PostgreSQL did not start: {start.stdout.strip()[-300:]} {log.read_text()[-300:] if log.exists() else ''}"
+        )
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_two_workers_share_a_study_on_postgresql(postgres_url):
+    procs = [_worker(postgres_url, 10, delay=0.02) for _ in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=240)
+        assert p.returncode == 0, err
+    done = _finished(postgres_url)
+    assert 10 <= len(done) <= 11
+    assert len({t.user_attrs["pid"] for t in done}) == 2
+    # resume from a third process: counts what the server holds
+    study = tune(
+        curve_objective, SPACE, n_trials=len(done) + 2, storage=postgres_url, heartbeat_s=2
+    )
+    assert len(study.trials) == len(done) + 2
+    assert study.user_attrs["epochpilot_space"] == '{"x": ["float", 0.0, 1.0]}'

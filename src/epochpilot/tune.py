@@ -14,6 +14,8 @@ import difflib
 import json
 import math
 import os
+import random
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -298,6 +300,16 @@ def _safe_url(url: str) -> str:
         return url
 
 
+def _postgres_driver(url: str) -> str:
+    """``postgresql://`` means psycopg 3 to SQLAlchemy 2.1; fall back to psycopg2 when only it is installed."""
+    import importlib.util
+
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
+        if importlib.util.find_spec("psycopg2") is not None:
+            return "postgresql+psycopg2://" + url[len("postgresql://") :]
+    return url
+
+
 def open_storage(storage: Any, heartbeat_s: int | None = 10) -> optuna.storages.BaseStorage:
     """An Optuna RDB storage for ``storage`` (a URL), with connect timeouts and crash recovery.
 
@@ -318,33 +330,41 @@ def open_storage(storage: Any, heartbeat_s: int | None = 10) -> optuna.storages.
             )
     elif url.startswith(("postgresql", "mysql")):
         connect = {"connect_timeout": 5}
-    try:
-        with (
-            warnings.catch_warnings()
-        ):  # heartbeats are "experimental" in Optuna, and have been since 2.x
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs={"connect_args": connect} if connect else None,
-                heartbeat_interval=heartbeat_s,
-                grace_period=3 * heartbeat_s if heartbeat_s else None,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                    max_retry=1
-                )
-                if heartbeat_s
-                else None,
-            )
-    except ImportError as exc:
-        raise ValueError(
-            f"storage {_safe_url(url)}: its database driver is missing ({exc}); for PostgreSQL: "
-            "pip install psycopg2-binary"
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - sqlalchemy/optuna raise many types for a bad database
-        first = " ".join(str(exc).split("\n")[0].split())[:300]
-        raise ValueError(
-            f"storage {_safe_url(url)} cannot be opened ({type(exc).__name__}: {first}): check the URL, "
-            "that the server is running and reachable, and the credentials"
-        ) from None
+    shown = _safe_url(url)
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return _rdb(_postgres_driver(url), connect, heartbeat_s)
+        except ImportError as exc:
+            raise ValueError(
+                f"storage {shown}: its database driver is missing ({exc}); for PostgreSQL: "
+                "pip install psycopg2-binary (or 'psycopg[binary]')"
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - sqlalchemy/optuna raise many types for a bad database
+            text = str(exc)
+            if attempt < 4 and ("already exists" in text or "duplicate key" in text):
+                # another worker is creating the same tables on a fresh database right now
+                time.sleep(0.5 + random.random())
+                continue
+            first = " ".join(text.split("\n")[0].split())[:300]
+            raise ValueError(
+                f"storage {shown} cannot be opened ({type(exc).__name__}: {first}): check the URL, "
+                "that the server is running and reachable, and the credentials"
+            ) from None
+
+
+def _rdb(url: str, connect: dict[str, Any], heartbeat_s: int | None) -> optuna.storages.RDBStorage:
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna (since 2.x)
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs={"connect_args": connect} if connect else None,
+            heartbeat_interval=heartbeat_s,
+            grace_period=3 * heartbeat_s if heartbeat_s else None,
+            heartbeat_stale_trial_callback=retry(max_retry=1) if heartbeat_s else None,
+        )
 
 
 def make_pruner(pruner: Any) -> optuna.pruners.BasePruner:
