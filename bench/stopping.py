@@ -101,10 +101,15 @@ def baselines(curves: list[Curve], on: str) -> tuple[list[Result], list[Result]]
     return frontier, others
 
 
-def forecast_trajectory(c: Curve, **kwargs) -> list[float | None]:
+def forecast_trajectory(c: Curve, train: bool = True, **kwargs) -> list[float | None]:
     """P(improve) after every epoch (None while collecting; -1 at a non-finite value = stop at once)."""
     policy = Forecast(
-        VAL, c.mode, budget=c.budget, train_monitor=TRAIN, grad_monitor=GRAD, **kwargs
+        VAL,
+        c.mode,
+        budget=c.budget,
+        train_monitor=TRAIN if train else None,
+        grad_monitor=GRAD,
+        **kwargs,
     )
     out: list[float | None] = []
     for i in range(c.budget):
@@ -123,9 +128,19 @@ def stop_from(traj: list[float | None], confidence: float, budget: int) -> int:
     return budget
 
 
-def forecast_results(curves: list[Curve], on: str, default: float) -> tuple[Result, list[Result]]:
-    """Forecast at its default confidence, and the confidence sweep (from one trajectory per curve)."""
+def forecast_results(
+    curves: list[Curve], on: str, default: float
+) -> tuple[Result, list[Result], Result]:
+    """Forecast at its default confidence, the confidence sweep (from one trajectory per curve), and the
+    default without the train curve (validation only)."""
     trajs = {c.name: forecast_trajectory(c) for c in curves}
+    bare = {c.name: forecast_trajectory(c, train=False) for c in curves}
+    val_only = evaluate(
+        curves,
+        f"Forecast ({default:g}, no train curve)",
+        lambda c: stop_from(bare[c.name], default, c.budget),
+        on,
+    )
     main = evaluate(
         curves,
         f"Forecast (default, {default:g})",
@@ -145,7 +160,7 @@ def forecast_results(curves: list[Curve], on: str, default: float) -> tuple[Resu
         )
         if real != stop_from(trajs[c.name], default, c.budget):
             raise RuntimeError(f"trajectory shortcut disagrees with Forecast on {c.name}")
-    return main, sweep
+    return main, sweep, val_only
 
 
 def table(title: str, unit: str, rows: list[Result], main: Result, frontier: list[Result]) -> str:
@@ -419,8 +434,8 @@ def main() -> None:
             curves = [c for c in curves if c.split() == args.split]
         t0 = time.time()
         frontier, others = baselines(curves, args.on)
-        main_r, sweep = forecast_results(curves, args.on, default)
-        rows = frontier + others + [main_r] + sweep
+        main_r, sweep, val_only = forecast_results(curves, args.on, default)
+        rows = frontier + others + [main_r, val_only] + sweep
         head = f"{title} ({len(curves)} curves, {args.split} split, regret on {args.on})"
         text = table(head, unit, rows, main_r, frontier)
         print(text)
