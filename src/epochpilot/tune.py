@@ -15,7 +15,9 @@ import json
 import math
 import os
 import random
+import sys
 import time
+import types
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -571,3 +573,15 @@ def _check_study(
             f"{where} was created with a different search space (stored {stored}, given {key}): "
             "use another study_name or the stored space"
         )
+
+
+class _CallableModule(types.ModuleType):
+    """``epochpilot.tune`` is both this module and the ``tune`` function exported by the package: once the
+    submodule is imported, Python binds the package attribute ``tune`` to the module, so calling the module
+    calls the function (``from epochpilot import tune; tune(...)`` works in any import order)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> optuna.Study:
+        return tune(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
