@@ -39,16 +39,56 @@ def numeric(n: int, seed: int = 0) -> pd.DataFrame:
 
 
 def texts(n: int, seed: int = 0) -> pd.DataFrame:
-    """n short texts (8-16 words); 10% exact copies, 10% copies with one word changed."""
+    """n short texts (8-16 words); 10% exact copies, 10% copies with one word changed.
+
+    ``frame.attrs["pairs"]`` lists (copy, source) for the one-word edits, to measure recall.
+    """
     rng = np.random.default_rng(seed)
     out = [" ".join(rng.choice(WORDS, size=rng.integers(8, 17))) for _ in range(n)]
     for i in rng.choice(n, size=n // 10, replace=False):
         out[i] = out[rng.integers(0, n)]
+    pairs = []
     for i in rng.choice(n, size=n // 10, replace=False):
-        words = out[rng.integers(0, n)].split()
+        j = int(rng.integers(0, n))
+        words = out[j].split()
         words[rng.integers(0, len(words))] = str(rng.choice(WORDS))
         out[i] = " ".join(words)
-    return pd.DataFrame({"text": out})
+        pairs.append((int(i), j))
+    frame = pd.DataFrame({"text": out})
+    frame.attrs["pairs"] = pairs
+    return frame
+
+
+def quality(frame: pd.DataFrame, threshold: float = 0.8) -> None:
+    """Recall of the one-word-edit pairs, split by their true Jaccard similarity on char 5-grams."""
+    index = NearIndex(
+        frame,
+        row_hashes(frame),
+        text_column="text",
+        threshold=threshold,
+        resolution=0.01,
+        shingle="char",
+        num_perm=128,
+    )
+    text = frame["text"].tolist()
+    rows = []
+    for i, j in frame.attrs["pairs"]:
+        if text[i] == text[j]:
+            continue  # the edit did not change the text, or a later edit overwrote one side
+        a, b = set(shingles(text[i])), set(shingles(text[j]))
+        rows.append((len(a & b) / len(a | b), index.labels[i] == index.labels[j]))
+    sims, found = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+    print(
+        f"\nNear-duplicate recall on {len(rows):,} one-word-edit pairs, by true Jaccard (char 5-grams):"
+    )
+    print(f"{'true Jaccard':<14} {'pairs':>7} {'found':>7} {'recall':>7}")
+    for low, high in ((0.9, 1.01), (0.8, 0.9), (0.7, 0.8), (0.5, 0.7), (0.0, 0.5)):
+        mask = (sims >= low) & (sims < high)
+        if mask.any():
+            label = f"[{low:.1f}, {min(high, 1.0):.1f}{']' if high > 1 else ')'}"
+            print(
+                f"{label:<14} {mask.sum():>7,} {found[mask].sum():>7,} {found[mask].mean():>7.1%}"
+            )
 
 
 def naive_datasketch(frame: pd.DataFrame) -> int:
@@ -172,6 +212,7 @@ def main() -> None:
         rows,
         base,
     )
+    quality(frame)
     print(
         "\n'found': rows that duplicate an earlier row (exact), or rows folded into another's cluster (near); "
         "the datasketch loop counts rows with any match (both ends of a pair)."

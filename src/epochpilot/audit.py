@@ -4,8 +4,8 @@ The numbers here change the epoch budget: 1,000 rows that are 100 rows repeated 
 (``effective_samples``), and a validation set that overlaps the training set makes early stopping lie.
 
 Exact duplicates hash each row's features (``pandas.util.hash_pandas_object``, 64-bit, vectorised). Near-
-duplicates are MinHash + LSH banding over character (or word) shingles for text (signatures from ``datasketch``)
-and quantised-row hashing for numeric rows: two rows are near-duplicates when every feature agrees to within
+duplicates are MinHash + LSH banding over character (or word) shingles for text (signatures from ``datasketch``,
+candidate pairs then checked on their exact shingle Jaccard similarity) and quantised-row hashing for numeric rows: two rows are near-duplicates when every feature agrees to within
 ``numeric_resolution`` standard deviations of its column (a grid, so a pair straddling a cell edge can be missed).
 
 >>> import numpy as np
