@@ -10,18 +10,12 @@ standard study database that resumes after a crash and is shared by worker proce
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import json
 import math
 import os
-import random
 import sys
-import time
 import types
-import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -30,8 +24,11 @@ import optuna
 
 from epochpilot.train.events import Callback, TrainState
 from epochpilot.tune_pruner import BUDGET_ATTR, EpochpilotPruner
+from epochpilot.tune_space import Param, job_parameters, parse_space, space_key
+from epochpilot.tune_storage import open_storage, safe_url
 
 __all__ = [
+    "EpochpilotPruner",
     "JobObjective",
     "Param",
     "PruningCallback",
@@ -41,138 +38,9 @@ __all__ = [
     "tune",
 ]
 
-KINDS = ("float", "log", "int", "choice")
 PRUNERS = ("epochpilot", "median", "hyperband", "none")
 SAMPLERS = ("tpe", "random")
 SPACE_ATTR = "epochpilot_space"
-_SCALARS = (type(None), bool, int, float, str)
-#: job settings a config-driven study may not tune (they change where or how, not what, is trained)
-_NOT_TUNABLE = ("device", "progress", "tensorboard", "checkpoint_every", "keep_last", "seed")
-
-
-# -- the search space ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Param:
-    """One dimension of the space: ``kind`` float | log | int | choice, a range or the choices."""
-
-    name: str
-    kind: str
-    low: float | None = None
-    high: float | None = None
-    choices: tuple[Any, ...] = ()
-
-    def suggest(self, trial: optuna.Trial) -> Any:
-        """Ask the trial for this parameter's value."""
-        if self.kind == "choice":
-            encoded = [_encode(c) for c in self.choices]
-            return _decode(trial.suggest_categorical(self.name, encoded))
-        if self.kind == "int":
-            return trial.suggest_int(self.name, int(self.low), int(self.high))  # type: ignore[arg-type]
-        return trial.suggest_float(self.name, self.low, self.high, log=self.kind == "log")  # type: ignore[arg-type]
-
-    def to_json(self) -> list[Any]:
-        """The declaration as JSON-safe data (what the study stores to detect a changed space)."""
-        if self.kind == "choice":
-            return ["choice", [list(c) if isinstance(c, tuple) else c for c in self.choices]]
-        return [self.kind, self.low, self.high]
-
-
-def _encode(value: Any) -> Any:
-    """Optuna stores scalar choices only: a list choice travels as its JSON text."""
-    return value if isinstance(value, _SCALARS) else json.dumps(list(value))
-
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith("["):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
-
-
-def _number(name: str, value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"space[{name!r}]: {what} must be a finite number, got {value!r}")
-    return value
-
-
-def parse_space(space: Mapping[str, Any], allowed: Sequence[str] | None = None) -> dict[str, Param]:
-    """Validate a space such as ``{"lr": ("log", 1e-4, 1e-1), "batch_size": ("choice", [16, 32])}``.
-
-    Kinds: ``("float", low, high)``, ``("log", low, high)`` (log-uniform, low > 0), ``("int", low, high)``
-    (inclusive) and ``("choice", [options])`` (numbers, strings, booleans, None or lists of those). An
-    unknown kind, an empty range (low >= high) or, when ``allowed`` is given, an unknown name raise a
-    ValueError naming the parameter and the fix.
-    """
-    if not isinstance(space, Mapping) or not space:
-        raise ValueError(
-            "space must be a non-empty dict name -> (kind, ...), e.g. {'lr': ('log', 1e-4, 1e-1)}"
-        )
-    out: dict[str, Param] = {}
-    for name, decl in space.items():
-        if allowed is not None and name not in allowed and not str(name).startswith("model."):
-            near = difflib.get_close_matches(str(name), list(allowed), n=1)
-            hint = f"did you mean {near[0]!r}?" if near else f"use one of {', '.join(allowed)}"
-            raise ValueError(
-                f"space has unknown parameter {name!r}: {hint} (or 'model.NAME' for a model argument)"
-            )
-        if not isinstance(decl, (tuple, list)) or not decl or not isinstance(decl[0], str):
-            raise ValueError(
-                f"space[{name!r}] must be a tuple (kind, ...) such as ('log', 1e-4, 1e-1), got {decl!r}"
-            )
-        kind = decl[0]
-        if kind not in KINDS:
-            raise ValueError(
-                f"space[{name!r}]: unknown kind {kind!r}: use one of {', '.join(KINDS)}"
-            )
-        if kind == "choice":
-            if len(decl) != 2 or not isinstance(decl[1], (list, tuple)) or not decl[1]:
-                raise ValueError(
-                    f"space[{name!r}]: write ('choice', [option, ...]) with at least one option"
-                )
-            for option in decl[1]:
-                ok = isinstance(option, _SCALARS) or (
-                    isinstance(option, (list, tuple))
-                    and all(isinstance(v, _SCALARS) for v in option)
-                )
-                if not ok:
-                    raise ValueError(
-                        f"space[{name!r}]: option {option!r} is not a number, string, bool, None or list of those"
-                    )
-            choices = tuple(tuple(o) if isinstance(o, list) else o for o in decl[1])
-            out[name] = Param(name, kind, choices=choices)
-            continue
-        if len(decl) != 3:
-            raise ValueError(f"space[{name!r}]: write ({kind!r}, low, high)")
-        low, high = _number(name, decl[1], "low"), _number(name, decl[2], "high")
-        if low >= high:
-            raise ValueError(
-                f"space[{name!r}] has an empty range ({low!r}, {high!r}): make low < high "
-                f"(or use ('choice', [{low!r}]) for a fixed value)"
-            )
-        if kind == "log" and low <= 0:
-            raise ValueError(f"space[{name!r}]: a 'log' range needs low > 0, got {low!r}")
-        if kind == "int" and not (float(low).is_integer() and float(high).is_integer()):
-            raise ValueError(
-                f"space[{name!r}]: an 'int' range needs whole numbers, got ({low}, {high})"
-            )
-        out[name] = Param(name, kind, low, high)
-    return out
-
-
-def space_key(params: Mapping[str, Param]) -> str:
-    """Canonical JSON of a parsed space (stored in the study to refuse a changed space)."""
-    return json.dumps({n: p.to_json() for n, p in params.items()}, sort_keys=True)
-
-
-def job_parameters() -> list[str]:
-    """Names a config-driven study may tune: the job's [train] settings (plus any ``model.NAME``)."""
-    from epochpilot.job import TrainSpec
-
-    return [f.name for f in dataclasses.fields(TrainSpec) if f.name not in _NOT_TUNABLE]
 
 
 # -- reporting and pruning inside the trainer ------------------------------------------------------------
@@ -287,86 +155,6 @@ class JobObjective:
         if result.best_value is None or not math.isfinite(result.best_value):
             raise optuna.TrialPruned(f"no finite {result.monitor}: {result.stop_message}")
         return float(result.best_value)
-
-
-# -- storage, sampler, pruner ----------------------------------------------------------------------------
-
-
-def _safe_url(url: str) -> str:
-    """The URL with any password replaced by ***."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - a URL that cannot be parsed is shown as given
-        return url
-
-
-def _postgres_driver(url: str) -> str:
-    """``postgresql://`` means psycopg 3 to SQLAlchemy 2.1; fall back to psycopg2 when only it is installed."""
-    import importlib.util
-
-    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
-        if importlib.util.find_spec("psycopg2") is not None:
-            return "postgresql+psycopg2://" + url[len("postgresql://") :]
-    return url
-
-
-def open_storage(storage: Any, heartbeat_s: int | None = 10) -> optuna.storages.BaseStorage:
-    """An Optuna RDB storage for ``storage`` (a URL), with connect timeouts and crash recovery.
-
-    Trials send a heartbeat every ``heartbeat_s`` seconds; a trial silent for 3 heartbeats (its worker
-    died) is marked FAIL and retried once with the same parameters. An unreachable database, a bad URL or a
-    missing driver raise a one-line ValueError within ~5 s.
-    """
-    if isinstance(storage, optuna.storages.BaseStorage):
-        return storage
-    url = str(storage)
-    connect: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        connect = {"timeout": 60}  # wait for the other workers' write locks instead of failing
-        path = url.split(":///", 1)[-1]
-        if path and path != ":memory:" and not Path(path).parent.is_dir():
-            raise ValueError(
-                f"storage {url}: folder {Path(path).parent} does not exist: create it or use another path"
-            )
-    elif url.startswith(("postgresql", "mysql")):
-        connect = {"connect_timeout": 5}
-    shown = _safe_url(url)
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return _rdb(_postgres_driver(url), connect, heartbeat_s)
-        except ImportError as exc:
-            raise ValueError(
-                f"storage {shown}: its database driver is missing ({exc}); for PostgreSQL: "
-                "pip install psycopg2-binary (or 'psycopg[binary]')"
-            ) from None
-        except Exception as exc:  # noqa: BLE001 - sqlalchemy/optuna raise many types for a bad database
-            text = str(exc)
-            if attempt < 4 and ("already exists" in text or "duplicate key" in text):
-                # another worker is creating the same tables on a fresh database right now
-                time.sleep(0.5 + random.random())
-                continue
-            first = " ".join(text.split("\n")[0].split())[:300]
-            raise ValueError(
-                f"storage {shown} cannot be opened ({type(exc).__name__}: {first}): check the URL, "
-                "that the server is running and reachable, and the credentials"
-            ) from None
-
-
-def _rdb(url: str, connect: dict[str, Any], heartbeat_s: int | None) -> optuna.storages.RDBStorage:
-    retry = optuna.storages.RetryHeartbeatStaleTrialCallback
-    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna (since 2.x)
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs={"connect_args": connect} if connect else None,
-            heartbeat_interval=heartbeat_s,
-            grace_period=3 * heartbeat_s if heartbeat_s else None,
-            heartbeat_stale_trial_callback=retry(max_retry=1) if heartbeat_s else None,
-        )
 
 
 def make_pruner(pruner: Any) -> optuna.pruners.BasePruner:
@@ -558,7 +346,7 @@ def _check_study(
     stored_dir = (
         "maximize" if study.direction == optuna.study.StudyDirection.MAXIMIZE else "minimize"
     )
-    where = f"study {study.study_name!r} in {_safe_url(str(storage))}"
+    where = f"study {study.study_name!r} in {safe_url(str(storage))}"
     if stored_dir != direction:
         raise ValueError(
             f"{where} was created to {stored_dir}, not {direction}: use another study_name"

@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _hide(url: str) -> str:
-    from epochpilot.tune import _safe_url
+    from epochpilot.tune_storage import safe_url as _safe_url
 
     return _safe_url(url)
 
