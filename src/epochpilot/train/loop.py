@@ -18,7 +18,7 @@ import torch
 from epochpilot.errors import DataError
 from epochpilot.stopping.base import Reason
 from epochpilot.train import distributed as D
-from epochpilot.train.events import Request, TrainState, as_requests, hooks
+from epochpilot.train.events import EVENTS, Request, TrainState, as_requests, hooks
 from epochpilot.train.persist import Persistence
 from epochpilot.train.validate import Validation
 
@@ -42,21 +42,10 @@ class Loop(Validation, Persistence):
     """One fit: owns the state, the model/optimizer and the callbacks (built by ``Trainer``)."""
 
     def __init__(self, **parts: Any) -> None:
-        self.__dict__.update(
-            parts
-        )  # model, module, optimizer, loss_fn, metrics, train, val, cfg, dist, ...
+        # model, module, optimizer, loss_fn, metrics, train, val, cfg, dist, device, callbacks, ckpts, ...
+        self.__dict__.update(parts)
         self.state: TrainState = parts["state"]
-        self.events = {
-            e: hooks(self.callbacks, e)
-            for e in (
-                "fit_start",
-                "epoch_start",
-                "step_end",
-                "validation_end",
-                "epoch_end",
-                "fit_end",
-            )
-        }
+        self.events = {event: hooks(self.callbacks, event) for event in EVENTS}
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.params = [p for p in self.module.parameters() if p.requires_grad]
         self.checked = False

@@ -112,11 +112,6 @@ class Trainer:
             raise ConfigError(
                 "precision='16-mixed' needs a CUDA device: use 'bf16-mixed' or '32' on CPU"
             )
-        was_deterministic = torch.are_deterministic_algorithms_enabled()
-        if cfg.deterministic:
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True)
-            torch.backends.cudnn.benchmark = False
         if cfg.seed is not None:
             seed_all(cfg.seed + info.rank)
             data_seed = cfg.seed
@@ -323,6 +318,11 @@ class Trainer:
         if writer is not None:
             writer.reset(state.history, state.checks_log)
 
+        was_deterministic = torch.are_deterministic_algorithms_enabled()
+        if cfg.deterministic:  # on for the loop only; the caller's setting comes back afterwards
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
         try:
             loop.run()
         finally:
