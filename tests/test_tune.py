@@ -453,3 +453,27 @@ def test_the_module_is_callable_as_the_tune_function():
     assert callable(module)
     with pytest.raises(ValueError, match="n_trials must be an int >= 1"):
         module(curve_objective, SPACE, n_trials=0)
+
+
+def test_config_study_maximises_a_max_monitor_even_without_a_stopper(tmp_path):
+    from epochpilot.job import spec_from_tables
+
+    job = spec_from_tables(
+        {
+            "data": {"builtin": "wine"},
+            "model": {"hidden": [8]},
+            "train": {
+                "max_epochs": 3,
+                "monitor": "val_accuracy",
+                "mode": "max",
+                "stopper": "none",
+                "deterministic": False,
+            },
+        }
+    )
+    study = tune(job, {"lr": ("log", 1e-3, 1e-1)}, n_trials=2, run_dir=tmp_path, pruner="none")
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    for t in study.trials:
+        assert t.value == max(t.intermediate_values.values())  # val_accuracy, best by max
+        assert 0.0 <= t.value <= 1.0
+        assert t.intermediate_values[t.user_attrs["best_epoch"]] == t.value

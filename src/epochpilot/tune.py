@@ -143,18 +143,26 @@ class JobObjective:
             checkpoint_every=None,
             tensorboard=False,
             progress=False,
-            callbacks=[PruningCallback(trial)],
+            callbacks=[PruningCallback(trial, monitor=spec.train.monitor)],
         )
         result = Trainer(**kwargs).fit(
             job_model(spec, data.pre), (data.X_train, data.y_train), (data.X_val, data.y_val)
         )
-        trial.set_user_attr("best_epoch", result.best_epoch)
+        # the job's monitor, best by its mode (the same as the trainer's unless stopper = "none")
+        monitor, sign = spec.train.monitor, 1.0 if spec.train.mode == "min" else -1.0
+        scored = [
+            (sign * float(r[monitor]), int(r["epoch"]))
+            for r in result.history
+            if isinstance(r.get(monitor), (int, float)) and math.isfinite(r[monitor])
+        ]
         trial.set_user_attr("epochs_run", len(result.history))
         trial.set_user_attr("stop_reason", result.stop_reason.value)
         trial.set_user_attr("run_dir", str(result.run_dir))
-        if result.best_value is None or not math.isfinite(result.best_value):
-            raise optuna.TrialPruned(f"no finite {result.monitor}: {result.stop_message}")
-        return float(result.best_value)
+        if not scored:
+            raise optuna.TrialPruned(f"no finite {monitor}: {result.stop_message}")
+        best, epoch = min(scored)
+        trial.set_user_attr("best_epoch", epoch)
+        return sign * best
 
 
 def make_pruner(pruner: Any) -> optuna.pruners.BasePruner:

@@ -20,7 +20,8 @@ max(10, max_epochs // 3) epochs) so its curve runs past its best; the folds' val
 averaged per epoch and the epoch with the best mean (--rule min) or the smallest epoch within one
 standard error of it (--rule one_se) is chosen. Writes RUN_DIR/fold-1 ... fold-K, selection.json and
 report.html; --refit then trains on every row for that many epochs into RUN_DIR/refit (a predictor
-that 'epochpilot predict' reads).
+that 'epochpilot predict' reads). The job's test share (if any) is left out; feature scaling is fitted
+once on the remaining rows, shared by all folds.
 """
 
 
