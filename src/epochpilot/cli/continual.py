@@ -1,0 +1,238 @@
+"""``epochpilot continue RUN_DIR --data NEW.csv``: continual learning on a finished tabular run.
+
+Starts from the run's best checkpoint, trains on the new rows while replaying a share of the old training rows
+(through ``MixedSampler``), guards the old validation score with ``Retention`` (so the new model may not forget
+more than ``--max-drop`` of it) and plans a short budget. The new run goes to its own directory (default
+``RUN_DIR-continued``); the old run is not touched. ``continue_run`` is the same from Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from epochpilot.errors import ConfigError
+
+__all__ = ["add_parser", "continue_run", "plan_budget", "run"]
+
+EXAMPLES = """examples:
+  epochpilot continue runs/wine --data new_rows.csv
+  epochpilot continue runs/wine --data new_rows.csv --replay 0.5 --max-drop 0.05 --out runs/wine-v2
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``epochpilot continue``."""
+    p = subparsers.add_parser(
+        "continue",
+        help="continue a finished run on new data without forgetting the old (replay + retention guard)",
+        description="Continual learning on a finished run: new rows, old rows replayed, old ability guarded.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("run_dir", type=Path, help="a run directory written by 'epochpilot train'")
+    p.add_argument(
+        "--data", type=Path, required=True, help="CSV of new rows (same columns and target)"
+    )
+    p.add_argument(
+        "--out", type=Path, help="directory for the continued run (default: RUN_DIR-continued)"
+    )
+    p.add_argument(
+        "--replay", type=float, default=0.3, help="share of old rows in each epoch (default 0.3)"
+    )
+    p.add_argument(
+        "--max-drop",
+        type=float,
+        default=None,
+        help="largest allowed drop of the old validation score (default: 0.02 accuracy, or 10%% of the loss)",
+    )
+    p.add_argument("--epochs", type=int, help="epoch budget (default: planned from the old run)")
+    p.add_argument(
+        "--lr-scale", type=float, default=0.3, help="new lr = old lr x this (default 0.3)"
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it already holds a run"
+    )
+
+
+def plan_budget(summary: dict[str, Any], n_old: int, n_new: int) -> tuple[int, str]:
+    """A short budget: the old run's epochs to its best, scaled by how much new data there is, 3 to 20 epochs."""
+    best = summary.get("best_epoch") or summary.get("epochs_run") or 10
+    scaled = math.ceil(best * min(1.0, n_new / max(n_old, 1)) * 2)
+    epochs = int(min(20, max(3, scaled)))
+    why = (
+        f"{epochs} epochs: the old run peaked at epoch {best} on {n_old} rows; {n_new} new rows "
+        f"-> 2 x {best} x {min(1.0, n_new / max(n_old, 1)):.2f}, kept within 3..20"
+    )
+    return epochs, why
+
+
+def _best_weights(run_dir: Path) -> tuple[dict[str, torch.Tensor], Path]:
+    from epochpilot.train.checkpoint import list_checkpoints, load_checkpoint
+
+    root = run_dir / "checkpoints"
+    candidates = ([root / "best"] if (root / "best").is_dir() else []) + list_checkpoints(root)[
+        ::-1
+    ]
+    if not candidates:
+        raise ConfigError(
+            f"{run_dir} has no checkpoint to continue from (no {root}/best or epoch-*): "
+            f"train it with checkpoints on (checkpoint_every >= 1)"
+        )
+    return load_checkpoint(candidates[0])["model"], candidates[0]
+
+
+def continue_run(
+    run_dir: str | Path,
+    data: str | Path,
+    *,
+    out: str | Path | None = None,
+    replay: float = 0.3,
+    max_drop: float | None = None,
+    epochs: int | None = None,
+    lr_scale: float = 0.3,
+    overwrite: bool = False,
+    echo: Any = print,
+) -> Any:
+    """Continue ``run_dir`` on the rows of ``data``; returns the ``pipeline.JobResult`` of the new run."""
+    from epochpilot import pipeline
+    from epochpilot.data import Preprocessor, Table, read_csv
+    from epochpilot.finetune_probe import Probed
+    from epochpilot.job import load_spec
+    from epochpilot.mixed import MixedSampler
+    from epochpilot.stopping import AnyOf, EarlyStopping, Retention
+    from epochpilot.train import Trainer
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or not (run_dir / "job.toml").is_file():
+        raise ConfigError(
+            f"{run_dir} is not a run directory written by 'epochpilot train' (no job.toml)"
+        )
+    if not 0.0 <= replay < 1.0:
+        raise ConfigError(
+            f"--replay must be in [0, 1), got {replay}: the share of old rows in each epoch"
+        )
+    if lr_scale <= 0:
+        raise ConfigError(f"--lr-scale must be > 0, got {lr_scale}")
+    state, source = _best_weights(run_dir)
+    spec = load_spec(run_dir / "job.toml")
+    pre = Preprocessor.from_json(run_dir / "preprocessor.json")
+    old_summary = (
+        json.loads((run_dir / "summary.json").read_text())
+        if (run_dir / "summary.json").is_file()
+        else {}
+    )
+
+    old_train_df, old_val_df, _ = pipeline.split(pipeline.load_table(spec), spec, pre.task)
+    new_table = read_csv(data, pre.target)
+    new_train_df, new_val_df, _ = pipeline.split(
+        Table(new_table.frame, pre.target),
+        dataclasses.replace(spec, data=dataclasses.replace(spec.data, test_fraction=0.0)),
+        pre.task,
+    )
+
+    def arrays(frame: Any) -> tuple[np.ndarray, np.ndarray]:
+        X, y = pre.transform(frame)
+        return X, pipeline.as_targets(y, pre.task)
+
+    old_tr, old_va = arrays(old_train_df), arrays(old_val_df)
+    new_tr, new_va = arrays(new_train_df), arrays(new_val_df)
+    classification = pre.task == "classification"
+
+    model = pipeline.job_model(spec, pre)
+    model.load_state_dict(state)
+    old_X, old_y = torch.from_numpy(old_va[0]), torch.from_numpy(old_va[1])
+
+    @torch.no_grad()
+    def old_score() -> float:
+        was = model.training
+        model.eval()
+        out = model(old_X)
+        model.train(was)
+        if classification:
+            return float((out.argmax(1) == old_y).float().mean())
+        return float(torch.nn.functional.mse_loss(out, old_y))
+
+    key = "old_val_accuracy" if classification else "old_val_loss"
+    reference = old_score()
+    if max_drop is None:
+        guard = (
+            Retention(key, reference, 0.02)
+            if classification
+            else Retention(key, reference, 0.1, "min", True)
+        )
+    else:
+        guard = Retention(
+            key, reference, max_drop, "max" if classification else "min", not classification
+        )
+
+    n_old, n_new = len(old_tr[0]), len(new_tr[0])
+    weights = {"old": replay * n_new / ((1 - replay) * n_old) if replay > 0 else 0.0, "new": 1.0}
+    sampler = MixedSampler(
+        {"old": old_tr, "new": new_tr},
+        weights,
+        num_samples=math.ceil(n_new / (1 - replay)),
+        seed=spec.train.seed,
+    )
+    planned, why = plan_budget(old_summary, n_old, n_new)
+    epochs = epochs or planned
+    echo(
+        f"continuing {run_dir} from {source.name}: {n_new} new rows, {n_old} old rows replayed at {replay:.0%}"
+    )
+    echo(f"budget: {why if epochs == planned else f'{epochs} epochs (given)'}")
+    echo(
+        f"guard: {key} {reference:.4g} on the old validation rows may drop by at most {guard.max_drop:g}"
+    )
+
+    train_spec = dataclasses.replace(
+        spec.train, max_epochs=epochs, lr=spec.train.lr * lr_scale, schedule="cosine", warmup=0.0
+    )
+    cont_spec = dataclasses.replace(spec, train=train_spec)
+    kwargs = pipeline.trainer_kwargs(cont_spec, len(sampler), classification)
+    task = EarlyStopping(spec.train.monitor, spec.train.mode, patience=max(2, epochs // 3))
+    kwargs["stopper"] = Probed(AnyOf(task, guard), {key: old_score})
+    out = Path(out) if out is not None else run_dir.with_name(run_dir.name + "-continued")
+    pipeline.prepare_run_dir(out, overwrite=overwrite, resume=False)
+    pipeline._write_job(out, spec)
+    loader = sampler.loader(spec.train.batch_size)
+    result = Trainer(**kwargs, run_dir=out, overwrite=overwrite).fit(model, loader, new_va)
+    pipeline._save_predictor(out, spec, pre, result.model)
+    final_old = old_score()
+    extra = {
+        "task": pre.task,
+        "continued_from": str(run_dir),
+        "checkpoint": str(source),
+        "replay": replay,
+        "old_reference": reference,
+        "old_final": final_old,
+        "budget": why,
+    }
+    pipeline._update_summary(out, extra)
+    from epochpilot.report import write_report
+
+    report = write_report(out)
+    echo(f"{key}: {reference:.4g} before, {final_old:.4g} after; stop: {result.stop_message}")
+    echo(f"report: {report}")
+    return pipeline.JobResult(result, out, {}, report, why)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``epochpilot continue``."""
+    continue_run(
+        args.run_dir,
+        args.data,
+        out=args.out,
+        replay=args.replay,
+        max_drop=args.max_drop,
+        epochs=args.epochs,
+        lr_scale=args.lr_scale,
+        overwrite=args.overwrite,
+    )
+    return 0
