@@ -12,6 +12,8 @@ from pathlib import Path
 
 import optuna
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from epochpilot.tune import (
     Param,
@@ -477,3 +479,39 @@ def test_config_study_maximises_a_max_monitor_even_without_a_stopper(tmp_path):
         assert t.value == max(t.intermediate_values.values())  # val_accuracy, best by max
         assert 0.0 <= t.value <= 1.0
         assert t.intermediate_values[t.user_attrs["best_epoch"]] == t.value
+
+
+finite = st.floats(0.01, 10.0, allow_nan=False)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(finite, min_size=1, max_size=15),
+    st.lists(finite, min_size=1, max_size=15),
+    st.sampled_from(["min", "max"]),
+)
+def test_a_trial_at_least_as_good_as_the_best_is_never_pruned(mine, theirs, mode):
+    sign = 1.0 if mode == "min" else -1.0
+    target = min(sign * v for v in theirs)
+    # clip the trial's curve so it beats the best trial's final value at every epoch
+    curve = {e: sign * min(sign * v, target) for e, v in enumerate(mine, 1)}
+    best = dict(enumerate(theirs, 1))
+    assert not prune_decision(curve, best, mode=mode, budget=30).prune
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(finite, min_size=3, max_size=12),
+    st.lists(finite, min_size=3, max_size=12),
+    st.floats(1.0, 5.0),
+)
+def test_more_catch_up_never_prunes_behind_best_more(mine, theirs, catch_up):
+    curve, best = dict(enumerate(mine, 1)), dict(enumerate(theirs, 1))
+    strict = prune_decision(
+        curve, best, mode="min", catch_up=catch_up, forecast=False, patience=100
+    )
+    lenient = prune_decision(
+        curve, best, mode="min", catch_up=catch_up + 1.0, forecast=False, patience=100
+    )
+    if lenient.prune:
+        assert strict.prune
