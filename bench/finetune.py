@@ -29,7 +29,9 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from epochpilot.finetune import build_model, finetune, fresh_copy, load_encoder, optimizer_factory  # noqa: E402
+from epochpilot.finetune_probe import Probed  # noqa: E402
 from epochpilot.mixed import MixedSampler, Stage, Stages  # noqa: E402
+from epochpilot.stopping import AnyOf, EarlyStopping, Retention  # noqa: E402
 from epochpilot.textdata import TextSet, load_fortunes  # noqa: E402
 
 TASK = ["computers", "politics", "science", "work"]
@@ -59,6 +61,31 @@ def save(out: Path, row: dict) -> None:
     print(json.dumps(row), flush=True)
 
 
+def replay_guard(
+    history: list[dict], patience: int, max_drop: float
+) -> tuple[int, int | None, str]:
+    """(epochs run, epoch kept, stop reason) of the same run with the retention guard on.
+
+    Training is deterministic and a guard only ends a run earlier and changes which epoch is kept, so the
+    guarded run is a prefix of the unguarded one: replay the recorded rows through the same policies the
+    guarded ``finetune`` builds (``Probed(AnyOf(EarlyStopping, Retention))``), keeping what it would keep.
+    """
+    policy = Probed(
+        AnyOf(
+            EarlyStopping("val_accuracy", mode="max", patience=patience),
+            Retention("retention", 1.0, max_drop),
+        )
+    )
+    kept = None
+    for row in history:
+        decision = policy.update(row["epoch"], dict(row))
+        if decision.improved:
+            kept = row["epoch"]
+        if decision.stop:
+            return row["epoch"], kept, decision.reason.value
+    return len(history), kept, "max_epochs"
+
+
 def part_a(encoder, tok, sizes: list[int], args, out: Path) -> None:
     data = load_fortunes(TASK)
     val, test, pool = data.split(200, 400, max(sizes), seed=0)
@@ -67,46 +94,68 @@ def part_a(encoder, tok, sizes: list[int], args, out: Path) -> None:
     for n in sizes:
         train = pool.subset(np.arange(n))
         for mode in ("full", "lora"):
+            key = f"A/{mode}/{n}"
+            if key in done:
+                continue
+            torch.manual_seed(0)
+            t0 = time.perf_counter()
+            result = finetune(
+                fresh_copy(encoder),
+                train,
+                val,
+                tokenizer=tok,
+                mode=mode,
+                n_classes=len(TASK),
+                max_epochs=args.max_epochs if n <= 100 else args.max_epochs_large,
+                patience=args.patience,
+                max_length=args.max_length,
+                batch_size=16,
+                probe_texts=texts,
+                seed=0,
+                progress=False,
+                probes={"test_accuracy": lambda m: accuracy(m, test)},
+            )
+            hist = result.history
+            by_epoch = {r["epoch"]: r for r in hist}
+            rows = []
             for guard in (False, True):
-                key = f"A/{mode}/{n}/{'guard' if guard else 'none'}"
-                if key in done:
-                    continue
-                torch.manual_seed(0)
-                t0 = time.perf_counter()
-                result = finetune(
-                    fresh_copy(encoder),
-                    train,
-                    val,
-                    tokenizer=tok,
-                    mode=mode,
-                    n_classes=len(TASK),
-                    max_epochs=args.max_epochs,
-                    patience=args.patience,
-                    max_length=args.max_length,
-                    batch_size=16,
-                    probe_texts=texts,
-                    retention=args.max_drop if guard else None,
-                    seed=0,
-                    progress=False,
-                )
-                best = result.best_row or result.history[-1]
-                save(
-                    out,
+                if guard:
+                    epochs_run, kept, reason = replay_guard(hist, args.patience, args.max_drop)
+                else:
+                    epochs_run, kept, reason = (
+                        len(hist),
+                        result.best_epoch,
+                        result.stop_reason.value,
+                    )
+                row = by_epoch[kept] if kept else by_epoch[epochs_run]
+                rows.append(
                     {
-                        "key": key,
+                        "key": f"{key}/{'guard' if guard else 'none'}",
                         "mode": mode,
                         "n_train": n,
                         "guard": guard,
-                        "test_accuracy": accuracy(result.model, test),
-                        "val_accuracy": best["val_accuracy"],
-                        "retention_kept": best["retention"],
-                        "retention_min": min(r["retention"] for r in result.history),
-                        "epochs_run": len(result.history),
-                        "best_epoch": result.best_epoch,
-                        "stop_reason": result.stop_reason.value,
+                        "test_accuracy": row["test_accuracy"],
+                        "val_accuracy": row["val_accuracy"],
+                        "retention_kept": row["retention"],
+                        "retention_min": min(r["retention"] for r in hist[:epochs_run]),
+                        "epochs_run": epochs_run,
+                        "best_epoch": kept,
+                        "stop_reason": reason,
                         "seconds": round(time.perf_counter() - t0, 1),
-                    },
+                        "curve": [
+                            [
+                                r["epoch"],
+                                round(r["val_accuracy"], 4),
+                                round(r["test_accuracy"], 4),
+                                round(r["retention"], 4),
+                            ]
+                            for r in hist
+                        ],
+                    }
                 )
+            for row in rows:
+                save(out, row)
+            save(out, {"key": key})
 
 
 def _tensors(model, data: TextSet) -> tuple[torch.Tensor, ...]:
@@ -174,7 +223,7 @@ def part_b(encoder, tok, args, out: Path) -> None:
 def tables(out: Path) -> str:
     rows = done_keys(out)
     lines = []
-    a = [r for k, r in rows.items() if k.startswith("A/")]
+    a = [r for k, r in rows.items() if k.startswith("A/") and "test_accuracy" in r]
     if a:
         lines += [
             "| mode | n_train | guard | test acc | acc / full-no-guard | retention kept | min retention | epochs run (best) | stop |",
@@ -217,15 +266,18 @@ def main() -> None:
     parser.add_argument("--part", choices=["a", "b", "all"], default="all")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--max-epochs", type=int, default=10)
+    parser.add_argument(
+        "--max-epochs-large", type=int, default=6, help="epoch cap at 1,000 examples"
+    )
     parser.add_argument("--patience", type=int, default=3)
     parser.add_argument("--max-drop", type=float, default=0.05)
-    parser.add_argument("--max-length", type=int, default=48)
+    parser.add_argument("--max-length", type=int, default=32)
     parser.add_argument("--mixed-epochs", type=int, default=4)
     parser.add_argument("--mixed-mode", choices=["full", "lora"], default="full")
     parser.add_argument(
         "--n-general", type=int, default=900, help="general training examples (part b)"
     )
-    parser.add_argument("--n-task", type=int, default=100, help="task training examples (part b)")
+    parser.add_argument("--n-task", type=int, default=50, help="task training examples (part b)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("bench/results/finetune.jsonl"))
     parser.add_argument("--table-only", action="store_true")

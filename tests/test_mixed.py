@@ -188,6 +188,12 @@ def test_stages_fit_one_history_with_a_stage_column_schedules_and_report(tmp_pat
 
     write_report(tmp_path / "run")
     assert (tmp_path / "run" / "report.html").is_file()
+    from epochpilot.report.load import load_run
+    from epochpilot.report.plots import curve_figure
+
+    fig = curve_figure(load_run(tmp_path / "run"), "loss", "train_loss", "val_loss")
+    labels = [line.get_label() for line in fig.axes[0].lines]
+    assert "stage mixed from epoch 3" in labels  # the boundary is drawn between epochs 2 and 3
 
 
 class Crash(Callback):

@@ -267,6 +267,7 @@ def finetune(
     retention: float | Retention | None = None,
     probe: Callable[[torch.nn.Module], float] | None = None,
     probe_texts: Sequence[str] | None = None,
+    probes: dict[str, Callable[[torch.nn.Module], float]] | None = None,
     stopper: Any = None,
     patience: int = 3,
     max_epochs: int = 10,
@@ -283,7 +284,8 @@ def finetune(
     stopper defaults to ``EarlyStopping("val_accuracy", "max", patience)``. ``retention`` (a max drop, or a
     ``Retention`` on ``"retention"``) adds the forgetting guard through ``AnyOf``; the score each epoch is
     ``probe(model)`` (reference: the base model's score) or, with ``probe_texts``, the Spearman correlation of
-    the encoder's pairwise similarities with the base model's (reference 1.0). ``config`` goes to the Trainer.
+    the encoder's pairwise similarities with the base model's (reference 1.0). ``probes`` adds more per-epoch
+    scores to the history (``{name: fn(model) -> float}``). ``config`` goes to the Trainer.
     """
     from epochpilot.train import Trainer
 
@@ -305,7 +307,8 @@ def finetune(
     head_params = list(model.head.parameters())
     optimizer = optimizer_factory(model, lr, head_lr, weight_decay)
 
-    probes: dict[str, Callable[[], float]] = {}
+    extra = dict(probes or {})
+    probes = {}
     reference = 1.0
     if probe is not None:
         probes["retention"] = lambda: float(probe(model))
@@ -313,7 +316,9 @@ def finetune(
     elif probe_texts is not None:
         sim = SimilarityProbe(lambda: model.encode(list(probe_texts)).numpy())
         probes["retention"] = sim
-    if retention is not None and not probes:
+    for key, fn in extra.items():  # bind each probe to this model
+        probes[key] = lambda fn=fn: float(fn(model))
+    if retention is not None and "retention" not in probes:
         raise ValueError(
             "retention= needs a probe: give probe_texts (general sentences) or probe(model) -> float"
         )

@@ -137,6 +137,18 @@ def _mark(ax, run: RunData, shade: bool = True) -> None:
     stop = _stop_epoch(run)
     if stop is not None:
         ax.axvline(stop, color=STOP_C, ls=":", lw=1.6, label=f"stopped (epoch {stop})")
+    staged = [(row.get("epoch"), row.get("stage")) for row in run.history if row.get("stage")]
+    for (_, before), (epoch, name) in zip(
+        staged, staged[1:]
+    ):  # staged training: where each stage starts
+        if name != before and isinstance(epoch, int):
+            ax.axvline(
+                epoch - 0.5,
+                color="#64748b",
+                ls="-.",
+                lw=1.2,
+                label=f"stage {name} from epoch {epoch}",
+            )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
