@@ -321,3 +321,23 @@ def test_trainer_object_and_config_reuse(blobs, make_mlp):
     trainer = Trainer(max_epochs=2, seed=0)
     assert trainer.fit(make_mlp(), (X, y)).stopped_epoch == 2
     assert Trainer(trainer.config, max_epochs=1).fit(make_mlp(), (X, y)).stopped_epoch == 1
+
+
+def test_optimizer_instance_factory_and_loss_by_name(blobs, make_mlp):
+    X, y = blobs
+    model = make_mlp()
+    instance = torch.optim.SGD(model.parameters(), lr=0.05)
+    result = fit(model, (X, y), optimizer=instance, loss_fn="cross_entropy", max_epochs=2, seed=0)
+    assert (
+        result.history[-1]["lr"] == 0.05 and instance.state_dict()["param_groups"][0]["lr"] == 0.05
+    )
+    made = []
+
+    def factory(params):
+        made.append(torch.optim.AdamW(params, lr=0.02))
+        return made[-1]
+
+    result = fit(make_mlp(), (X, y), optimizer=factory, max_epochs=1, seed=0)
+    assert len(made) == 1 and result.history[0]["lr"] == 0.02
+    with pytest.raises(ValueError, match="not a torch optimizer"):
+        fit(make_mlp(), (X, y), optimizer=lambda params: "adam", max_epochs=1)
