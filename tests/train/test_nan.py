@@ -61,3 +61,29 @@ def test_rollback_gives_up_after_three_tries(blobs):
     assert "after 3 rollbacks" in result.stop_message and result.stopped_epoch == 2
     assert result.best_epoch == 1
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_rollback_with_mid_epoch_validations_keeps_checks_consistent(blobs, tmp_path):
+    import json
+
+    X, y = (
+        blobs  # batch 16: 6 updates per epoch; the bad batch is in epoch 2 after a mid-epoch validation
+    )
+    model = Poisoned(lambda call: call == 10)
+    result = fit(
+        model,
+        (X, y),
+        (X, y),
+        batch_size=16,
+        val_every_steps=2,
+        max_epochs=3,
+        on_nan="rollback",
+        stopper=False,
+        seed=0,
+        run_dir=tmp_path / "run",
+    )
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
+    checks = [
+        json.loads(line) for line in (tmp_path / "run" / "checks.jsonl").read_text().splitlines()
+    ]
+    assert [c["step"] for c in checks] == [2, 4, 6, 8, 10, 12, 14, 16, 18]

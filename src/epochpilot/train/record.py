@@ -51,6 +51,7 @@ class HistoryWriter(Callback):
         self.jsonl = Path(run_dir) / "history.jsonl"
         self.csv = Path(run_dir) / "history.csv"
         self.columns: list[str] = []
+        self.n_checks = 0
 
     def reset(
         self,
@@ -59,6 +60,7 @@ class HistoryWriter(Callback):
     ) -> None:
         """Rewrite both files so they hold exactly ``history`` (and ``checks.jsonl`` the validations, if any)."""
         self.checks = self.jsonl.with_name("checks.jsonl")
+        self.n_checks = len(checks or ())
         if checks:
             atomic_write_text(
                 self.checks,
@@ -84,8 +86,13 @@ class HistoryWriter(Callback):
             writer.writerow({k: _csv_value(v) for k, v in row.items()})
         return buf.getvalue()
 
+    def on_epoch_start(self, state: TrainState) -> None:
+        if state.is_main and state.val_every and self.n_checks > len(state.checks_log):
+            self.reset(state.history, state.checks_log)  # a NaN rollback discarded some validations
+
     def on_validation_end(self, state: TrainState) -> None:
         if state.val_every and state.is_main:  # every validation, mid-epoch ones included
+            self.n_checks += 1
             with open(self.jsonl.with_name("checks.jsonl"), "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(sanitize(dict(state.row)), allow_nan=False) + "\n")
 
