@@ -127,8 +127,17 @@ def test_a_user_probe_gets_the_base_score_as_reference(tokenizer):
         calls.append(model.training)
         return 1.0 - 0.1 * len(calls)  # base 0.9, then 0.8, 0.7, ...
 
-    result = run(tokenizer, mode="lora", retention=0.15, probe=probe, max_epochs=4, stopper=False)
+    result = run(
+        tokenizer,
+        mode="lora",
+        retention=0.15,
+        probe=probe,
+        probes={"n_params": lambda m: sum(p.numel() for p in m.head.parameters())},
+        max_epochs=4,
+        stopper=False,
+    )
     assert [round(r["retention"], 3) for r in result.history] == [0.8, 0.7]
+    assert all(r["n_params"] == 32 * 2 + 2 for r in result.history)  # extra probes get the model
     assert result.stop_reason is Reason.RETENTION
 
 
@@ -159,3 +168,17 @@ def test_real_minilm_on_fortunes_lora_and_full():
         with lora.model.encoder.disable_adapter():
             after = lora.model.encode(general.texts)
     assert torch.allclose(before, after, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FORTUNES_DIR.is_dir(), reason=f"fortune data set absent: {INSTALL_HINT}")
+def test_example_runs(capsys):
+    import runpy
+    from pathlib import Path
+
+    runpy.run_path(
+        str(Path(__file__).resolve().parents[1] / "examples" / "finetune_example.py"),
+        run_name="__main__",
+    )
+    out = capsys.readouterr().out
+    assert "retention" in out and "stages: ['general', 'mixed']" in out

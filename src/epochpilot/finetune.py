@@ -285,7 +285,8 @@ def finetune(
     ``Retention`` on ``"retention"``) adds the forgetting guard through ``AnyOf``; the score each epoch is
     ``probe(model)`` (reference: the base model's score) or, with ``probe_texts``, the Spearman correlation of
     the encoder's pairwise similarities with the base model's (reference 1.0). ``probes`` adds more per-epoch
-    scores to the history (``{name: fn(model) -> float}``). ``config`` goes to the Trainer.
+    scores to the history (``{name: fn(model) -> float}``). ``config`` goes to the Trainer. An encoder module
+    passed in is changed in place (LoRA layers are injected; full mode trains it): pass a copy to reuse it.
     """
     from epochpilot.train import Trainer
 
