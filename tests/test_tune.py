@@ -515,3 +515,24 @@ def test_more_catch_up_never_prunes_behind_best_more(mine, theirs, catch_up):
     )
     if lenient.prune:
         assert strict.prune
+
+
+@pytest.mark.slow
+def test_workers_creating_a_fresh_database_at_once_all_succeed(tmp_path):
+    """Schema creation races between workers starting together; the loser retries instead of failing."""
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    code = (
+        "import sys, time; from epochpilot.tune_storage import open_storage; "
+        "time.sleep(max(0.0, float(sys.argv[2]) - time.time())); open_storage(sys.argv[1])"
+    )
+    start = str(time.time() + 8)  # all import first, then open at the same instant
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, url, start], env=env, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err

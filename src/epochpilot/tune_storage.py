@@ -65,7 +65,10 @@ def open_storage(storage: Any, heartbeat_s: int | None = 10) -> optuna.storages.
             ) from None
         except Exception as exc:  # noqa: BLE001 - sqlalchemy/optuna raise many types for a bad database
             text = str(exc)
-            if attempt < 4 and ("already exists" in text or "duplicate key" in text):
+            racing = type(exc).__name__ == "IntegrityError" or any(
+                mark in text for mark in ("already exists", "duplicate key", "database is locked")
+            )
+            if attempt < 5 and racing:
                 # another worker is creating the same tables on a fresh database right now
                 time.sleep(0.5 + random.random())
                 continue
