@@ -176,9 +176,15 @@ def main() -> None:
     parser.add_argument(
         "--skip-naive-text", action="store_true", help="skip the slow datasketch loop"
     )
+    parser.add_argument("--part", choices=("all", "numeric", "text"), default="all")
     args = parser.parse_args()
-    n_rows, n_texts = (100_000, 10_000) if args.small else (1_000_000, 100_000)
+    if args.part in ("all", "numeric"):
+        bench_numeric(1_000_000 if not args.small else 100_000, args.repeat)
+    if args.part in ("all", "text"):
+        bench_text(100_000 if not args.small else 10_000, args.skip_naive_text)
 
+
+def bench_numeric(n_rows: int, repeat: int) -> None:
     frame = numeric(n_rows)
     base = "pandas DataFrame.duplicated() (exact)"
     rows = []
@@ -188,9 +194,12 @@ def main() -> None:
         ("epochpilot near (quantised-row hashing)", near_epochpilot_numeric),
         ("epochpilot audit() (everything)", lambda f: audit(f).exact_duplicates),
     ):
-        rows.append((name, *measure(fn, frame, args.repeat)))
+        rows.append((name, *measure(fn, frame, repeat)))
     table("Numeric rows, 10 float columns: exact and near duplicates", n_rows, rows, base)
 
+
+def bench_text(n_texts: int, skip_naive: bool) -> None:
+    base = "pandas DataFrame.duplicated() (exact)"
     frame = texts(n_texts)
     rows = []
     for name, fn in (
@@ -202,7 +211,7 @@ def main() -> None:
         ),
     ):
         rows.append((name, *measure(fn, frame, 1)))
-    if not args.skip_naive_text:
+    if not skip_naive:
         rows.append(
             ("datasketch loop (MinHash + LSH insert/query)", *measure(naive_datasketch, frame, 1))
         )

@@ -90,6 +90,12 @@ def text_lengths(texts: pd.Series) -> dict[str, dict[str, float]]:
     return out
 
 
+def _first_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(code per row, first row of each code): codes number distinct keys in order of first appearance."""
+    codes = pd.factorize(keys)[0]
+    return codes, np.flatnonzero(~pd.Series(codes).duplicated().to_numpy())
+
+
 class NearIndex:
     """Near-duplicate clusters of the training rows, and look-ups of other splits' rows against them.
 
@@ -113,17 +119,18 @@ class NearIndex:
         self.shingle = shingle
         self.num_perm = num_perm
         self._resolution = resolution
-        _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
-        self._first = first  # a train row for each distinct input
+        inverse, first = _first_rows(hashes)
+        self._first = first  # a train row for each distinct input, in order of first appearance
         if text_column is not None:
             unique_labels = self._cluster_text(features[text_column].to_numpy()[first])
         else:
             self._scale = self._scales(features)
             keys = self._numeric_keys(features)
-            self._numeric_first = pd.Series(np.arange(len(keys))).groupby(keys).first()
-            _, unique_labels = np.unique(keys[first], return_inverse=True)
-        self.labels = np.asarray(unique_labels)[inverse]
-        self.n_clusters = int(len(np.unique(self.labels)))
+            codes, rows = _first_rows(keys)
+            self._numeric_first = pd.Series(rows, index=keys[rows])  # grid cell -> a train row
+            unique_labels = codes[first]
+        self.labels = pd.factorize(np.asarray(unique_labels)[inverse])[0]
+        self.n_clusters = int(self.labels.max()) + 1 if len(self.labels) else 0
 
     # numeric rows --------------------------------------------------------------------------------------
     @staticmethod
@@ -132,9 +139,12 @@ class NearIndex:
         return np.where(np.isfinite(std) & (std > 0), std, 1.0)
 
     def _numeric_keys(self, features: pd.DataFrame) -> np.ndarray:
-        values = features.to_numpy(dtype=float) / (self._resolution * self._scale)
-        grid = np.clip(np.round(values), -9e15, 9e15) + 0.0  # + 0.0 folds -0.0 into 0.0
-        return pd.util.hash_pandas_object(pd.DataFrame(grid), index=False).to_numpy()
+        grid = features.to_numpy(dtype=float, copy=True)
+        grid /= self._resolution * self._scale
+        np.rint(grid, out=grid)
+        np.clip(grid, -9e15, 9e15, out=grid)
+        grid += 0.0  # folds -0.0 into 0.0
+        return pd.util.hash_pandas_object(pd.DataFrame(grid, copy=False), index=False).to_numpy()
 
     # text rows -----------------------------------------------------------------------------------------
     def _cluster_text(self, texts: np.ndarray) -> np.ndarray:
