@@ -8,6 +8,7 @@ from typing import Any
 from epochpilot.errors import ConfigError
 from epochpilot.stopping.base import Reason, is_better
 from epochpilot.train.events import Callback, Request, TrainState
+from epochpilot.train.lr import group_ratios
 
 __all__ = ["BestTracker", "CheckpointTimer", "ScheduleCallback", "StopperCallback"]
 
@@ -93,8 +94,7 @@ class ScheduleCallback(Callback):
     def _apply(self, state: TrainState) -> None:
         groups = state.optimizer.param_groups
         if self.ratios is None:
-            base = groups[0].get("initial_lr", groups[0]["lr"]) or 1.0
-            self.ratios = [g.get("initial_lr", g["lr"]) / base for g in groups]
+            self.ratios = group_ratios(state.optimizer)  # the same rule as to_torch's ScheduleLR
         lr = float(self.schedule(state.step)) * state.lr_scale
         for group, ratio in zip(groups, self.ratios, strict=True):
             group["lr"] = lr * ratio

@@ -19,7 +19,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from epochpilot.schedules import Schedule, plateaus
 
-__all__ = ["STATE_VERSION", "ScheduleLR", "to_torch"]
+__all__ = ["STATE_VERSION", "ScheduleLR", "group_ratios", "to_torch"]
 
 #: Version of ``ScheduleLR.state_dict()``'s layout.
 STATE_VERSION = 1
@@ -33,7 +33,7 @@ def _describe(schedule: Callable[[int], float]) -> str:
     return getattr(schedule, "__qualname__", type(schedule).__name__)
 
 
-def _group_ratios(optimizer: Optimizer) -> list[float]:
+def group_ratios(optimizer: Optimizer) -> list[float]:
     """Each param group's initial lr divided by the first group's (all 1.0 when they are equal)."""
     lrs = [float(group.get("initial_lr", group["lr"])) for group in optimizer.param_groups]
     if all(lr == lrs[0] for lr in lrs):
@@ -65,7 +65,7 @@ class ScheduleLR(LRScheduler):
                 f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
             )
         self.schedule = schedule
-        self.ratios = _group_ratios(optimizer)
+        self.ratios = group_ratios(optimizer)
         self._plateaus = plateaus(schedule)
         super().__init__(optimizer, last_epoch)
 
