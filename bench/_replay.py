@@ -182,3 +182,91 @@ def frontier_at(frontier: list[Result], compute: float) -> tuple[float, float, s
                 f"{lo.name} .. {hi.name}",
             )
     return None
+
+
+def table(title: str, unit: str, rows: list[Result], main: Result, frontier: list[Result]) -> str:
+    """A markdown table plus the target verdict."""
+    lines = [
+        f"### {title}",
+        "",
+        f"| policy | compute | mean regret ({unit}) | p90 regret ({unit}) |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        bold = "**" if r is main else ""
+        lines.append(f"| {bold}{r.name}{bold} | {r.compute:.3f} | {r.mean:.3f} | {r.p90:.3f} |")
+    at = frontier_at(frontier, main.compute)
+    lines.append("")
+    if at is None:
+        lines.append(
+            f"Forecast's compute {main.compute:.3f} is outside the patience frontier: no verdict."
+        )
+    else:
+        mean, p90, between = at
+        ratio = main.mean / mean if mean > 0 else float("inf")
+        ok = main.mean <= 0.5 * mean and main.p90 <= p90
+        lines.append(
+            f"Frontier at compute {main.compute:.3f} ({between}): mean {mean:.3f}, p90 {p90:.3f}. "
+            f"Forecast mean / frontier mean = {ratio:.2f} (target <= 0.50), p90 {main.p90:.3f} vs {p90:.3f}: "
+            f"target {'MET' if ok else 'NOT met'}."
+        )
+    return "\n".join(lines)
+
+
+def figure(path: Path, title: str, unit: str, frontier, others, sweep, main) -> None:
+    """Frontier of patience rules and Forecast's confidence sweep, compute vs mean regret."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=90)
+    fr = sorted(frontier, key=lambda r: r.compute)
+    ax.plot(
+        [r.compute for r in fr],
+        [r.mean for r in fr],
+        "o-",
+        color="tab:gray",
+        label="patience frontier",
+    )
+    for r in fr:
+        ax.annotate(
+            r.name.replace("patience ", "p"),
+            (r.compute, r.mean),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
+    ax.plot(
+        [r.compute for r in sweep],
+        [r.mean for r in sweep],
+        "s-",
+        color="tab:blue",
+        ms=4,
+        label="Forecast (confidence sweep)",
+    )
+    ax.plot([main.compute], [main.mean], "*", color="tab:red", ms=14, label="Forecast default")
+    ax.plot(
+        [r.compute for r in fr],
+        [0.5 * r.mean for r in fr],
+        ":",
+        color="tab:green",
+        label="target: half the frontier",
+    )
+    for r in others:
+        ax.plot([r.compute], [r.mean], "x", ms=7, label=r.name)
+    ax.set_xlabel("compute (mean stop epoch / budget)")
+    ax.set_ylabel(f"mean test regret ({unit})")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def noise_sd(v: np.ndarray) -> float:
+    """Robust noise sd of a curve from its first differences (MAD), for labels only."""
+    d = np.diff(v[np.isfinite(v)])
+    if len(d) < 2:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0))

@@ -31,11 +31,14 @@ from _replay import (  # noqa: E402
     Curve,
     Result,
     evaluate,
+    figure,
     frontier_at,
     load_generated,
     load_taskset,
     metrics_at,
+    noise_sd,
     replay,
+    table,
 )
 
 from epochpilot.stopping.forecast import Forecast  # noqa: E402
@@ -163,86 +166,6 @@ def forecast_results(
     return main, sweep, val_only
 
 
-def table(title: str, unit: str, rows: list[Result], main: Result, frontier: list[Result]) -> str:
-    """A markdown table plus the target verdict."""
-    lines = [
-        f"### {title}",
-        "",
-        f"| policy | compute | mean regret ({unit}) | p90 regret ({unit}) |",
-        "|---|---:|---:|---:|",
-    ]
-    for r in rows:
-        bold = "**" if r is main else ""
-        lines.append(f"| {bold}{r.name}{bold} | {r.compute:.3f} | {r.mean:.3f} | {r.p90:.3f} |")
-    at = frontier_at(frontier, main.compute)
-    lines.append("")
-    if at is None:
-        lines.append(
-            f"Forecast's compute {main.compute:.3f} is outside the patience frontier: no verdict."
-        )
-    else:
-        mean, p90, between = at
-        ratio = main.mean / mean if mean > 0 else float("inf")
-        ok = main.mean <= 0.5 * mean and main.p90 <= p90
-        lines.append(
-            f"Frontier at compute {main.compute:.3f} ({between}): mean {mean:.3f}, p90 {p90:.3f}. "
-            f"Forecast mean / frontier mean = {ratio:.2f} (target <= 0.50), p90 {main.p90:.3f} vs {p90:.3f}: "
-            f"target {'MET' if ok else 'NOT met'}."
-        )
-    return "\n".join(lines)
-
-
-def figure(path: Path, title: str, unit: str, frontier, others, sweep, main) -> None:
-    """Frontier of patience rules and Forecast's confidence sweep, compute vs mean regret."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=90)
-    fr = sorted(frontier, key=lambda r: r.compute)
-    ax.plot(
-        [r.compute for r in fr],
-        [r.mean for r in fr],
-        "o-",
-        color="tab:gray",
-        label="patience frontier",
-    )
-    for r in fr:
-        ax.annotate(
-            r.name.replace("patience ", "p"),
-            (r.compute, r.mean),
-            fontsize=7,
-            xytext=(3, 3),
-            textcoords="offset points",
-        )
-    ax.plot(
-        [r.compute for r in sweep],
-        [r.mean for r in sweep],
-        "s-",
-        color="tab:blue",
-        ms=4,
-        label="Forecast (confidence sweep)",
-    )
-    ax.plot([main.compute], [main.mean], "*", color="tab:red", ms=14, label="Forecast default")
-    ax.plot(
-        [r.compute for r in fr],
-        [0.5 * r.mean for r in fr],
-        ":",
-        color="tab:green",
-        label="target: half the frontier",
-    )
-    for r in others:
-        ax.plot([r.compute], [r.mean], "x", ms=7, label=r.name)
-    ax.set_xlabel("compute (mean stop epoch / budget)")
-    ax.set_ylabel(f"mean test regret ({unit})")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
 def decision_ms() -> float:
     """Median time of one Forecast decision with 200 epochs of history (noisy power-law curve)."""
     rng = np.random.default_rng(0)
@@ -305,18 +228,15 @@ def tune(args) -> None:
     fmod.FIT_OPTIONS.update(saved)
 
 
-def _noise(v: np.ndarray) -> float:
-    """Robust noise sd of a curve from its first differences (MAD), for labels only."""
-    d = np.diff(v[np.isfinite(v)])
-    if len(d) < 2:
-        return 0.0
-    return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0))
-
-
 def prior_samples(c: Curve) -> tuple[np.ndarray, np.ndarray]:
-    """(features, labels) at every forecast epoch of one curve, labels from its *validation* future."""
+    """(features, gain in label units) at every forecast epoch of one curve, from its *validation* future.
+
+    The label unit is max(noise sd, LABEL_REL * |best| / LABEL_NOISE): label = gain > LABEL_NOISE units.
+    """
+    from epochpilot.stopping._prior import LABEL_NOISE, LABEL_REL
+
     y = c.valid if c.mode == "min" else -c.valid
-    sigma = _noise(y)
+    sigma = noise_sd(y)
     policy = Forecast(VAL, c.mode, budget=c.budget, train_monitor=TRAIN, grad_monitor=GRAD)
     xs, ys = [], []
     for i in range(c.budget - policy.lookahead):
@@ -330,14 +250,14 @@ def prior_samples(c: Curve) -> tuple[np.ndarray, np.ndarray]:
         best = float(np.nanmin(y[: i + 1]))
         gain = best - float(future.min()) if len(future) else 0.0
         xs.append(policy.last_features)
-        ys.append(gain / max(sigma, 1e-12))
+        ys.append(gain / max(sigma, LABEL_REL * abs(best) / LABEL_NOISE, 1e-12))
     return np.array(xs).reshape(-1, len(policy.last_features) if xs else 0), np.array(ys)
 
 
 def fit_prior(args) -> None:
     """Fit the empirical prior (logistic, L2) on the tuning split's validation curves; write its weights."""
     from epochpilot.stopping import _prior_weights
-    from epochpilot.stopping._prior import FEATURES, LABEL_NOISE
+    from epochpilot.stopping._prior import FEATURES, LABEL_NOISE, LABEL_REL
 
     _prior_weights.WEIGHTS = None
     xs, ys, ws = [], [], []
@@ -378,6 +298,8 @@ def fit_prior(args) -> None:
         "bias": round(float(theta[-1]), 6),
         "l2": args.l2,
         "gain_weight": args.gain_weight,
+        "label_noise": LABEL_NOISE,
+        "label_rel": LABEL_REL,
     }
     for name, coef in zip(FEATURES, weights["coef"]):
         print(f"  {name:18s} {coef:+.3f}")

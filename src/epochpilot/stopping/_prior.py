@@ -5,7 +5,8 @@ recent trend's t-statistic, epochs since the best, the train curve's trend). It 
 ``bench/stopping.py --fit-prior`` on the *validation* curves of the tuning split of the benchmark corpora
 (generated MLP/CNN curves and TaskSet RNN curves), never on test metrics. The label at epoch ``e`` is
 "one of the next ``lookahead`` epochs beats the best so far by more than ``LABEL_NOISE`` times the curve's
-noise". Weights live in :mod:`epochpilot.stopping._prior_weights` (generated, plain floats). Pure numpy.
+noise and by more than ``LABEL_REL`` of ``|best|``" (the 0.5% floor was chosen on the tuning split: without
+it, smooth curves that creep down forever never stop). Weights live in :mod:`epochpilot.stopping._prior_weights` (generated, plain floats). Pure numpy.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import numpy as np
 
 from epochpilot.stopping._curvefit import CurveForecast
 
-__all__ = ["FEATURES", "LABEL_NOISE", "features", "predict"]
+__all__ = ["FEATURES", "LABEL_NOISE", "LABEL_REL", "features", "predict"]
 
 #: a future gain counts when it beats the best by more than this many noise standard deviations
 LABEL_NOISE = 1.0
+#: ... and by more than this fraction of ``|best|`` (converged smooth curves have almost no noise)
+LABEL_REL = 0.005
 
 FEATURES = (
     "ensemble_logit",
@@ -34,6 +37,8 @@ FEATURES = (
     "recent_gain_z",
     "train_trend_t",
     "has_train",
+    "rel_noise",
+    "rel_recent_gain",
 )
 
 
@@ -86,6 +91,8 @@ def features(
             _slog((past_best - best) / sigma),
             _trend_t(tr) if len(tr) >= 3 else 0.0,
             1.0 if len(tr) >= 3 else 0.0,
+            math.log(sigma / (abs(best) + sigma)),
+            math.log1p(1000.0 * max(past_best - best, 0.0) / (abs(best) + sigma)),
         ]
     )
 

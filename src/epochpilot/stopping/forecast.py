@@ -34,7 +34,7 @@ MIN_FIT_POINTS = 5
 MAX_FIT_POINTS = 256
 #: P(improve) looks this fraction of the budget ahead (at least 3 epochs): see the class docstring
 LOOKAHEAD = 0.2
-#: ensemble settings, tuned on the validation curves of the benchmark's tuning split (bench/stopping.py)
+#: ensemble settings, chosen with a small grid on the tuning split (bench/stopping.py --tune)
 FIT_OPTIONS: dict[str, float] = {
     "tau_frac": 0.5,
     "tau_min": 5.0,
@@ -50,8 +50,8 @@ class Forecast(Policy):
 
     After each epoch (from epoch ``max(min_epochs, 5)`` on) it estimates ``P(improve)``: the probability
     that one of the next ``lookahead`` epochs (``max(3, round(0.2 * budget))``) beats the best value so
-    far by more than the curve's own noise (and by more than ``min_delta``, absolute or relative to
-    ``|best|``). Two parts, both closed form and deterministic:
+    far by more than the curve's own noise and by more than 0.5% of ``|best|`` (and by more than
+    ``min_delta``, absolute or relative to ``|best|``, when given). Two parts, both closed form and deterministic:
 
     1. a curve ensemble (power law and exponential decay, each with and without a linear overfitting
        upturn, over a grid of shapes; weighted least squares favouring recent epochs; BIC model weights)
