@@ -25,7 +25,7 @@ __all__ = ["NearIndex", "minhash_signatures", "shingles", "text_lengths"]
 _CHAR_K = 5
 _WORD_K = 3
 _PRIME = np.uint64(1_000_003)
-_CHUNK = 4_096
+_CHUNK = 1_024
 
 
 def shingles(text: str, kind: str = "char") -> list[bytes]:
@@ -40,15 +40,17 @@ def shingles(text: str, kind: str = "char") -> list[bytes]:
 
 
 def minhash_signatures(texts: np.ndarray, kind: str, num_perm: int, seed: int = 1) -> np.ndarray:
-    """An (n, num_perm) uint64 matrix of datasketch MinHash values, one row per text."""
+    """An (n, num_perm) matrix of datasketch MinHash values (unsigned ints), one row per text."""
     from datasketch import MinHash
 
-    out = np.empty((len(texts), num_perm), dtype=np.uint64)
+    out: np.ndarray | None = None
     for start in range(0, len(texts), _CHUNK):  # chunks bound the memory held by shingle sets
         sets = [set(shingles(t, kind)) for t in texts[start : start + _CHUNK]]
-        for i, m in enumerate(MinHash.bulk(sets, num_perm=num_perm, seed=seed)):
+        for i, m in enumerate(MinHash.generator(sets, num_perm=num_perm, seed=seed)):
+            if out is None:  # the scheme's own width (uint32 for datasketch 2's default)
+                out = np.empty((len(texts), num_perm), dtype=m.hashvalues.dtype)
             out[start + i] = m.hashvalues
-    return out
+    return out if out is not None else np.zeros((0, num_perm), dtype=np.uint64)
 
 
 def _band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
@@ -57,7 +59,7 @@ def _band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     for b in range(bands):
         key = np.zeros(len(signatures), dtype=np.uint64)
         for column in signatures[:, b * rows : (b + 1) * rows].T:
-            key = key * _PRIME ^ column
+            key = key * _PRIME ^ column.astype(np.uint64)
         keys[b] = key
     return keys
 
