@@ -448,15 +448,6 @@ def test_two_workers_share_a_study_on_postgresql(postgres_url):
     assert study.user_attrs["epochpilot_space"] == '{"x": ["float", 0.0, 1.0]}'
 
 
-def test_the_module_is_callable_as_the_tune_function():
-    """``epochpilot.tune`` names both the submodule and the exported function: either import order works."""
-    import epochpilot.tune as module
-
-    assert callable(module)
-    with pytest.raises(ValueError, match="n_trials must be an int >= 1"):
-        module(curve_objective, SPACE, n_trials=0)
-
-
 def test_config_study_maximises_a_max_monitor_even_without_a_stopper(tmp_path):
     from epochpilot.job import spec_from_tables
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import sys
-import types
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -369,15 +367,3 @@ def _check_study(
             f"{where} was created with a different search space (stored {stored}, given {key}): "
             "use another study_name or the stored space"
         )
-
-
-class _CallableModule(types.ModuleType):
-    """``epochpilot.tune`` is both this module and the ``tune`` function exported by the package: once the
-    submodule is imported, Python binds the package attribute ``tune`` to the module, so calling the module
-    calls the function (``from epochpilot import tune; tune(...)`` works in any import order)."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> optuna.Study:
-        return tune(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
