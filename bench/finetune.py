@@ -211,6 +211,8 @@ def part_b(encoder, tok, args, out: Path) -> None:
                     "staged": staged,
                     "task_weight": weight,
                     "mode": args.mixed_mode,
+                    "n_general": len(g_train),
+                    "n_task": len(t_train),
                     "task_share": round(mix.shares["task"], 3),
                     "general_accuracy": last["general_accuracy"],
                     "task_accuracy": last["val_accuracy"],
@@ -275,7 +277,7 @@ def main() -> None:
     parser.add_argument("--mixed-epochs", type=int, default=4)
     parser.add_argument("--mixed-mode", choices=["full", "lora"], default="full")
     parser.add_argument(
-        "--n-general", type=int, default=900, help="general training examples (part b)"
+        "--n-general", type=int, default=450, help="general training examples (part b)"
     )
     parser.add_argument("--n-task", type=int, default=50, help="task training examples (part b)")
     parser.add_argument("--threads", type=int, default=1)
