@@ -266,3 +266,14 @@ def test_spearman_matches_the_definition_with_ties():
     expected = float(((ra - ra.mean()) * (rb - rb.mean())).sum() / (len(a) * ra.std() * rb.std()))
     assert spearman(a, b) == pytest.approx(expected)
     assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
+
+
+@pytest.mark.parametrize("module", ["epochpilot.mixed", "epochpilot.finetune_probe"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(
+        importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE
+    )
+    assert result.attempted > 0 and result.failed == 0
