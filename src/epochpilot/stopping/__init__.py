@@ -17,6 +17,7 @@ from epochpilot.stopping.base import (
 )
 from epochpilot.stopping.combine import AnyOf
 from epochpilot.stopping.early import EarlyStopping
+from epochpilot.stopping.forecast import Forecast
 from epochpilot.stopping.prechelt import GeneralizationLoss, ProgressQuotient, UpStrips
 from epochpilot.stopping.retention import Retention
 from epochpilot.stopping.smoothing import EMA
@@ -27,6 +28,7 @@ __all__ = [
     "Decision",
     "EMA",
     "EarlyStopping",
+    "Forecast",
     "GeneralizationLoss",
     "Policy",
     "ProgressQuotient",
