@@ -240,7 +240,7 @@ def tables(out: Path) -> str:
             )
             lines.append(
                 f"| {r['mode']} | {r['n_train']} | {'on' if r['guard'] else 'off'} | {r['test_accuracy']:.3f} | {ratio} | "
-                f"{r['retention_kept']:.3f} | {r['retention_min']:.3f} | {r['epochs_run']} ({r['best_epoch']}) | {r['stop_reason']} |"
+                f"{r['retention_kept']:.3f} | {r['retention_min']:.3f} | {r['epochs_run']} ({r['best_epoch'] or 'none'}) | {r['stop_reason']} |"
             )
     b = [r for k, r in rows.items() if k.startswith("B/")]
     if b:

@@ -118,6 +118,7 @@ def test_similarity_probe_is_recorded_and_a_retention_guard_stops(tokenizer):
         result.stop_reason is Reason.RETENTION and len(rows) == 1
     )  # any drop below 1.0 is too much
     assert result.best_epoch is None  # the forgetting epoch is never kept
+    assert "no epoch stayed within the retention limit" in result.summary["finetune"]["warning"]
 
 
 def test_a_user_probe_gets_the_base_score_as_reference(tokenizer):

