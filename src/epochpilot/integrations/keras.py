@@ -25,7 +25,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from epochpilot.integrations._common import PilotCore, scalar, write_json_atomic
+from epochpilot.integrations._common import PilotAttributes, PilotCore, scalar, write_json_atomic
 from epochpilot.stopping.base import Policy
 
 __all__ = ["EpochPilot", "history_name"]
@@ -48,7 +48,7 @@ def _number(value: Any) -> float:
     return float(keras.ops.convert_to_numpy(value))
 
 
-class EpochPilot(keras.callbacks.Callback):
+class EpochPilot(PilotAttributes, keras.callbacks.Callback):
     """Stop, schedule, restore-best and record a Keras ``fit`` with epochpilot.
 
     ``resume=True`` (needs ``run_dir``) continues the run saved there: the policy's state, the history and
@@ -94,25 +94,6 @@ class EpochPilot(keras.callbacks.Callback):
             self.load(self.run_dir)  # type: ignore[arg-type]
 
     # -- attributes --------------------------------------------------------------------------------------
-    @property
-    def best_epoch_(self) -> int | None:
-        """The best epoch so far (1-based), by the policy's monitor."""
-        return self.core.best_epoch
-
-    @property
-    def best_value_(self) -> float | None:
-        """The monitor's value at the best epoch."""
-        return self.core.best_value
-
-    @property
-    def stopped_epoch_(self) -> int | None:
-        """The epoch at which the policy said stop (1-based), or None."""
-        return self.core.stop_epoch
-
-    @property
-    def history_(self) -> list[dict[str, Any]]:
-        """The rows written to history.jsonl, one per epoch."""
-        return self.core.history
 
     # -- state ---------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

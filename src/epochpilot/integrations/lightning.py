@@ -29,7 +29,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from epochpilot.integrations._common import PilotCore, scalar
+from epochpilot.integrations._common import PilotAttributes, PilotCore, scalar
 from epochpilot.stopping.base import Policy, Reason
 
 __all__ = ["EpochPilot", "history_metrics"]
@@ -50,7 +50,7 @@ def history_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-class EpochPilot(pl.Callback):
+class EpochPilot(PilotAttributes, pl.Callback):
     """Stop, schedule, restore-best, checkpoint and record a Lightning ``fit`` with an epochpilot policy.
 
     Attributes: ``best_epoch_``, ``best_value_``, ``stopped_epoch_`` (1-based; None when the policy never said
@@ -91,26 +91,6 @@ class EpochPilot(pl.Callback):
     def state_key(self) -> str:
         """One checkpoint entry per monitored metric, so two EpochPilots can share a Trainer."""
         return self._generate_state_key(monitor=self.core.monitor, policy=self.policy.name)
-
-    @property
-    def best_epoch_(self) -> int | None:
-        """The best epoch so far (1-based), by the policy's monitor."""
-        return self.core.best_epoch
-
-    @property
-    def best_value_(self) -> float | None:
-        """The monitor's value at the best epoch."""
-        return self.core.best_value
-
-    @property
-    def stopped_epoch_(self) -> int | None:
-        """The epoch at which the policy said stop (1-based), or None."""
-        return self.core.stop_epoch
-
-    @property
-    def history_(self) -> list[dict[str, Any]]:
-        """The rows written to history.jsonl, one per epoch."""
-        return self.core.history
 
     # -- checkpoint state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

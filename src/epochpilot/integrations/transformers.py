@@ -35,7 +35,7 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
-from epochpilot.integrations._common import PilotCore, scalar
+from epochpilot.integrations._common import PilotAttributes, PilotCore, scalar
 from epochpilot.stopping.base import Policy
 
 __all__ = ["EpochPilot", "history_name", "to_hf_scheduler"]
@@ -65,7 +65,7 @@ def to_hf_scheduler(schedule: Callable[[int], float], optimizer: torch.optim.Opt
     return to_torch(schedule, optimizer)
 
 
-class EpochPilot(TrainerCallback, ExportableState):
+class EpochPilot(PilotAttributes, TrainerCallback, ExportableState):
     """Stop, restore-best, checkpoint and record a Hugging Face ``Trainer`` run with an epochpilot policy.
 
     Attributes: ``best_epoch_`` (the best evaluation, 1-based), ``best_value_``, ``stopped_epoch_``,
@@ -123,25 +123,6 @@ class EpochPilot(TrainerCallback, ExportableState):
         self._live[self.key] = self
 
     # -- attributes ----------------------------------------------------------------------------------
-    @property
-    def best_epoch_(self) -> int | None:
-        """The best evaluation so far (1-based), by the policy's monitor."""
-        return self.core.best_epoch
-
-    @property
-    def best_value_(self) -> float | None:
-        """The monitor's value at the best evaluation."""
-        return self.core.best_value
-
-    @property
-    def stopped_epoch_(self) -> int | None:
-        """The evaluation at which the policy said stop (1-based), or None."""
-        return self.core.stop_epoch
-
-    @property
-    def history_(self) -> list[dict[str, Any]]:
-        """The rows written to history.jsonl, one per evaluation."""
-        return self.core.history
 
     # -- ExportableState -----------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
