@@ -6,6 +6,7 @@ Every policy takes 1-based epochs, holds floats only, has a JSON-safe versioned 
 
 from __future__ import annotations
 
+from epochpilot.stopping.auto import AutoStopper, BlowUpGuard, auto_stopper
 from epochpilot.stopping.base import (
     STATE_VERSION,
     Decision,
@@ -25,6 +26,8 @@ from epochpilot.stopping.smoothing import EMA
 __all__ = [
     "STATE_VERSION",
     "AnyOf",
+    "AutoStopper",
+    "BlowUpGuard",
     "Decision",
     "EMA",
     "EarlyStopping",
@@ -35,6 +38,7 @@ __all__ = [
     "Reason",
     "Retention",
     "UpStrips",
+    "auto_stopper",
     "check_mode",
     "get_metric",
     "is_better",

@@ -51,6 +51,7 @@ class Reason(str, enum.Enum):
     RETENTION = "retention"
     MAX_EPOCHS = "max_epochs"
     MAX_TIME = "max_time"
+    MAX_STEPS = "max_steps"
     USER = "user"
 
 

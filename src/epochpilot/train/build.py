@@ -12,7 +12,14 @@ import torch
 from epochpilot.errors import ConfigError
 from epochpilot.train.config import TrainConfig
 
-__all__ = ["AutoLoss", "build_loss", "build_optimizer", "check_monitor", "seed_all"]
+__all__ = [
+    "AutoLoss",
+    "build_loss",
+    "build_optimizer",
+    "build_stopper",
+    "check_monitor",
+    "seed_all",
+]
 
 log = logging.getLogger("epochpilot")
 
@@ -87,3 +94,23 @@ def build_loss(spec: Any, device: torch.device) -> Any:
     if isinstance(fn, torch.nn.Module):
         fn.to(device)  # class weights and the like live with the model
     return fn
+
+
+def build_stopper(spec: Any, has_val: bool, max_epochs: int) -> Any:
+    """The stop policy for ``stopper``: the user's policy, False (none), None (the default) or ``"auto"``.
+
+    The default is ``EarlyStopping(patience=5)`` and ``"auto"`` is ``auto_stopper`` (Forecast plus a blow-up
+    guard), both on ``val_loss`` (``train_loss`` without validation data) with mode "min"; the auto
+    stopper's budget starts at ``max_epochs`` and follows a step or time budget. Forecast is not the default
+    because it did not meet its accuracy target on the benchmark.
+    """
+    monitor = "val_loss" if has_val else "train_loss"
+    if spec is None:
+        from epochpilot.stopping import EarlyStopping
+
+        return EarlyStopping(monitor=monitor, mode="min", patience=5)
+    if spec == "auto":
+        from epochpilot.stopping import auto_stopper
+
+        return auto_stopper(monitor, "min", budget=max_epochs)
+    return spec

@@ -84,12 +84,31 @@ class ScheduleCallback(Callback):
 
     state_key = "schedule"
 
-    def __init__(self, schedule: Any) -> None:
+    def __init__(self, schedule: Any, factory: Any = None) -> None:
         from epochpilot.schedules import plateaus
 
         self.schedule = schedule
+        self.factory = factory
         self.plateaus = plateaus(schedule)
         self.ratios: list[float] | None = None
+
+    def rebuild(self, total_steps: int, state: TrainState | None = None) -> None:
+        """Rebuild the schedule from its factory for ``total_steps`` updates (no-op without a factory).
+
+        Updates already made keep the lr they had; plateau states carry over when the count matches.
+        """
+        from epochpilot.schedules import plateaus
+
+        if self.factory is None:
+            return
+        old = [p.state_dict() for p in self.plateaus]
+        self.schedule = self.factory(int(total_steps))
+        self.plateaus = plateaus(self.schedule)
+        if len(old) == len(self.plateaus):
+            for plateau, sub in zip(self.plateaus, old):
+                plateau.load_state_dict(sub)
+        if state is not None and state.optimizer is not None:
+            self._apply(state)  # the next update already uses the new schedule
 
     def _apply(self, state: TrainState) -> None:
         groups = state.optimizer.param_groups

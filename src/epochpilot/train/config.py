@@ -35,6 +35,8 @@ _NOT_HASHED = frozenset(
         "callbacks",
         "device",
         "max_epochs",
+        "max_steps",
+        "max_time",
     }
 )
 
@@ -84,6 +86,8 @@ class TrainConfig:
     schedule: Callable[[int], float] | None = None
     stopper: Any = None
     max_epochs: int = 100
+    max_steps: int | None = None
+    max_time: float | str | None = None
     batch_size: int = 32
     accumulation: int = 1
     clip_grad_norm: float | None = None
@@ -141,14 +145,35 @@ class TrainConfig:
             f"weight_decay must be >= 0, got {self.weight_decay!r}",
         )
         _check(
-            self.schedule is None or callable(self.schedule),
-            "schedule must be an epochpilot schedule (step -> lr)",
+            self.schedule is None or callable(self.schedule) or isinstance(self.schedule, str),
+            "schedule must be an epochpilot schedule (step -> lr), a factory total_steps -> schedule, "
+            "or a name such as 'warmup(cosine)'",
         )
-        if self.stopper is not None and self.stopper is not False:
+        if isinstance(self.schedule, str):
+            from epochpilot.schedules import parse
+
+            try:
+                parse(self.schedule, lr=1e-3, total_steps=1000)
+            except ValueError as exc:
+                raise ConfigError(f"schedule={self.schedule!r}: {exc}") from None
+        if isinstance(self.stopper, str):
+            _check(
+                self.stopper == "auto",
+                f"stopper must be a stop policy (epochpilot.stopping), 'auto', None for the default or "
+                f"False for none; got the unknown name {self.stopper!r}",
+            )
+        elif self.stopper is not None and self.stopper is not False:
             _check(
                 hasattr(self.stopper, "update") and hasattr(self.stopper, "state_dict"),
-                "stopper must be a stop policy (epochpilot.stopping), None for the default, or False for none",
+                "stopper must be a stop policy (epochpilot.stopping), 'auto', None for the default, or False for none",
             )
+        _check(
+            self.max_steps is None or (_is_int(self.max_steps) and self.max_steps >= 1),
+            f"max_steps must be an int >= 1 (optimizer updates) or None, got {self.max_steps!r}",
+        )
+        from epochpilot.train.budgets import parse_duration
+
+        parse_duration(self.max_time, "max_time")
         _check(
             _is_int(self.max_epochs) and self.max_epochs >= 1,
             f"max_epochs must be an int >= 1, got {self.max_epochs!r}",

@@ -18,6 +18,7 @@ import torch
 from epochpilot.errors import DataError
 from epochpilot.stopping.base import Reason
 from epochpilot.train import distributed as D
+from epochpilot.train.budgets import apply_budget
 from epochpilot.train.events import EVENTS, Request, TrainState, as_requests, hooks
 from epochpilot.train.persist import Persistence
 from epochpilot.train.validate import Validation
@@ -121,6 +122,9 @@ class Loop(Validation, Persistence):
     def run(self) -> None:
         """Train until a stop request, a non-finite loss or the epoch budget."""
         st = self.state
+        self.budget.start()
+        if self.budget.kind != "epochs":
+            apply_budget(self, self.budget.plan(st.steps_per_epoch))
         self._handle(self._dispatch("fit_start"))
         if self.cfg.on_nan == "rollback":
             self.snapshot = self._capture()
@@ -139,8 +143,8 @@ class Loop(Validation, Persistence):
                 break
             self._end_epoch()
         if not st.stop:
-            st.stop, st.stop_reason = True, Reason.MAX_EPOCHS
-            st.stop_message = f"reached max_epochs={st.max_epochs}"
+            st.stop = True
+            st.stop_reason, st.stop_message = self.budget.end_reason(st.max_epochs)
 
     def _train_epoch(self) -> bool:
         """One pass over the training batches from ``state.batch``; False when the loss went non-finite.
@@ -164,8 +168,11 @@ class Loop(Validation, Persistence):
         autocast = self.autocast
         loss_fn = self.loss_fn
         val_every = st.val_every if self.val is not None else 0
+        max_steps = self.budget.max_steps or 0
         i = st.batch
         model.train()
+        if max_steps and st.step >= max_steps:  # resumed from a checkpoint taken at the step cap
+            return bool(torch.isfinite(loss_sum)) or ddp
         for batch in self.train.iter_from(i):
             *xs, y = batch
             if to_device:
@@ -208,6 +215,8 @@ class Loop(Validation, Persistence):
                             self._handle(as_requests(answer), mid_epoch=True)
                     if st.stop and not ddp:
                         break
+                if max_steps and st.step >= max_steps:
+                    break  # the step budget ends mid-epoch: the epoch ends (and validates) here
                 if val_every and st.step % val_every == 0 and i < n:
                     self._check()
                     if st.stop:
@@ -307,11 +316,28 @@ class Loop(Validation, Persistence):
         else:
             self._feed(row, mid=False)
         self._record_row(row)
+        self._budget_check()
         self._handle(D.broadcast(self._dispatch("epoch_end"), self.dist))
         if self.best_dirty:
             self._write_best()
         if self.cfg.on_nan == "rollback":
             self.snapshot = self._capture()
+
+    def _budget_check(self) -> None:
+        """At epoch end: the step cap, and the time budget (rank 0 measures; every rank follows)."""
+        st, budget = self.state, self.budget
+        if budget.steps_done(st.step) and not st.stop:
+            self._handle(
+                [Request("stop", Reason.MAX_STEPS, f"reached max_steps={budget.max_steps}")]
+            )
+        if not budget.max_time_s:
+            return
+        new, stop = D.broadcast(budget.after_epoch(st.epochs_done), self.dist)
+        if new is not None:
+            budget.epochs = new
+            apply_budget(self, new)
+        if stop is not None and not st.stop:
+            self._handle([Request("stop", *stop)])
 
     def _record_row(self, row: dict[str, Any]) -> None:
         st = self.state

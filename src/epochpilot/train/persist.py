@@ -116,7 +116,9 @@ class Persistence:
             "torch_version": torch.__version__,
             "config_hash": self.config_hash,
             "world_size": self.dist.world_size,
-            "counters": dict(self.state.counters(), extended=self.extended),
+            "counters": dict(
+                self.state.counters(), extended=self.extended, budget=self.budget.state_dict()
+            ),
             "history": self.state.history,
             "checks": self.state.checks_log,
             "created": time.time(),
@@ -193,8 +195,11 @@ class Persistence:
         }
         counters = dict(parts["meta"]["counters"])
         self.extended = counters.pop("extended", 0)
+        budget = counters.pop("budget", None)
+        if budget is not None:
+            self.budget.load_state_dict(budget)
         st.load_counters(counters)
-        st.max_epochs = self.cfg.max_epochs + self.extended
+        st.max_epochs = self.budget.epochs + self.extended
         # JSON stored non-finite values as null; rows hold floats, so they come back as NaN
         st.checks_log = [
             {k: (math.nan if v is None else v) for k, v in row.items()}

@@ -17,7 +17,14 @@ import torch
 from epochpilot.errors import CheckpointError, ConfigError
 from epochpilot.stopping.base import Reason
 from epochpilot.train import distributed as D
-from epochpilot.train.build import build_loss, build_optimizer, check_monitor, seed_all
+from epochpilot.train.budgets import Budget, build_schedule
+from epochpilot.train.build import (
+    build_loss,
+    build_optimizer,
+    build_stopper,
+    check_monitor,
+    seed_all,
+)
 from epochpilot.train.callbacks import (
     BestTracker,
     CheckpointTimer,
@@ -71,7 +78,11 @@ class Trainer:
     ``Trainer(**config)`` takes the fields of :class:`TrainConfig` (or ``Trainer(config)``); ``fit(model,
     train_data, val_data)`` trains and returns a :class:`FitResult`. Without ``stopper`` the default is
     ``EarlyStopping("val_loss", "min", patience=5)``, or on ``train_loss`` when there is no validation data;
-    ``stopper=False`` runs all ``max_epochs``. The best weights (by the stopper's monitor) are loaded into the
+    ``stopper=False`` runs all ``max_epochs``; ``stopper="auto"`` is :func:`~epochpilot.stopping.auto_stopper`
+    (Forecast plus a blow-up guard) on that monitor with ``budget=max_epochs``. Forecast did not meet its
+    accuracy target on the benchmark, so it is not the default. ``max_steps`` / ``max_time`` set the budget
+    in updates or wall time instead (see :mod:`epochpilot.train.budgets`); ``schedule`` may be a factory
+    ``total_steps -> schedule`` (or a name) so its length follows the budget. The best weights (by the stopper's monitor) are loaded into the
     model at the end, whether or not the stopper fired.
     """
 
@@ -137,13 +148,7 @@ class Trainer:
                 "val_every_steps needs val_data: pass validation data or drop val_every_steps"
             )
 
-        stopper = cfg.stopper
-        if stopper is None:
-            from epochpilot.stopping import EarlyStopping
-
-            stopper = EarlyStopping(
-                monitor="val_loss" if val is not None else "train_loss", mode="min", patience=5
-            )
+        stopper = build_stopper(cfg.stopper, val is not None, cfg.max_epochs)
         monitor = getattr(stopper, "monitor", None) if stopper is not False else None
         monitor = monitor or ("val_loss" if val is not None else "train_loss")
         mode = getattr(stopper, "mode", "min") if stopper is not False else "min"
@@ -191,9 +196,15 @@ class Trainer:
             raise resume_from
         run_dir = Path(cfg.run_dir) if cfg.run_dir is not None else None
 
+        steps_per_epoch = math.ceil(len(train) / cfg.accumulation)
+        budget = Budget(cfg.max_epochs, cfg.max_steps, cfg.max_time)
+        budget.plan(steps_per_epoch)
         callbacks: list[Any] = []
-        if cfg.schedule is not None:
-            callbacks.append(ScheduleCallback(cfg.schedule))
+        schedule, factory = build_schedule(
+            cfg.schedule, budget.total_steps(steps_per_epoch), cfg.lr
+        )
+        if schedule is not None:
+            callbacks.append(ScheduleCallback(schedule, factory))
         callbacks.append(
             StopperCallback(stopper) if stopper is not False else BestTracker(monitor, mode)
         )
@@ -222,7 +233,7 @@ class Trainer:
         state = TrainState(
             max_epochs=cfg.max_epochs,
             val_every=cfg.val_every_steps or 0,
-            steps_per_epoch=math.ceil(len(train) / cfg.accumulation),
+            steps_per_epoch=steps_per_epoch,
             batches_per_epoch=len(train),
             monitor=monitor,
             mode=mode,
@@ -248,6 +259,7 @@ class Trainer:
             config_hash=config_hash,
             data_seed=data_seed,
             extended=0,
+            budget=budget,
             summary_writer=lambda: None,
         )
 
@@ -269,6 +281,7 @@ class Trainer:
                 "n_train": train.n_samples,
                 "n_val": val.n_samples if val is not None else None,
                 "elapsed_s": time.perf_counter() - started,
+                "budget": budget.summary(st.steps_per_epoch),
                 "epochpilot_version": _version(),
                 "world_size": info.world_size,
                 "final_metrics": next(

@@ -1,0 +1,187 @@
+"""``stopper="auto"``: :class:`Forecast` plus a blow-up guard, with a budget the trainer may change.
+
+Pure: standard library and numpy only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from epochpilot.stopping.base import (
+    STATE_VERSION,
+    Decision,
+    Policy,
+    Reason,
+    check_epoch,
+    check_float,
+    check_int,
+    check_mode,
+    fmt_value,
+    get_metric,
+)
+from epochpilot.stopping.combine import AnyOf
+from epochpilot.stopping.forecast import Forecast
+
+__all__ = ["AutoStopper", "BlowUpGuard", "auto_stopper"]
+
+
+class BlowUpGuard(Policy):
+    """Stop when ``monitor`` blows up: worse than its first finite value by more than ``factor - 1`` times it.
+
+    The limit is fixed by the first finite value ``v1``: in mode "min" it is ``v1 + (factor - 1) * |v1|``
+    (``factor * v1`` for a positive loss: with the default 5, a loss five times its first epoch's), in mode
+    "max" ``v1 - (factor - 1) * |v1|``. When ``v1`` is 0 the scale is 1. Reaching the limit stops at once
+    with reason ``DIVERGENCE``. Unlike ``EarlyStopping(divergence_threshold=...)`` no absolute number has to
+    be known in advance. For a bounded metric such as accuracy the limit is usually out of reach, so the
+    guard stays silent there.
+
+    NaN/inf: ignored here (``decide``/``update`` neither store nor stop on them) because the policy it is
+    combined with, :class:`Forecast`, already stops on them with ``NOT_FINITE``; use it alone with
+    :class:`EarlyStopping` (``check_finite=True``) if you need that too.
+
+    >>> guard = BlowUpGuard("val_loss", mode="min", factor=5.0)
+    >>> [guard.update(e, {"val_loss": v}).stop for e, v in enumerate([0.8, 0.5, 3.9, 4.1], 1)]
+    [False, False, False, True]
+    """
+
+    _state_keys = ("first_", "best_value_", "best_epoch_")
+
+    def __init__(self, monitor: str, mode: str, factor: float = 5.0) -> None:
+        if not isinstance(monitor, str) or not monitor:
+            raise ValueError(f"monitor must be a non-empty metric name, got {monitor!r}")
+        check_mode(mode)
+        check_float("factor", factor, minimum=1.0, strict=True)
+        self.monitor = monitor
+        self.mode = mode
+        self.factor = factor
+        self._init_state()
+
+    def _init_state(self) -> None:
+        #: the first finite value (fixes the limit), and the raw best so far with its epoch
+        self.first_: float | None = None
+        self.best_value_: float | None = None
+        self.best_epoch_: int | None = None
+
+    @property
+    def limit(self) -> float | None:
+        """The value at which the guard fires (None before the first finite value)."""
+        if self.first_ is None:
+            return None
+        first = float(self.first_)
+        scale = abs(first) if first != 0.0 else 1.0
+        margin = (float(self.factor) - 1.0) * scale
+        return first + margin if self.mode == "min" else first - margin
+
+    def update(self, epoch: int, metrics: Mapping[str, float]) -> Decision:
+        """Feed epoch ``epoch``'s metrics (1-based); stop when the value reaches the blow-up limit."""
+        epoch = check_epoch(epoch)
+        raw = get_metric(metrics, self.monitor)
+        improved = False
+        if math.isfinite(raw):
+            if self.first_ is None:
+                self.first_ = raw
+            best = self.best_value_
+            if best is None or (raw < best if self.mode == "min" else raw > best):
+                self.best_value_, self.best_epoch_, improved = raw, epoch, True
+        limit = self.limit
+        blown = (
+            limit is not None
+            and math.isfinite(raw)
+            and (raw >= limit if self.mode == "min" else raw <= limit)
+        )
+        text = f"{self.monitor} = {fmt_value(raw)}, blow-up limit {fmt_value(limit)}"
+        if blown:
+            text = (
+                f"{self.monitor} = {fmt_value(raw)} reached {fmt_value(float(self.factor))}x its first value "
+                f"{fmt_value(self.first_)} (limit {fmt_value(limit)}): diverged; best "
+                f"{fmt_value(self.best_value_)} at epoch {self.best_epoch_}"
+            )
+        return Decision(
+            stop=blown,
+            reason=Reason.DIVERGENCE if blown else Reason.CONTINUE,
+            improved=improved,
+            best_epoch=self.best_epoch_,
+            best_value=self.best_value_,
+            message=f"{text}: {'stop' if blown else 'continue'}",
+            policy=self.name,
+        )
+
+
+class AutoStopper(AnyOf):
+    """``AnyOf(Forecast, BlowUpGuard)`` whose epoch budget can be changed by the trainer (``set_budget``).
+
+    The trainer calls ``set_budget(epochs)`` when a step or time budget turns into a number of epochs; the
+    budget is part of the state, so it survives a resume. Best epoch/value and extensions come from the
+    Forecast.
+    """
+
+    def __init__(self, forecast: Forecast, guard: BlowUpGuard) -> None:
+        if not isinstance(forecast, Forecast):
+            raise TypeError(f"forecast must be a Forecast, got {type(forecast).__name__}")
+        if not isinstance(guard, BlowUpGuard):
+            raise TypeError(f"guard must be a BlowUpGuard, got {type(guard).__name__}")
+        super().__init__(forecast, guard)
+        self.forecast = forecast
+        self.guard = guard
+
+    def __repr__(self) -> str:
+        return f"AutoStopper({self.forecast!r}, {self.guard!r})"
+
+    @property
+    def monitor(self) -> str:
+        """The monitored metric (the Forecast's)."""
+        return self.forecast.monitor
+
+    @property
+    def mode(self) -> str:
+        """``"min"`` or ``"max"`` (the Forecast's)."""
+        return self.forecast.mode
+
+    @property
+    def budget(self) -> int:
+        """The epoch budget the Forecast plans for (extensions come on top)."""
+        return int(self.forecast.budget)
+
+    def set_budget(self, epochs: int) -> None:
+        """Plan for ``epochs`` epochs from now on (what was seen stays; extensions stay granted)."""
+        self.forecast.budget = check_int("epochs", epochs, minimum=1)
+
+    def state_dict(self) -> dict[str, Any]:
+        """AnyOf's state plus the budget."""
+        out = super().state_dict()
+        out["state"]["budget"] = self.budget
+        return out
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the children's state and the budget."""
+        inner = dict(self._unwrap_state(state))
+        if "budget" not in inner:
+            raise ValueError("AutoStopper state has no 'budget': give state_dict() output")
+        budget = check_int("budget", inner.pop("budget"), minimum=1)
+        super().load_state_dict(
+            {"policy": state["policy"], "version": STATE_VERSION, "state": inner}
+        )
+        self.forecast.budget = budget
+
+
+def auto_stopper(
+    monitor: str, mode: str, budget: int, *, blowup_factor: float = 5.0, **forecast_kwargs: Any
+) -> AutoStopper:
+    """The ``stopper="auto"`` policy: :class:`Forecast` (``forecast_kwargs``) plus :class:`BlowUpGuard`.
+
+    Forecast stops at the forecast sweet spot, asks for more epochs at the budget when a gain is still
+    likely, and stops on NaN/inf (``NOT_FINITE``); the guard stops on a blow-up (``DIVERGENCE``: the value
+    ``blowup_factor`` times worse than its first). It is not the trainer's default: Forecast did not meet
+    its accuracy target on the benchmark (see the README), so ``EarlyStopping(patience=5)`` stays the default.
+
+    >>> stopper = auto_stopper("val_loss", "min", budget=30)
+    >>> decision = stopper.decide([{"val_loss": v} for v in [1.0, 0.7, 0.6, float("nan")]])
+    >>> decision.stop, decision.reason.value, decision.best_epoch
+    (True, 'not_finite', 3)
+    """
+    return AutoStopper(
+        Forecast(monitor, mode, budget, **forecast_kwargs),
+        BlowUpGuard(monitor, mode, factor=blowup_factor),
+    )
