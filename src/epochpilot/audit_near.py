@@ -188,16 +188,11 @@ class NearIndex:
             return np.zeros(0, dtype=bool)
         maybe = _agreement(sig, a, self._sig, b) >= self.threshold - 0.2
         keep = np.zeros(len(a), dtype=bool)
-        cache: dict[tuple[int, int], set[bytes]] = {}
-
-        def grams(side: int, i: int) -> set[bytes]:
-            key = (side, i)
-            if key not in cache:
-                cache[key] = set(shingles((texts if side == 0 else self._texts)[i], self.shingle))
-            return cache[key]
-
-        for k in np.flatnonzero(maybe):
-            x, y = grams(0, int(a[k])), grams(1, int(b[k]))
+        for k in np.flatnonzero(
+            maybe
+        ):  # no cache: shingle sets of many rows would dominate peak memory
+            x = set(shingles(texts[int(a[k])], self.shingle))
+            y = set(shingles(self._texts[int(b[k])], self.shingle))
             keep[k] = len(x & y) >= self.threshold * len(x | y)
         return keep
 
