@@ -20,13 +20,15 @@ The TOML schema (every key optional; unknown keys are refused with the nearest v
 
     [train]
     max_epochs = 60
+    max_steps = 2000            # optional: a budget in updates instead (the schedule follows it)
+    max_time = "10min"          # optional: a wall-time budget ("90s", "2h", seconds); with max_steps, first wins
     batch_size = 32
     optimizer = "adamw"
     lr = 0.001
     weight_decay = 0.0001
     schedule = "warmup(cosine)"
     warmup = 0.05               # fraction of all steps (< 1) or a number of steps (>= 1)
-    stopper = "early"           # early | none
+    stopper = "early"           # early | auto (Forecast + blow-up guard) | none
     monitor = "val_loss"
     mode = "min"
     patience = 5
@@ -98,6 +100,8 @@ class TrainSpec:
     """Trainer settings with CLI-level conveniences (schedule by name, warmup as a fraction, patience)."""
 
     max_epochs: int = 100
+    max_steps: int | None = None
+    max_time: str | float | None = None
     batch_size: int = 32
     optimizer: str = "adamw"
     lr: float = 1e-3
@@ -126,6 +130,18 @@ class TrainSpec:
             raise ConfigError(
                 f"train.stopper must be 'early', 'auto' or 'none', got {self.stopper!r}"
             )
+        if self.max_steps is not None and (
+            isinstance(self.max_steps, bool)
+            or not isinstance(self.max_steps, int)
+            or self.max_steps < 1
+        ):
+            raise ConfigError(
+                f"train.max_steps must be an int >= 1 (updates), got {self.max_steps!r}"
+            )
+        if self.max_time is not None:
+            from epochpilot.train.budgets import parse_duration
+
+            parse_duration(self.max_time, "train.max_time")
         if self.warmup < 0:
             raise ConfigError(
                 f"train.warmup must be >= 0, got {self.warmup}: a fraction (< 1) or steps"

@@ -26,12 +26,14 @@ from epochpilot.models import build_model
 
 __all__ = [
     "JobResult",
+    "JobSchedule",
     "Predictor",
     "Prepared",
     "load",
     "prepare",
     "prepare_run_dir",
     "run_job",
+    "schedule_factory",
     "trainer_kwargs",
 ]
 
@@ -152,32 +154,61 @@ def as_targets(y: np.ndarray, task: str) -> np.ndarray:
     return y.reshape(-1, 1).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class JobSchedule:
+    """The job's schedule as a factory ``total_steps -> schedule``, so its length follows the trainer's budget.
+
+    ``warmup`` < 1 is a fraction of ``total_steps`` (the whole run, warmup included), else a number of steps.
+    With ``max_time`` the trainer calls it twice: first for the ``max_epochs`` (or ``max_steps``) estimate,
+    which the first epoch runs under (its warmup counted in that first estimate), then for the budget the
+    first epoch's time gives; updates already made keep their lr.
+    """
+
+    name: str
+    lr: float
+    warmup: float
+
+    def __call__(self, total_steps: int) -> Any:
+        from epochpilot.schedules import parse
+
+        steps = int(total_steps)
+        warmup = int(round(self.warmup * steps)) if self.warmup < 1 else int(self.warmup)
+        return parse(
+            self.name,
+            lr=self.lr,
+            total_steps=steps,
+            warmup_steps=warmup if "warmup" in self.name else None,
+        )
+
+
 def make_schedule(spec: JobSpec, n_train: int) -> Any:
     """The job's learning-rate schedule sized to its step budget (``n_train`` rows, ``max_epochs`` epochs)."""
-    from epochpilot.schedules import parse
-
     t = spec.train
     steps = budget.total_steps(n_train, t.batch_size, t.max_epochs, accumulation=t.accumulation)
-    warmup = int(round(t.warmup * steps)) if t.warmup < 1 else int(t.warmup)
-    return parse(
-        t.schedule,
-        lr=t.lr,
-        total_steps=steps,
-        warmup_steps=warmup if "warmup" in t.schedule else None,
-    )
+    if t.max_steps:
+        steps = int(t.max_steps)
+    return schedule_factory(spec)(steps)
+
+
+def schedule_factory(spec: JobSpec) -> JobSchedule:
+    """The job's schedule as a factory of ``total_steps`` (what the trainer gets)."""
+    t = spec.train
+    return JobSchedule(t.schedule, float(t.lr), float(t.warmup))
 
 
 def trainer_kwargs(spec: JobSpec, n_train: int, classification: bool) -> dict[str, Any]:
-    """``Trainer`` settings for the job (schedule sized for ``n_train`` rows; no run directory set)."""
+    """``Trainer`` settings for the job (no run directory set); the schedule is a factory sized by the trainer."""
     t = spec.train
     return dict(
         loss_fn="cross_entropy" if classification else "mse",
         optimizer=t.optimizer,
         lr=t.lr,
         weight_decay=t.weight_decay,
-        schedule=make_schedule(spec, n_train),
+        schedule=schedule_factory(spec),
         stopper=_stopper(spec),
         max_epochs=t.max_epochs,
+        max_steps=t.max_steps,
+        max_time=t.max_time,
         batch_size=t.batch_size,
         accumulation=t.accumulation,
         clip_grad_norm=t.clip_grad_norm,

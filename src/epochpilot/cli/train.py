@@ -9,6 +9,7 @@ from typing import Any
 EXAMPLES = """examples:
   epochpilot train --data train.csv --target label
   epochpilot train --builtin wine --max-epochs 80 --run-dir runs/wine
+  epochpilot train --builtin wine --stopper auto --max-time 10min
   epochpilot train examples/digits.toml --lr 3e-3 --overwrite
   epochpilot train --data houses.csv --target price --task regression --impute median
 """
@@ -37,6 +38,13 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
     )
     t = p.add_argument_group("training")
     t.add_argument("--max-epochs", type=int)
+    t.add_argument(
+        "--max-steps", type=int, help="budget in optimizer updates (replaces --max-epochs)"
+    )
+    t.add_argument(
+        "--max-time",
+        help="wall-time budget, e.g. 90s, 10min, 2h (the first epoch's time sets the epochs)",
+    )
     t.add_argument("--batch-size", type=int)
     t.add_argument("--lr", type=float)
     t.add_argument("--schedule", help="e.g. 'warmup(cosine)', onecycle, constant")
@@ -85,6 +93,8 @@ def spec_from_args(args: argparse.Namespace) -> Any:
         spec,
         "train",
         max_epochs=args.max_epochs,
+        max_steps=args.max_steps,
+        max_time=args.max_time,
         batch_size=args.batch_size,
         lr=args.lr,
         schedule=args.schedule,

@@ -66,7 +66,7 @@ def parse_duration(value: Any, name: str = "max_time") -> float | None:
             if not match or match.end() == pos or match.group(2) not in _UNITS and match.group(2):
                 raise ConfigError(f"{name}={value!r} is not understood: {_EXAMPLES}")
             unit = match.group(2) or "s"
-            if not match.group(2) and match.end() < len(text):
+            if not match.group(2) and (pos > 0 or match.end() < len(text)):
                 raise ConfigError(f"{name}={value!r} is not understood: {_EXAMPLES}")
             seconds += float(match.group(1)) * _UNITS[unit]
             pos = match.end()

@@ -84,11 +84,12 @@ class ScheduleCallback(Callback):
 
     state_key = "schedule"
 
-    def __init__(self, schedule: Any, factory: Any = None) -> None:
+    def __init__(self, schedule: Any, factory: Any = None, total_steps: int | None = None) -> None:
         from epochpilot.schedules import plateaus
 
         self.schedule = schedule
         self.factory = factory
+        self.total_steps = total_steps  # what the factory built the schedule for
         self.plateaus = plateaus(schedule)
         self.ratios: list[float] | None = None
 
@@ -99,8 +100,9 @@ class ScheduleCallback(Callback):
         """
         from epochpilot.schedules import plateaus
 
-        if self.factory is None:
+        if self.factory is None or int(total_steps) == self.total_steps:
             return
+        self.total_steps = int(total_steps)
         old = [p.state_dict() for p in self.plateaus]
         self.schedule = self.factory(int(total_steps))
         self.plateaus = plateaus(self.schedule)

@@ -200,11 +200,10 @@ class Trainer:
         budget = Budget(cfg.max_epochs, cfg.max_steps, cfg.max_time)
         budget.plan(steps_per_epoch)
         callbacks: list[Any] = []
-        schedule, factory = build_schedule(
-            cfg.schedule, budget.total_steps(steps_per_epoch), cfg.lr
-        )
+        total = budget.total_steps(steps_per_epoch)
+        schedule, factory = build_schedule(cfg.schedule, total, cfg.lr)
         if schedule is not None:
-            callbacks.append(ScheduleCallback(schedule, factory))
+            callbacks.append(ScheduleCallback(schedule, factory, total))
         callbacks.append(
             StopperCallback(stopper) if stopper is not False else BestTracker(monitor, mode)
         )
@@ -281,7 +280,8 @@ class Trainer:
                 "n_train": train.n_samples,
                 "n_val": val.n_samples if val is not None else None,
                 "elapsed_s": time.perf_counter() - started,
-                "budget": budget.summary(st.steps_per_epoch),
+                "budget_kind": budget.kind,
+                "budget_detail": budget.summary(st.steps_per_epoch),
                 "epochpilot_version": _version(),
                 "world_size": info.world_size,
                 "final_metrics": next(
