@@ -171,12 +171,19 @@ def part_b(encoder, tok, args, out: Path) -> None:
     t_train = TextSet(t_train.texts, t_train.labels + shift, GENERAL + TASK)
     t_val = TextSet(t_val.texts, t_val.labels + shift, GENERAL + TASK)
     done = done_keys(out)
-    for staged in (False, True):
-        for weight in (1.0, 2.0):
-            key = f"B/{'staged' if staged else 'mixed'}/{weight:g}x"
+    configs = [
+        ("mixed", 1.0),
+        ("mixed", 2.0),
+        ("staged", 1.0),
+        ("staged", 2.0),
+        ("sequential", None),
+    ]
+    for seed in args.seeds:
+        for kind, weight in configs:
+            key = f"B/{kind}/{weight or 0:g}x/s{seed}"
             if key in done:
                 continue
-            torch.manual_seed(0)
+            torch.manual_seed(seed)
             t0 = time.perf_counter()
             model = build_model(
                 fresh_copy(encoder),
@@ -186,10 +193,18 @@ def part_b(encoder, tok, args, out: Path) -> None:
                 max_length=args.max_length,
             )
             general, task = _tensors(model, g_train), _tensors(model, t_train)
-            mix = MixedSampler({"general": general, "task": task}, {"task": weight}, seed=0)
             epochs = args.mixed_epochs
-            stages = [Stage(general, epochs=1, name="general")] if staged else []
-            stages.append(Stage(mix, epochs=epochs - 1 if staged else epochs, name="mixed"))
+            if kind == "sequential":  # general, then task only: no replay (the forgetting baseline)
+                stages = [
+                    Stage(general, epochs=1, name="general"),
+                    Stage(task, epochs=epochs - 1, name="task"),
+                ]
+                share = 1.0
+            else:
+                mix = MixedSampler({"general": general, "task": task}, {"task": weight}, seed=seed)
+                share = mix.shares["task"]
+                stages = [Stage(general, epochs=1, name="general")] if kind == "staged" else []
+                stages.append(Stage(mix, epochs=epochs - len(stages), name="mixed"))
             lr = 5e-4 if args.mixed_mode == "lora" else 3e-5
             result = Stages(stages).fit(
                 model,
@@ -200,7 +215,7 @@ def part_b(encoder, tok, args, out: Path) -> None:
                 loss_fn="cross_entropy",
                 metrics=["accuracy"],
                 batch_size=16,
-                seed=0,
+                seed=seed,
                 progress=False,
             )
             last = result.history[-1]
@@ -208,12 +223,13 @@ def part_b(encoder, tok, args, out: Path) -> None:
                 out,
                 {
                     "key": key,
-                    "staged": staged,
+                    "kind": kind,
+                    "seed": seed,
                     "task_weight": weight,
                     "mode": args.mixed_mode,
                     "n_general": len(g_train),
                     "n_task": len(t_train),
-                    "task_share": round(mix.shares["task"], 3),
+                    "task_share": round(share, 3),
                     "general_accuracy": last["general_accuracy"],
                     "task_accuracy": last["val_accuracy"],
                     "epochs_run": len(result.history),
@@ -242,23 +258,43 @@ def tables(out: Path) -> str:
                 f"| {r['mode']} | {r['n_train']} | {'on' if r['guard'] else 'off'} | {r['test_accuracy']:.3f} | {ratio} | "
                 f"{r['retention_kept']:.3f} | {r['retention_min']:.3f} | {r['epochs_run']} ({r['best_epoch'] or 'none'}) | {r['stop_reason']} |"
             )
-    b = [r for k, r in rows.items() if k.startswith("B/")]
+    b = [r for k, r in rows.items() if k.startswith("B/") and "kind" in r]
     if b:
-        ref = rows.get("B/mixed/1x")
+        names = {
+            "mixed": "mixed from the start",
+            "staged": "staged (general, then mixed)",
+            "sequential": "general, then task only (no replay)",
+        }
+        groups: dict[tuple, list[dict]] = {}
+        for r in b:
+            groups.setdefault((r["kind"], r["task_weight"]), []).append(r)
+
+        def mean_sd(rs: list[dict], key: str) -> tuple[float, str]:
+            xs = np.array([r[key] for r in rs])
+            return float(
+                xs.mean()
+            ), f"{xs.mean():.3f} ± {xs.std(ddof=1) if len(xs) > 1 else 0.0:.3f}"
+
+        ref = groups.get(("mixed", 1.0))
         lines += [
             "",
-            "| training | task weight | task share | general acc | task acc | task acc / unstaged 1x | epochs |",
+            f"General + task in one 8-class head (full fine-tuning, {b[0]['n_general']} general + "
+            f"{b[0]['n_task']} task examples, {b[0]['epochs_run']} epochs; mean ± sd over seeds):",
+            "",
+            "| training | task weight | task share | general acc | task acc | task acc / mixed 1x | seeds |",
             "|---|---|---|---|---|---|---|",
         ]
-        for r in sorted(b, key=lambda r: (r["staged"], r["task_weight"])):
-            ratio = (
-                f"{r['task_accuracy'] / ref['task_accuracy']:.2f}"
-                if ref and ref["task_accuracy"]
-                else "-"
-            )
+        order = ["mixed", "staged", "sequential"]
+        for (kind, weight), rs in sorted(
+            groups.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1] or 0)
+        ):
+            g_mean, g_text = mean_sd(rs, "general_accuracy")
+            t_mean, t_text = mean_sd(rs, "task_accuracy")
+            r_mean = mean_sd(ref, "task_accuracy")[0] if ref else 0.0
+            ratio = f"{t_mean / r_mean:.2f}" if r_mean else "-"
+            w = f"{weight:g}x" if weight else "-"
             lines.append(
-                f"| {'staged (general, then mixed)' if r['staged'] else 'mixed from the start'} | {r['task_weight']:g}x | "
-                f"{r['task_share']:.3f} | {r['general_accuracy']:.3f} | {r['task_accuracy']:.3f} | {ratio} | {r['epochs_run']} |"
+                f"| {names[kind]} | {w} | {rs[0]['task_share']:.3f} | {g_text} | {t_text} | {ratio} | {len(rs)} |"
             )
     return "\n".join(lines)
 
@@ -280,6 +316,7 @@ def main() -> None:
         "--n-general", type=int, default=450, help="general training examples (part b)"
     )
     parser.add_argument("--n-task", type=int, default=50, help="task training examples (part b)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (part b)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("bench/results/finetune.jsonl"))
     parser.add_argument("--table-only", action="store_true")
