@@ -177,7 +177,7 @@ class JobSchedule:
             self.name,
             lr=self.lr,
             total_steps=steps,
-            warmup_steps=warmup if "warmup" in self.name else None,
+            warmup_steps=min(warmup, steps - 1) if "warmup" in self.name else None,
         )
 
 

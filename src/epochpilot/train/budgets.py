@@ -3,8 +3,13 @@
 ``max_steps=N`` caps the run at ``N`` updates (the epoch budget becomes ``ceil(N / steps_per_epoch)``);
 ``max_time="10min"`` turns the first epoch's measured time into an epoch budget
 (``floor(max_time / epoch_time)``, at least the epochs done) and stops with ``MAX_TIME`` once the time is
-spent. Both together: whichever ends first. A schedule given as a factory ``total_steps -> schedule`` is
-rebuilt whenever the budget changes.
+spent. Both replace ``max_epochs``; both together: whichever ends first; both are hard limits (a stop
+policy's extension cannot pass them). A schedule given as a factory ``total_steps -> schedule`` is rebuilt
+whenever the budget changes (updates already made keep their lr; with ``max_time`` the first epoch runs
+under the first estimate's schedule, so a warmup is counted in that estimate). A stop policy with a
+``set_budget(epochs)`` method (the ``"auto"`` stopper) is told the new budget; any other keeps its own.
+The measured time is rank 0's, broadcast so every rank agrees. The budget (epochs, measured epoch time,
+time used) is saved with the loop's counters, so a resumed run keeps it and counts the time already spent.
 """
 
 from __future__ import annotations
@@ -209,11 +214,11 @@ class Budget:
         return {"epochs": self.epochs, "epoch_time_s": self.epoch_time_s, "used_s": self.elapsed()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` output (the time used carries on from a new start)."""
+        """Restore :meth:`state_dict` output; the time used carries on (a NaN rollback does not give time back)."""
         if self.kind != "epochs":  # an epoch budget comes from the config, which may have changed
             self.epochs = int(state["epochs"])
         self.epoch_time_s = state["epoch_time_s"]
-        self.used_s = float(state["used_s"])
+        self.used_s = max(float(state["used_s"]), self.elapsed())
         self._start = _clock()
 
     def summary(self, steps_per_epoch: int) -> dict[str, Any]:
