@@ -120,6 +120,17 @@ def test_max_time_spent_mid_way(blobs, monkeypatch):
     assert result.stop_reason is Reason.MAX_TIME and "spent" in result.stop_message
 
 
+def test_max_time_reestimated_when_epochs_slow_down(blobs, monkeypatch):
+    clock = FakeClock(monkeypatch, {1: 10.0}, default=20.0)
+    factory = Factory()
+    kw = base_kwargs(callbacks=[clock.callback()], schedule=factory)
+    result = fit(mlp(), blobs, max_time="100s", **kw)
+    # epoch 1: 10 s -> 10 epochs; epoch 2: mean 15 s -> 6 epochs (moved > 20%); then 5-6: kept at 6
+    assert factory.calls == [100 * SPE, 10 * SPE, 6 * SPE]
+    assert len(result.history) == 6 and result.stop_reason is Reason.MAX_TIME
+    assert result.history[-1]["lr"] == pytest.approx(0.0)
+
+
 def test_max_time_never_below_epochs_done(blobs, monkeypatch):
     clock = FakeClock(monkeypatch, {}, default=100.0)
     result = fit(mlp(), blobs, max_time="1min", callbacks=[clock.callback()], **base_kwargs())

@@ -2,7 +2,8 @@
 
 ``max_steps=N`` caps the run at ``N`` updates (the epoch budget becomes ``ceil(N / steps_per_epoch)``);
 ``max_time="10min"`` turns the first epoch's measured time into an epoch budget
-(``floor(max_time / epoch_time)``, at least the epochs done) and stops with ``MAX_TIME`` once the time is
+(``floor(max_time / epoch_time)``, at least the epochs done; re-estimated from the mean epoch time when
+that projection moves by more than 20%) and stops with ``MAX_TIME`` once the time is
 spent. Both replace ``max_epochs``; both together: whichever ends first; both are hard limits (a stop
 policy's extension cannot pass them). A schedule given as a factory ``total_steps -> schedule`` is rebuilt
 whenever the budget changes (updates already made keep their lr; with ``max_time`` the first epoch runs
@@ -28,6 +29,8 @@ __all__ = ["Budget", "apply_budget", "build_schedule", "parse_duration"]
 
 log = logging.getLogger("epochpilot")
 
+#: a time budget is re-estimated when the projected epochs move by more than this fraction of it
+REESTIMATE = 0.2
 #: the clock the time budget reads (tests replace it with a fake one)
 _clock: Callable[[], float] = time.perf_counter
 
@@ -133,6 +136,7 @@ class Budget:
         self.max_time_s = parse_duration(max_time)
         self.epochs = self.max_epochs
         self.epoch_time_s: float | None = None
+        self.step_epochs: int | None = None  # the epochs max_steps allows (set by plan)
         self.used_s = 0.0  # time spent in earlier sessions (resume)
         self._start: float | None = None
 
@@ -144,8 +148,10 @@ class Budget:
 
     def plan(self, steps_per_epoch: int) -> int:
         """The epoch budget before any epoch is timed: implied by ``max_steps``, else ``max_epochs``."""
-        if self.max_steps and self.epoch_time_s is None:
-            self.epochs = math.ceil(self.max_steps / max(1, steps_per_epoch))
+        if self.max_steps:
+            self.step_epochs = math.ceil(self.max_steps / max(1, steps_per_epoch))
+            if self.epoch_time_s is None:
+                self.epochs = self.step_epochs
         return self.epochs
 
     def start(self) -> None:
@@ -169,22 +175,27 @@ class Budget:
     def after_epoch(self, epochs_done: int) -> tuple[int | None, tuple[Reason, str] | None]:
         """At an epoch's end: ``(new epoch budget or None, stop (reason, message) or None)``.
 
-        After the first epoch with ``max_time`` the measured epoch time sets the epoch budget (once).
+        With ``max_time`` the mean epoch time so far gives ``floor(max_time / epoch_time)`` epochs (at least
+        the epochs done, at most what ``max_steps`` allows). It becomes the budget after the first epoch, and
+        again later whenever it moves by more than ``REESTIMATE`` of the budget (epochs that slow down or
+        speed up after the first; measured on the CLI: the first epoch was 3x faster than the mean).
         """
         if not self.max_time_s:
             return None, None
         elapsed = self.elapsed()
+        first = self.epoch_time_s is None
+        self.epoch_time_s = elapsed / max(1, epochs_done)
+        fit = (
+            math.floor(self.max_time_s / self.epoch_time_s)
+            if self.epoch_time_s > 0
+            else self.epochs
+        )
+        if self.step_epochs:
+            fit = min(fit, self.step_epochs)
+        fit = max(epochs_done, fit)
         new = None
-        if self.epoch_time_s is None:
-            self.epoch_time_s = elapsed / max(1, epochs_done)
-            fit = (
-                math.floor(self.max_time_s / self.epoch_time_s)
-                if self.epoch_time_s > 0
-                else epochs_done
-            )
-            if self.max_steps:
-                fit = min(fit, self.epochs)
-            new = self.epochs = max(epochs_done, fit)
+        if first or abs(fit - self.epochs) > REESTIMATE * self.epochs:
+            new = self.epochs = fit
             log.info(
                 "max_time %.4gs at %.3gs per epoch: budget %d epochs",
                 self.max_time_s,
