@@ -300,10 +300,3 @@ def test_cli_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "line 3" in err and err.count("\n") == 1
     assert _cli(["audit", str(tmp_path / "missing.csv")]) == 2
-
-
-def test_the_module_is_callable_as_the_function():
-    import epochpilot.audit as module
-
-    X = np.repeat(np.arange(10.0).reshape(5, 2), 2, axis=0)
-    assert module(X).exact_duplicates == audit(X).exact_duplicates == 5

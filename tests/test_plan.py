@@ -214,10 +214,3 @@ def test_cli_plan_errors_exit_2(tmp_path, capsys):
     one.write_text("a,y\n1,0\n2,0\n3,0\n")
     assert _cli(["plan", str(one), "--target", "y"]) == 2
     assert "class" in capsys.readouterr().err
-
-
-def test_the_module_is_callable_as_the_function():
-    import epochpilot.plan as module
-
-    assert module(1_000) == plan(1_000)
-    assert module.DataProfile is DataProfile

@@ -12,6 +12,7 @@ from typing import Any
 
 from epochpilot import budget
 from epochpilot.curves import CurveReport, Phase, analyze
+from epochpilot.plan import DataProfile, EpochPlan
 from epochpilot.schedules import (
     Constant,
     Cosine,
@@ -52,24 +53,31 @@ _LAZY = {
     "kfold_epochs": "epochpilot.select",
     "refit": "epochpilot.select",
     "EpochSelection": "epochpilot.select",
+    "AuditReport": "epochpilot.audit",
+    "lr_find": "epochpilot.train.lr_find",
+    "LRFindResult": "epochpilot.train.lr_find",
     "compare_runs": "epochpilot.report",
     "Predictor": "epochpilot.pipeline",
 }
 
 __all__ = [
     "EMA",
+    "AuditReport",
+    "DataProfile",
     "AnyOf",
     "Constant",
     "Cosine",
     "CurveReport",
     "Decision",
     "EarlyStopping",
+    "EpochPlan",
     "EpochSelection",
     "ExponentialDecay",
     "FitResult",
     "Forecast",
     "GeneralizationLoss",
     "Join",
+    "LRFindResult",
     "MultiStepDecay",
     "OneCycle",
     "Phase",
@@ -91,6 +99,7 @@ __all__ = [
     "fit",
     "kfold_epochs",
     "load",
+    "lr_find",
     "refit",
     "simulate",
     "to_torch",

@@ -19,8 +19,6 @@ candidate pairs then checked on their exact shingle Jaccard similarity) and quan
 from __future__ import annotations
 
 import dataclasses
-import sys
-import types
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -350,15 +348,3 @@ def _with_warnings(report: AuditReport) -> AuditReport:
             f"{report.missing[worst]:.1%}): impute them before training."
         )
     return dataclasses.replace(report, warnings=tuple(notes))
-
-
-class _CallableModule(types.ModuleType):
-    """``epochpilot.audit`` is both this module and the ``audit`` function the package exports: once the submodule
-    is imported, Python binds the package attribute ``audit`` to the module, so calling the module calls the
-    function (``from epochpilot import audit; audit(...)`` works in any import order, as for ``tune``)."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> AuditReport:
-        return audit(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

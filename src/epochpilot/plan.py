@@ -16,8 +16,6 @@ Pure: standard library and numpy only.
 from __future__ import annotations
 
 import math
-import sys
-import types
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -304,15 +302,3 @@ def plan(
         table=used,
         rationale=tuple(why),
     )
-
-
-class _CallableModule(types.ModuleType):
-    """``epochpilot.plan`` is both this module and the ``plan`` function the package exports: once the submodule
-    is imported, Python binds the package attribute ``plan`` to the module, so calling the module calls the
-    function (``from epochpilot import plan; plan(...)`` works in any import order, as for ``tune``)."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> EpochPlan:
-        return plan(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

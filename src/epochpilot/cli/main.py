@@ -13,6 +13,8 @@ from epochpilot import __version__
 #: Subcommand modules under epochpilot.cli; each has ``add_parser(subparsers)`` and ``run(args) -> int``.
 COMMANDS: tuple[str, ...] = (
     "demo",
+    "audit",
+    "plan",
     "train",
     "predict",
     "evaluate",
