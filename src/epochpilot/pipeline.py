@@ -33,7 +33,6 @@ __all__ = [
     "prepare",
     "prepare_run_dir",
     "run_job",
-    "schedule_factory",
     "trainer_kwargs",
 ]
 
@@ -156,12 +155,10 @@ def as_targets(y: np.ndarray, task: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class JobSchedule:
-    """The job's schedule as a factory ``total_steps -> schedule``, so its length follows the trainer's budget.
+    """The job's schedule as a factory ``total_steps -> schedule``: the trainer sizes it to its budget.
 
-    ``warmup`` < 1 is a fraction of ``total_steps`` (the whole run, warmup included), else a number of steps.
-    With ``max_time`` the trainer calls it twice: first for the ``max_epochs`` (or ``max_steps``) estimate,
-    which the first epoch runs under (its warmup counted in that first estimate), then for the budget the
-    first epoch's time gives; updates already made keep their lr.
+    ``warmup`` < 1 is a fraction of ``total_steps`` (the whole run, warmup included), else steps. With
+    ``max_time`` the first epoch runs under the first estimate's schedule (its warmup counted there).
     """
 
     name: str
@@ -173,27 +170,8 @@ class JobSchedule:
 
         steps = int(total_steps)
         warmup = int(round(self.warmup * steps)) if self.warmup < 1 else int(self.warmup)
-        return parse(
-            self.name,
-            lr=self.lr,
-            total_steps=steps,
-            warmup_steps=min(warmup, steps - 1) if "warmup" in self.name else None,
-        )
-
-
-def make_schedule(spec: JobSpec, n_train: int) -> Any:
-    """The job's learning-rate schedule sized to its step budget (``n_train`` rows, ``max_epochs`` epochs)."""
-    t = spec.train
-    steps = budget.total_steps(n_train, t.batch_size, t.max_epochs, accumulation=t.accumulation)
-    if t.max_steps:
-        steps = int(t.max_steps)
-    return schedule_factory(spec)(steps)
-
-
-def schedule_factory(spec: JobSpec) -> JobSchedule:
-    """The job's schedule as a factory of ``total_steps`` (what the trainer gets)."""
-    t = spec.train
-    return JobSchedule(t.schedule, float(t.lr), float(t.warmup))
+        warmup_steps = min(warmup, steps - 1) if "warmup" in self.name else None
+        return parse(self.name, lr=self.lr, total_steps=steps, warmup_steps=warmup_steps)
 
 
 def trainer_kwargs(spec: JobSpec, n_train: int, classification: bool) -> dict[str, Any]:
@@ -204,7 +182,7 @@ def trainer_kwargs(spec: JobSpec, n_train: int, classification: bool) -> dict[st
         optimizer=t.optimizer,
         lr=t.lr,
         weight_decay=t.weight_decay,
-        schedule=schedule_factory(spec),
+        schedule=JobSchedule(t.schedule, float(t.lr), float(t.warmup)),
         stopper=_stopper(spec),
         max_epochs=t.max_epochs,
         max_steps=t.max_steps,
