@@ -48,7 +48,7 @@ _LAZY = {
     "FitResult": "epochpilot.train",
     "fit": "epochpilot.train",
     "accuracy": "epochpilot.train",
-    "load": "epochpilot.pipeline",
+    "load": "epochpilot.predictor",
     "write_report": "epochpilot.report",
     "kfold_epochs": "epochpilot.select",
     "refit": "epochpilot.select",
@@ -57,7 +57,7 @@ _LAZY = {
     "lr_find": "epochpilot.train.lr_find",
     "LRFindResult": "epochpilot.train.lr_find",
     "compare_runs": "epochpilot.report",
-    "Predictor": "epochpilot.pipeline",
+    "Predictor": "epochpilot.predictor",
 }
 
 __all__ = [

@@ -19,7 +19,7 @@ The TOML schema (every key optional; unknown keys are refused with the nearest v
     dropout = 0.1                       # keys other than factory are passed as keyword arguments
 
     [train]
-    max_epochs = 60
+    max_epochs = 60             # max_epochs, patience and warmup left out are planned from the data
     max_steps = 2000            # optional: a budget in updates instead (the schedule follows it)
     max_time = "10min"          # optional: a wall-time budget ("90s", "2h", seconds); with max_steps, first wins
     batch_size = 32
@@ -97,9 +97,13 @@ class ModelSpec:
 
 @dataclass
 class TrainSpec:
-    """Trainer settings with CLI-level conveniences (schedule by name, warmup as a fraction, patience)."""
+    """Trainer settings with CLI-level conveniences (schedule by name, warmup as a fraction, patience).
 
-    max_epochs: int = 100
+    ``max_epochs``, ``patience`` and ``warmup`` left out (None) are planned from the data by
+    :func:`epochpilot.plan.plan` (effective training rows, batch size, lr) when the job runs.
+    """
+
+    max_epochs: int | None = None
     max_steps: int | None = None
     max_time: str | float | None = None
     batch_size: int = 32
@@ -107,12 +111,13 @@ class TrainSpec:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     schedule: str = "warmup(cosine)"
-    warmup: float = 0.05
+    warmup: float | None = None
     stopper: str = "early"
     monitor: str = "val_loss"
     mode: str = "min"
-    patience: int = 5
-    min_delta: float = 0.0
+    patience: int | None = None
+    min_delta: float | None = None  # None: 0.5% relative when planned (as calibrated), else 0
+    min_delta_mode: str = "abs"
     seed: int = 0
     deterministic: bool = True
     accumulation: int = 1
@@ -142,7 +147,7 @@ class TrainSpec:
             from epochpilot.train.budgets import parse_duration
 
             parse_duration(self.max_time, "train.max_time")
-        if self.warmup < 0:
+        if self.warmup is not None and self.warmup < 0:
             raise ConfigError(
                 f"train.warmup must be >= 0, got {self.warmup}: a fraction (< 1) or steps"
             )

@@ -7,8 +7,8 @@ A run directory keeps everything a prediction needs besides the weights in plain
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +23,7 @@ from epochpilot.data import Preprocessor, Table, load_builtin, read_csv
 from epochpilot.errors import ConfigError, DataError
 from epochpilot.job import JobSpec
 from epochpilot.models import build_model
+from epochpilot.predictor import Predictor, load
 
 __all__ = [
     "JobResult",
@@ -32,11 +33,11 @@ __all__ = [
     "load",
     "prepare",
     "prepare_run_dir",
+    "plan_train",
     "run_job",
+    "save_predictor",
     "trainer_kwargs",
 ]
-
-PREDICTOR_FILES = ("preprocessor.json", "model.json", "model.pt")
 
 
 @dataclass
@@ -113,7 +114,11 @@ def _stopper(spec: JobSpec) -> Any:
         else:
             return auto_stopper(train.monitor, train.mode, budget=train.max_epochs)
     return EarlyStopping(
-        train.monitor, train.mode, patience=train.patience, min_delta=train.min_delta
+        train.monitor,
+        train.mode,
+        patience=train.patience,
+        min_delta=train.min_delta or 0.0,
+        min_delta_mode=train.min_delta_mode,
     )
 
 
@@ -174,8 +179,40 @@ class JobSchedule:
         return parse(self.name, lr=self.lr, total_steps=steps, warmup_steps=warmup_steps)
 
 
+def plan_train(spec: JobSpec, n_train: int, n_effective: int | None = None) -> tuple[JobSpec, Any]:
+    """Fill the ``max_epochs`` / ``patience`` / ``warmup`` the job leaves out from :func:`epochpilot.plan.plan`
+    (sized on the effective training rows); returns the resolved spec and the plan (None: nothing was left out)."""
+    t = spec.train
+    if None not in (t.max_epochs, t.patience, t.warmup):
+        if t.min_delta is None:
+            spec = dataclasses.replace(spec, train=dataclasses.replace(t, min_delta=0.0))
+        return spec, None
+    from epochpilot.plan import DataProfile, plan
+
+    profile = DataProfile(n_samples=n_train, n_effective=n_effective or n_train)
+    p = plan(profile, batch_size=t.batch_size, accumulation=t.accumulation, lr=t.lr)
+    filled = dataclasses.replace(
+        t,
+        max_epochs=t.max_epochs or p.max_epochs,
+        patience=p.patience if t.patience is None else t.patience,
+        warmup=float(p.warmup_steps) if t.warmup is None else t.warmup,
+        # the plan's budgets were calibrated with improvements of at least 0.5% (relative)
+        min_delta=0.005 if t.min_delta is None else t.min_delta,
+        min_delta_mode="rel" if t.min_delta is None else t.min_delta_mode,
+    )
+    return dataclasses.replace(spec, train=filled), p
+
+
+def effective_rows(X: np.ndarray, y: np.ndarray) -> int:
+    """Training rows left after exact and near-duplicate removal (what the plan budgets for)."""
+    from epochpilot.audit import audit
+
+    return int(audit((X, y)).effective_samples)
+
+
 def trainer_kwargs(spec: JobSpec, n_train: int, classification: bool) -> dict[str, Any]:
     """``Trainer`` settings for the job (no run directory set); the schedule is a factory sized by the trainer."""
+    spec, _ = plan_train(spec, n_train)
     t = spec.train
     return dict(
         loss_fn="cross_entropy" if classification else "mse",
@@ -224,8 +261,15 @@ def run_job(
     """Train the job's model on its data, save the predictor and the report; returns what happened."""
     data = prepare(spec)
     pre, X_tr = data.pre, data.X_train
-    t = spec.train
     check_batch_size(spec, len(X_tr))
+    spec, plan = plan_train(spec, len(X_tr), effective_rows(X_tr, data.y_train))
+    t = spec.train
+    if plan is not None:
+        echo(
+            f"plan: max_epochs={t.max_epochs}, patience={t.patience}, warmup={int(t.warmup)} steps "
+            f"(from {plan.n_effective} effective rows; "
+            f"set them to override)"
+        )
     text = budget.describe(
         len(X_tr), t.batch_size, epochs=t.max_epochs, accumulation=t.accumulation
     )
@@ -243,11 +287,14 @@ def run_job(
     )
     result = trainer.fit(model, (X_tr, data.y_train), (data.X_val, data.y_val))
     run_dir = Path(result.run_dir or run_dir)
-    _save_predictor(run_dir, spec, pre, result.model)
+    save_predictor(run_dir, spec, pre, result.model)
     test_metrics: dict[str, float] = {}
     if data.test is not None:
         test_metrics = Predictor(run_dir, pre, result.model).evaluate(data.test)
-    _update_summary(run_dir, {"test_metrics": test_metrics, "task": pre.task, "budget": text})
+    extra = {"test_metrics": test_metrics, "task": pre.task, "budget": text}
+    if plan is not None:
+        extra["plan"] = plan.to_dict()
+    _update_summary(run_dir, extra)
     report = None
     if write_report:
         from epochpilot.report import write_report as _write
@@ -274,9 +321,7 @@ def _write_job(run_dir: Path, spec: JobSpec) -> None:
     tmp.replace(run_dir / "job.toml")
 
 
-def _save_predictor(
-    run_dir: Path, spec: JobSpec, pre: Preprocessor, model: torch.nn.Module
-) -> None:
+def save_predictor(run_dir: Path, spec: JobSpec, pre: Preprocessor, model: torch.nn.Module) -> None:
     pre.to_json(run_dir / "preprocessor.json")
     info = {
         "factory": spec.model.factory,
@@ -297,101 +342,3 @@ def _update_summary(run_dir: Path, extra: dict[str, Any]) -> None:
     summary = json.loads(path.read_text()) if path.exists() else {}
     summary.update(extra)
     path.write_text(json.dumps(summary, indent=2, default=str))
-
-
-class Predictor:
-    """A trained model with its preprocessing: ``predict`` and ``evaluate`` on new rows."""
-
-    def __init__(self, run_dir: Path, pre: Preprocessor, model: torch.nn.Module) -> None:
-        self.run_dir = Path(run_dir)
-        self.preprocessor = pre
-        self.model = model.eval().cpu()
-
-    def _frame(self, data: pd.DataFrame | str | Path) -> pd.DataFrame:
-        return _read_frame(data) if isinstance(data, (str, Path)) else data
-
-    @torch.no_grad()
-    def _outputs(self, frame: pd.DataFrame) -> torch.Tensor:
-        X, _ = self.preprocessor.transform(frame, with_target=False)
-        return self.model(torch.from_numpy(X))
-
-    def predict(self, data: pd.DataFrame | str | Path) -> pd.DataFrame:
-        """Predictions for new rows (labels as in training; class probabilities for classification)."""
-        frame = self._frame(data)
-        out = self._outputs(frame)
-        pre = self.preprocessor
-        if pre.task == "regression":
-            return pd.DataFrame({"prediction": pre.decode_values(out.reshape(-1).numpy())})
-        proba = torch.softmax(out.float(), dim=1).numpy()
-        result = pd.DataFrame({"prediction": pre.decode(proba.argmax(axis=1))})
-        for i, cls in enumerate(pre.classes):
-            result[f"p_{cls}"] = proba[:, i]
-        return result
-
-    def evaluate(self, data: pd.DataFrame | str | Path) -> dict[str, float]:
-        """Loss and accuracy (classification) or MSE/MAE/R² in the target's units (regression)."""
-        frame = self._frame(data)
-        pre = self.preprocessor
-        if pre.target not in frame.columns:
-            raise DataError(
-                f"evaluation data has no target column {pre.target!r}: add it or use predict"
-            )
-        X, y = pre.transform(frame)
-        with torch.no_grad():
-            out = self.model(torch.from_numpy(X))
-        if pre.task == "classification":
-            target = torch.from_numpy(y)
-            loss = torch.nn.functional.cross_entropy(out, target).item()
-            acc = (out.argmax(dim=1) == target).float().mean().item()
-            return {"loss": loss, "accuracy": acc, "n": float(len(y))}
-        pred = pre.decode_values(out.reshape(-1).numpy())
-        y = pre.decode_values(y)
-        err = pred - y
-        ss_tot = float(((y - y.mean()) ** 2).sum())
-        r2 = 1.0 - float((err**2).sum()) / ss_tot if ss_tot > 0 else math.nan
-        return {
-            "mse": float((err**2).mean()),
-            "mae": float(np.abs(err).mean()),
-            "r2": r2,
-            "n": float(len(y)),
-        }
-
-
-def _read_frame(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file; check the path")
-    try:
-        frame = pd.read_csv(path)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
-        raise DataError(f"{path} cannot be read as CSV: {' '.join(str(exc).split())}") from None
-    if frame.empty:
-        raise DataError(f"{path} has no data rows")
-    return frame
-
-
-def load(run_dir: str | Path) -> Predictor:
-    """The predictor saved in a run directory (weights loaded with ``weights_only=True``)."""
-    from epochpilot.models import build_model as _build
-
-    run_dir = Path(run_dir)
-    missing = [name for name in PREDICTOR_FILES if not (run_dir / name).exists()]
-    if missing:
-        raise DataError(
-            f"{run_dir} is not a finished epochpilot run (missing {', '.join(missing)}): train it first"
-        )
-    pre = Preprocessor.from_json(run_dir / "preprocessor.json")
-    info = json.loads((run_dir / "model.json").read_text())
-    model = _build(
-        info["factory"],
-        info["n_features"],
-        info["n_outputs"],
-        info["kwargs"],
-        info.get("search", ()),
-    )
-    try:
-        state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types
-        raise DataError(f"{run_dir / 'model.pt'} cannot be loaded safely: {exc}") from None
-    model.load_state_dict(state)
-    return Predictor(run_dir, pre, model)

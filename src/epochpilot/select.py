@@ -166,15 +166,9 @@ def _schedule(schedule: Any, kw: Mapping[str, Any], n_train: int, epochs: int) -
         accumulation=int(kw.get("accumulation", 1)),
         drop_last=bool(kw.get("drop_last", False)),
     )
-    if isinstance(schedule, str):
-        from epochpilot.schedules import parse
+    from epochpilot.train.budgets import build_schedule
 
-        return parse(schedule, lr=float(kw.get("lr", 1e-3)), total_steps=steps)
-    if callable(schedule):
-        return schedule(steps)
-    raise TypeError(
-        "schedule must be a name such as 'warmup(cosine)' or a function total_steps -> schedule"
-    )
+    return build_schedule(schedule, steps, lr=float(kw.get("lr", 1e-3)))[0]
 
 
 # -- one fold (top level so a 'spawn' process can run it) ---------------------------------------------

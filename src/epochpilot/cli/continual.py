@@ -203,7 +203,7 @@ def continue_run(
     pipeline._write_job(out, spec)
     loader = sampler.loader(spec.train.batch_size)
     result = Trainer(**kwargs, run_dir=out, overwrite=overwrite).fit(model, loader, new_va)
-    pipeline._save_predictor(out, spec, pre, result.model)
+    pipeline.save_predictor(out, spec, pre, result.model)
     final_old = old_score()
     extra = {
         "task": pre.task,

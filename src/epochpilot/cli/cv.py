@@ -52,20 +52,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
 
 
-def _schedule(spec: Any, total_steps: int) -> Any:
-    """The job's schedule for ``total_steps`` updates (top level: picklable for fold processes)."""
-    from epochpilot.schedules import parse
-
-    t = spec.train
-    warmup = int(round(t.warmup * total_steps)) if t.warmup < 1 else int(t.warmup)
-    return parse(
-        t.schedule,
-        lr=t.lr,
-        total_steps=total_steps,
-        warmup_steps=min(warmup, total_steps - 1) if "warmup" in t.schedule else None,
-    )
-
-
 def cv_run_dir(spec: Any, given: Path | None, suffix: str) -> Path:
     """--run-dir when given, else runs/<data name>-<suffix> (or the job's run.dir + suffix)."""
     from epochpilot.cli.train import default_run_dir
@@ -83,12 +69,13 @@ def run(args: argparse.Namespace) -> int:
     from epochpilot.cli.train import spec_from_args
     from epochpilot.data import Preprocessor, Table
     from epochpilot.pipeline import (
-        _save_predictor,
         as_targets,
         check_batch_size,
         job_model,
         load_table,
+        plan_train,
         prepare_run_dir,
+        save_predictor,
         split,
         trainer_kwargs,
     )
@@ -111,9 +98,10 @@ def run(args: argparse.Namespace) -> int:
     X, y = pre.transform(frame)
     y = as_targets(y, task)
     check_batch_size(spec, len(X) - len(X) // max(args.folds, 2))
+    spec, _ = plan_train(spec, len(X))
     t = spec.train
     config = trainer_kwargs(spec, len(X), task == "classification")
-    config.pop("schedule")
+    schedule = config.pop("schedule")  # a JobSchedule: picklable, sized per fold and for the refit
     if t.stopper == "none":
         config["stopper"] = False
     else:
@@ -121,7 +109,6 @@ def run(args: argparse.Namespace) -> int:
         config["stopper"] = EarlyStopping(t.monitor, t.mode, patience=patience)
     config.update(checkpoint_every=None, tensorboard=False, progress=False)
     factory = functools.partial(job_model, spec, pre)
-    schedule = functools.partial(_schedule, spec)
     selection = kfold_epochs(
         factory,
         (X, y),
@@ -153,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         result = refit(
             factory, (X, y), selection, config=config, schedule=schedule, run_dir=refit_dir
         )
-        _save_predictor(refit_dir, spec, pre, result.model)
+        save_predictor(refit_dir, spec, pre, result.model)
         print(f"refit: {len(result.history)} epochs on all {len(X)} rows -> {refit_dir}")
     print(f"report: {report}")
     return 0

@@ -45,7 +45,7 @@ def add_predict(subparsers: argparse._SubParsersAction) -> None:
 
 def run_predict(args: argparse.Namespace) -> int:
     """Print or write predictions."""
-    from epochpilot.pipeline import load
+    from epochpilot.predictor import load
 
     predictions = load(_run_dir(args.run_dir)).predict(args.data)
     if args.out:
@@ -73,7 +73,7 @@ def add_evaluate(subparsers: argparse._SubParsersAction) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Print the metrics."""
-    from epochpilot.pipeline import load
+    from epochpilot.predictor import load
 
     metrics = load(_run_dir(args.run_dir)).evaluate(args.data)
     if args.json:
