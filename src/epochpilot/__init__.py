@@ -37,6 +37,7 @@ from epochpilot.stopping import (
     ProgressQuotient,
     Reason,
     UpStrips,
+    auto_stopper,
 )
 
 __version__ = "0.1.0"
@@ -94,6 +95,7 @@ __all__ = [
     "__version__",
     "accuracy",
     "analyze",
+    "auto_stopper",
     "budget",
     "compare_runs",
     "fit",
