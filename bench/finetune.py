@@ -305,7 +305,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--max-epochs", type=int, default=10)
     parser.add_argument(
-        "--max-epochs-large", type=int, default=6, help="epoch cap at 1,000 examples"
+        "--max-epochs-large", type=int, default=4, help="epoch cap at 1,000 examples"
     )
     parser.add_argument("--patience", type=int, default=3)
     parser.add_argument("--max-drop", type=float, default=0.05)
