@@ -55,7 +55,13 @@ def run(args: argparse.Namespace) -> int:
     spec = JobSpec(
         data=DataSpec(builtin="digits", val_fraction=0.2, test_fraction=0.2, seed=0),
         train=TrainSpec(
-            max_epochs=args.max_epochs, batch_size=32, lr=2e-3, patience=5, progress=False
+            max_epochs=args.max_epochs,
+            batch_size=32,
+            lr=2e-3,
+            patience=5,
+            warmup=0.05,
+            min_delta=0.0,
+            progress=False,
         ),
         run=RunSpec(dir=str(args.run_dir), overwrite=True),
         source="demo",
