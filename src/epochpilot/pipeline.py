@@ -241,7 +241,9 @@ def trainer_kwargs(spec: JobSpec, n_train: int, classification: bool) -> dict[st
 
 
 def job_model(spec: JobSpec, pre: Preprocessor) -> torch.nn.Module:
-    """A fresh model from the job's factory, sized for the preprocessed features and outputs."""
+    """A fresh model from the job's factory, sized for the preprocessed features and outputs; its initial
+    weights come from the job's seed, so the same job trains the same model."""
+    torch.manual_seed(spec.train.seed)
     return build_model(
         spec.model.factory, len(pre.features), pre.n_outputs, spec.model.kwargs, _search(spec)
     )

@@ -146,3 +146,15 @@ def test_demo_in_a_real_process(cli_process, tmp_path):
     summary = json.loads((tmp_path / "runs/demo/summary.json").read_text())
     assert summary["test_metrics"]["accuracy"] > 0.9
     assert (tmp_path / "runs/demo/report.html").exists()
+
+
+def test_same_job_trains_the_same_model(cli, tmp_path, wine_csv):
+    """The model's initial weights come from the job's seed: two runs of one job agree row for row."""
+    timing = {"epoch_time_s", "samples_per_s"}
+    rows = []
+    for name in ("s1", "s2"):
+        proc = cli("train", "--data", wine_csv, "--target", "target", *FAST, "--run-dir", name)
+        assert proc.returncode == 0, proc.stderr
+        lines = (tmp_path / name / "history.jsonl").read_text().splitlines()
+        rows.append([{k: v for k, v in json.loads(x).items() if k not in timing} for x in lines])
+    assert rows[0] == rows[1]
