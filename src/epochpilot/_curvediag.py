@@ -136,8 +136,8 @@ def _diagnose(c: _Ctx, bad, tr_bad, m, sweet, onset, gap) -> _Verdict:
     if after > 0:
         s_best, s_last = float(sign * c.s[m]), float(sign * c.s[last])
         advice.append(
-            f"{mon} reached its best at epoch {ss} ({_fmt(best_raw)}); over the {_n(after, 'epoch')} after "
-            f"it the smoothed curve moved {_pct(s_best, s_last)} ({_fmt(s_best)} -> {_fmt(s_last)}): it "
+            f"{mon} levelled off around epoch {ss} ({_fmt(best_raw)} there); over the {_n(after, 'epoch')} "
+            f"after it the smoothed curve moved {_pct(s_best, s_last)} ({_fmt(s_best)} -> {_fmt(s_last)}): it "
             f"has converged. A budget of {budget} epochs with patience {patience} would have been enough."
         )
     else:
