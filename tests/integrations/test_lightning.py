@@ -277,10 +277,7 @@ def test_a_stop_on_another_rank_stops_this_one() -> None:
     assert pilot.core.stop_reason == Reason.USER
 
 
-@pytest.mark.skipif(
-    not os.environ.get("EPOCHPILOT_DDP_TESTS"),
-    reason="spawns 2 processes (~15 s CPU, a minute on a busy machine): set EPOCHPILOT_DDP_TESTS=1",
-)
+@pytest.mark.slow  # spawns 2 processes (~15 s CPU)
 def test_ddp_ranks_stop_together(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
     script = Path(__file__).with_name("_lightning_ddp.py")
