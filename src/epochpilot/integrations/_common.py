@@ -386,32 +386,3 @@ def _nonfinite(value: Any) -> bool:
 
 def _json_line(row: Mapping[str, Any]) -> str:
     return json.dumps(_sanitize(dict(row)), allow_nan=False) + "\n"
-
-
-class PilotAttributes:
-    """The learned attributes every adapter exposes, read from its :class:`PilotCore` (``self.core``).
-
-    For the Hugging Face adapter an "epoch" is one evaluation (see its docstring).
-    """
-
-    core: PilotCore
-
-    @property
-    def best_epoch_(self) -> int | None:
-        """The best epoch so far (1-based), by the policy's monitor."""
-        return self.core.best_epoch
-
-    @property
-    def best_value_(self) -> float | None:
-        """The monitor's value at the best epoch."""
-        return self.core.best_value
-
-    @property
-    def stopped_epoch_(self) -> int | None:
-        """The epoch at which the policy said stop (1-based), or None."""
-        return self.core.stop_epoch
-
-    @property
-    def history_(self) -> list[dict[str, Any]]:
-        """The rows written to history.jsonl, one per epoch."""
-        return self.core.history

@@ -25,7 +25,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from epochpilot.integrations._common import PilotAttributes, PilotCore, scalar, write_json_atomic
+from epochpilot.integrations._attributes import PilotAttributes
+from epochpilot.integrations._common import PilotCore, scalar, write_json_atomic
 from epochpilot.stopping.base import Policy
 
 __all__ = ["EpochPilot", "history_name"]

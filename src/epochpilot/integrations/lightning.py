@@ -29,7 +29,8 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from epochpilot.integrations._common import PilotAttributes, PilotCore, scalar
+from epochpilot.integrations._attributes import PilotAttributes
+from epochpilot.integrations._common import PilotCore, scalar
 from epochpilot.stopping.base import Policy, Reason
 
 __all__ = ["EpochPilot", "history_metrics"]

@@ -35,7 +35,8 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
-from epochpilot.integrations._common import PilotAttributes, PilotCore, scalar
+from epochpilot.integrations._attributes import PilotAttributes
+from epochpilot.integrations._common import PilotCore, scalar
 from epochpilot.stopping.base import Policy
 
 __all__ = ["EpochPilot", "history_name", "to_hf_scheduler"]
