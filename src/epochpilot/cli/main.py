@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "cv",
     "tune",
     "continue",
+    "finetune",
 )
 
 #: Commands whose module name differs from the command (``continue`` is a Python keyword).
