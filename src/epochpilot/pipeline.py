@@ -275,6 +275,11 @@ def run_job(
     text = budget.describe(
         len(X_tr), t.batch_size, epochs=t.max_epochs, accumulation=t.accumulation
     )
+    limits = [f"{k}={v}" for k, v in (("max_steps", t.max_steps), ("max_time", t.max_time)) if v]
+    if (
+        limits
+    ):  # the trainer turns these into the epoch budget; the line above is the first estimate
+        text += f" (capped by {', '.join(limits)})"
     echo(f"budget: {text}")
     kwargs = trainer_kwargs(spec, len(X_tr), data.classification)
     model = job_model(spec, pre)
