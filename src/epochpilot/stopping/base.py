@@ -12,7 +12,7 @@ import math
 import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = [
     "Decision",
@@ -210,6 +210,26 @@ class Policy:
             elif param.default is param.empty or value != param.default:
                 parts.append(f"{param.name}={value!r}")
         return f"{type(self).__name__}({', '.join(parts)})"
+
+    #: whether ``_decision`` appends ": stop" / ": continue" to messages (Forecast writes its own ending)
+    _verdict_suffix: ClassVar[bool] = True
+
+    def _decision(
+        self, stop: bool, reason: Reason, improved: bool, message: str, extend_by: int = 0
+    ) -> Decision:
+        """This policy's Decision, carrying its ``best_epoch_`` / ``best_value_`` and its name."""
+        if self._verdict_suffix:
+            message = f"{message}: {'stop' if stop else 'continue'}"
+        return Decision(
+            stop=stop,
+            reason=reason,
+            improved=improved,
+            best_epoch=getattr(self, "best_epoch_", None),
+            best_value=getattr(self, "best_value_", None),
+            message=message,
+            policy=self.name,
+            extend_by=extend_by,
+        )
 
     def update(self, epoch: int, metrics: Mapping[str, float]) -> Decision:  # pragma: no cover
         """Feed one epoch's metrics (epoch is 1-based) and return the decision after it."""

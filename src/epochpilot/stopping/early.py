@@ -145,17 +145,6 @@ class EarlyStopping(Policy):
         smoothed = f", smoothed {fmt_value(self.best_)}" if self._smoother is not None else ""
         return f"(best {fmt_value(self.best_value_)} at epoch {self.best_epoch_}{smoothed})"
 
-    def _decision(self, stop: bool, reason: Reason, improved: bool, message: str) -> Decision:
-        return Decision(
-            stop=stop,
-            reason=reason,
-            improved=improved,
-            best_epoch=self.best_epoch_,
-            best_value=self.best_value_,
-            message=f"{message}: {'stop' if stop else 'continue'}",
-            policy=self.name,
-        )
-
     # -- the policy ------------------------------------------------------------------------------
     def update(self, epoch: int, metrics: Mapping[str, float]) -> Decision:
         """Feed epoch ``epoch``'s metrics (1-based) and say whether to stop."""

@@ -85,6 +85,8 @@ class Forecast(Policy):
     ('forecast', 10)
     """
 
+    _verdict_suffix = False  # messages end with their own verdict
+
     _state_keys = (
         "epochs_",
         "values_",
@@ -175,20 +177,6 @@ class Forecast(Policy):
             return None
         value = float(metrics[key])
         return value if math.isfinite(value) else None
-
-    def _decision(
-        self, stop: bool, reason: Reason, improved: bool, message: str, extend_by: int = 0
-    ) -> Decision:
-        return Decision(
-            stop=stop,
-            reason=reason,
-            improved=improved,
-            best_epoch=self.best_epoch_,
-            best_value=self.best_value_,
-            message=message,
-            policy=self.name,
-            extend_by=extend_by,
-        )
 
     def forecast(self, horizon: int) -> CurveForecast:
         """Forecast ``horizon`` more epochs (internal units: lower is better).

@@ -82,16 +82,10 @@ class _ValidationError(Policy):
             return "(no best yet)"
         return f"(best {fmt_value(self.best_)} at epoch {self.best_epoch_})"
 
-    def _decision(self, stop: bool, reason: Reason, improved: bool, message: str) -> Decision:
-        return Decision(
-            stop=stop,
-            reason=reason,
-            improved=improved,
-            best_epoch=self.best_epoch_,
-            best_value=self.best_,
-            message=f"{message}: {'stop' if stop else 'continue'}",
-            policy=self.name,
-        )
+    @property
+    def best_value_(self) -> float | None:
+        """The validation error at the best epoch (what a Decision reports)."""
+        return self.best_
 
     def _not_finite(self, epoch: int, key: str, value: float) -> Decision:
         text = f"{key} is {value} (not finite) at epoch {epoch} {self._best_text()}"

@@ -126,14 +126,3 @@ class Retention(Policy):
         if past:
             text += f", tolerated {self.violating_} of {self.patience}"
         return self._decision(False, Reason.CONTINUE, improved, text)
-
-    def _decision(self, stop: bool, reason: Reason, improved: bool, message: str) -> Decision:
-        return Decision(
-            stop=stop,
-            reason=reason,
-            improved=improved,
-            best_epoch=self.best_epoch_,
-            best_value=self.best_value_,
-            message=f"{message}: {'stop' if stop else 'continue'}",
-            policy=self.name,
-        )
