@@ -105,7 +105,8 @@ def baselines(curves: list[Curve], on: str) -> tuple[list[Result], list[Result]]
 
 
 def forecast_trajectory(c: Curve, train: bool = True, **kwargs) -> list[float | None]:
-    """P(improve) after every epoch (None while collecting; -1 at a non-finite value = stop at once)."""
+    """P(improve) after every epoch (None while collecting; -1 at a non-finite value = stop at once;
+    1 while the excursion guard holds)."""
     policy = Forecast(
         VAL,
         c.mode,
@@ -117,7 +118,10 @@ def forecast_trajectory(c: Curve, train: bool = True, **kwargs) -> list[float | 
     out: list[float | None] = []
     for i in range(c.budget):
         d = policy.update(i + 1, metrics_at(c, i))
-        out.append(-1.0 if d.reason.value == "not_finite" else policy.last_p_improve)
+        p = policy.last_p_improve
+        if p is not None and policy.excursion() is not None:
+            p = 1.0  # the excursion guard holds off a stop at any confidence
+        out.append(-1.0 if d.reason.value == "not_finite" else p)
         if out[-1] == -1.0:
             break
     return out

@@ -207,3 +207,41 @@ def test_taskset_curves():
             assert last.best_value == min(finite)
         assert policy.decide([{"val_loss": v} for v in values]) == last
     assert stopped_early >= 5  # many TaskSet configs plateau early: the forecast sees it
+
+
+def spike_then_recover(n: int = 51) -> list[float]:
+    """A loss that climbs from 1.65 to 3.8 in epochs 2-6 (an early spike, like some TaskSet runs), then
+    trains normally down to about 1.0: the best checkpoint is at the end, not epoch 1."""
+    t = np.arange(1, n + 1, dtype=float)
+    rise = np.interp(t, [1, 2, 3, 6, 8], [1.65, 1.66, 2.8, 3.8, 3.65])
+    return [float(v) for v in np.where(t <= 8, rise, 0.85 + 2.8 * np.exp(-(t - 8) / 15))]
+
+
+def test_no_stop_in_an_early_spike_that_recovers(monkeypatch):
+    from epochpilot.stopping import forecast as fmod
+
+    values = spike_then_recover()
+    decisions = feed(Forecast("val_loss", "min", budget=len(values)), values)
+    spike = [e for e, v in enumerate(values, 1) if v > 2 * values[0]]
+    assert not any(d.stop for d in decisions[: max(spike) + 5])
+    held = [d for d in decisions if "excursion" in d.message]
+    assert held and all(not d.stop for d in held)
+    # without the guard the forecast stops inside the spike, keeping epoch 1 (the bad checkpoint)
+    monkeypatch.setattr(fmod, "EXCURSION", math.inf)
+    unguarded = feed(Forecast("val_loss", "min", budget=len(values)), values)
+    assert unguarded[-1].stop and unguarded[-1].reason is Reason.FORECAST
+    assert len(unguarded) <= max(spike)
+    assert unguarded[-1].best_epoch == 1
+
+
+@settings(max_examples=20, deadline=None)
+@given(values=curve_strategy)
+def test_never_stops_in_an_excursion(values):
+    policy = Forecast("val_loss", "min", budget=len(values))
+    for epoch, v in enumerate(values, start=1):
+        d = policy.update(epoch, {"val_loss": v})
+        recent = values[max(0, epoch - policy.lookahead) : epoch]
+        if max(recent) > 2.0 * values[0]:
+            assert not d.stop or d.reason is Reason.BUDGET
+        if d.stop:
+            break

@@ -43,6 +43,10 @@ FIT_OPTIONS: dict[str, float] = {
     "noise_factor": 1.0,
     "start_frac": 0.3,
 }
+#: excursion guard: no forecast stop while one of the last ``lookahead`` values is worse than the first
+#: value by more than this multiple of ``|first|`` (mode "min": above twice a positive first loss).
+#: Chosen on the tuning split (bench/stopping.py --excursion-sweep); see the class docstring.
+EXCURSION = 1.0
 
 
 class Forecast(Policy):
@@ -60,6 +64,12 @@ class Forecast(Policy):
        epochs since the best, distance to the best, the train curve's trend when ``train_monitor`` is
        given) fitted on the validation curves of the tuning split of ``bench/stopping.py`` (generated
        MLP/CNN curves and TaskSet RNN curves). It turns the forecast into a calibrated probability.
+
+    Excursion guard: it does not stop (whatever ``P(improve)``) while one of the last ``lookahead`` values
+    is worse than the first value by more than ``|first|`` (a loss above twice its first epoch's): the
+    curve is in a transient spike or is unstable, the fit cannot be trusted, and a run that spikes early
+    and later recovers would otherwise be stopped in the spike, keeping a bad checkpoint. A run that keeps
+    blowing up is not Forecast's to stop: ``stopper="auto"`` adds a blow-up guard (5x the first value).
 
     It stops (reason ``FORECAST``) once ``P(improve) < 1 - confidence``; ``P(improve)`` does not depend on
     ``confidence``, so a higher ``confidence`` never stops earlier. Why a look-ahead rather than "any
@@ -151,6 +161,8 @@ class Forecast(Policy):
         self.extended_ = 0
         #: diagnostic, not state: P(improve) of the last forecast (None before the first forecast)
         self.last_p_improve: float | None = None
+        #: diagnostic, not state: why the last decision held off a forecast stop (None when it did not)
+        self.last_hold: str | None = None
         self.last_features: np.ndarray | None = None
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -177,6 +189,22 @@ class Forecast(Policy):
             return None
         value = float(metrics[key])
         return value if math.isfinite(value) else None
+
+    def excursion(self) -> str | None:
+        """Why the curve is in an excursion (a value of the last ``lookahead`` epochs worse than the first
+        by more than ``EXCURSION * |first|``), or None when it is not."""
+        first = self.values_[0]
+        limit = first + EXCURSION * abs(first)
+        recent = self.values_[-self.lookahead :]
+        worst = max(recent)
+        if worst <= limit or first == 0.0:
+            return None
+        at = self.epochs_[len(self.values_) - len(recent) + recent.index(worst)]
+        return (
+            f"in an excursion: {fmt_value(self._ext(worst))} at epoch {at} is worse than "
+            f"{fmt_value(self._ext(limit))} ({1 + EXCURSION:g}x the first value "
+            f"{fmt_value(self._ext(first))}), the forecast is not trusted"
+        )
 
     def forecast(self, horizon: int) -> CurveForecast:
         """Forecast ``horizon`` more epochs (internal units: lower is better).
@@ -236,6 +264,7 @@ class Forecast(Policy):
             )
         self.last_p_improve = None
         self.last_features = None
+        self.last_hold = None
         internal = raw if self.mode == "min" else -raw
         improved = not self.values_ or internal < min(self.values_)
         if improved:
@@ -261,11 +290,16 @@ class Forecast(Policy):
             fc = self.forecast(self.lookahead)
             self.last_p_improve = fc.p_improve
             stop = fc.p_improve < threshold
+            text = self._describe(fc, threshold)
+            if stop:
+                self.last_hold = self.excursion()
+                if self.last_hold is not None:
+                    stop, text = False, f"{text}, but {self.last_hold}"
             return self._decision(
                 stop,
                 Reason.FORECAST if stop else Reason.CONTINUE,
                 improved,
-                f"{self._describe(fc, threshold)}: {'stop' if stop else 'continue'}",
+                f"{text}: {'stop' if stop else 'continue'}",
             )
         # at (or past) the budget: extend while a gain is still likely
         room = self.max_extra - int(self.extended_)
