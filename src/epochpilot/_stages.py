@@ -15,7 +15,30 @@ from torch.utils.data import Sampler
 from epochpilot.stopping.base import STATE_VERSION, Decision, Policy, Reason, check_epoch
 from epochpilot.train.events import Callback, TrainState
 
-__all__ = ["Stage", "StagePolicy"]
+__all__ = ["Stage", "StagePolicy", "shard_order"]
+
+
+def shard_order(order: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+    """Rank ``rank``'s share of one epoch's ``order``, like ``DistributedSampler``: padded by repeating the
+    first entries to a multiple of ``world_size``, then every ``world_size``-th from position ``rank``, so the
+    ranks get disjoint positions of the same draw and equal counts (equal counts keep DDP's collectives in step).
+    """
+    if world_size <= 1:
+        return order
+    per_rank = math.ceil(len(order) / world_size)
+    total = per_rank * world_size
+    while len(order) < total:  # more ranks than samples: repeat as often as needed
+        order = torch.cat([order, order[: total - len(order)]])
+    return order[rank:total:world_size]
+
+
+def check_rank(rank: int, world_size: int) -> tuple[int, int]:
+    """``(rank, world_size)`` as ints, or a ValueError naming the bad one."""
+    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+        raise ValueError(f"world_size must be an int >= 1, got {world_size!r}")
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+        raise ValueError(f"rank must be an int in [0, {world_size}), got {rank!r}")
+    return rank, world_size
 
 
 @dataclass(frozen=True)
@@ -175,25 +198,33 @@ class StagePolicy(Policy):
 
 
 class _StageBatches(Sampler[list[int]]):
-    """Batches of the running stage's data (indices into the concatenation of every stage's data)."""
+    """Batches of the running stage's data (indices into the concatenation of every stage's data); under DDP
+    each rank takes its :func:`shard_order` share of the stage's epoch order."""
 
     def __init__(self, stages: Any, policy: StagePolicy, batch_size: int, seed: int) -> None:
         self.stages, self.policy = stages, policy
         self.batch_size, self.seed = batch_size, seed
         self.epoch = 1
+        self.rank, self.world_size = 0, 1
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def set_distributed(self, rank: int, world_size: int) -> None:
+        """Serve rank ``rank``'s share of each epoch (the trainer calls this under torchrun)."""
+        self.rank, self.world_size = check_rank(rank, world_size)
 
     def _indices(self) -> torch.Tensor:
         index = self.policy.stage_
         data = self.stages.stages[index].data
         offset = self.stages.offsets[index]
         if hasattr(data, "indices"):  # a MixedSampler
-            return torch.tensor(data.indices(self.epoch), dtype=torch.long) + offset
-        g = torch.Generator()
-        g.manual_seed(self.seed + self.epoch)
-        return torch.randperm(self.stages.lengths[index], generator=g) + offset
+            order = torch.tensor(data.indices(self.epoch), dtype=torch.long)
+        else:
+            g = torch.Generator()
+            g.manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.stages.lengths[index], generator=g)
+        return shard_order(order, self.rank, self.world_size) + offset
 
     def __len__(self) -> int:
         return math.ceil(len(self._indices()) / self.batch_size)
@@ -231,6 +262,11 @@ class _StageCallback(Callback):
         self._apply(state)
 
     def on_epoch_start(self, state: TrainState) -> None:
+        if state.world_size > 1:  # all ranks follow rank 0's stage, so all serve the same data
+            from epochpilot.train import distributed as D
+
+            info = D.DistInfo(rank=state.rank, world_size=state.world_size)
+            self.policy.load_state_dict(D.broadcast(self.policy.state_dict(), info))
         self.current = self.policy.stage_name(self.policy.stage_)
         self._apply(state)
 

@@ -15,7 +15,14 @@ from typing import Any
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, TensorDataset
 
-from epochpilot._stages import Stage, StagePolicy, _StageBatches, _StageCallback
+from epochpilot._stages import (
+    Stage,
+    StagePolicy,
+    _StageBatches,
+    _StageCallback,
+    check_rank,
+    shard_order,
+)
 
 __all__ = ["MixedSampler", "Stage", "StagePolicy", "Stages", "as_dataset"]
 
@@ -46,7 +53,9 @@ class MixedSampler(Sampler[int]):
     a fresh permutation (cycled when a source is oversampled). The order is a function of ``(seed, epoch)``
     only, so a run resumed mid-epoch sees the same batches; ``set_epoch`` picks the epoch (the trainer calls it;
     without it each ``iter`` advances one epoch). Feed it to a loader: ``DataLoader(s.dataset, sampler=s)`` or
-    ``s.loader(batch_size)``.
+    ``s.loader(batch_size)``. Under DDP (``set_distributed(rank, world_size)``, which the trainer calls under
+    torchrun) each rank iterates a disjoint share of the same epoch draw, as ``DistributedSampler`` does:
+    ``indices(epoch)`` is still the whole draw, ``len()`` the rank's share.
 
     >>> import torch
     >>> general = (torch.zeros(90, 2), torch.zeros(90, dtype=torch.long))
@@ -95,6 +104,7 @@ class MixedSampler(Sampler[int]):
             raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
         self.num_samples = num_samples
         self.seed = int(seed)
+        self.rank, self.world_size = 0, 1
         self.epoch = 0
         self._epoch_set = False
         self.dataset = ConcatDataset(self.sources)
@@ -128,14 +138,19 @@ class MixedSampler(Sampler[int]):
         self.epoch = int(epoch)
         self._epoch_set = True
 
+    def set_distributed(self, rank: int, world_size: int) -> None:
+        """Iterate rank ``rank``'s share of each epoch's draw (of ``world_size`` ranks); ``(0, 1)`` = all."""
+        self.rank, self.world_size = check_rank(rank, world_size)
+
     def __iter__(self) -> Iterator[int]:
         if not self._epoch_set:
             self.epoch += 1
         self._epoch_set = False
-        return iter(self.indices(self.epoch))
+        order = torch.tensor(self.indices(self.epoch), dtype=torch.long)
+        return iter(shard_order(order, self.rank, self.world_size).tolist())
 
     def __len__(self) -> int:
-        return self.num_samples
+        return math.ceil(self.num_samples / self.world_size)
 
     def loader(self, batch_size: int, **kwargs: Any) -> DataLoader:
         """A ``DataLoader`` over the mixed data driven by this sampler."""
@@ -170,6 +185,9 @@ class MixedSampler(Sampler[int]):
 
 class Stages:
     """Several training stages run as one fit: one run directory, one history with a ``stage`` column.
+
+    Under torchrun (DDP) every rank reads its share of the running stage's epoch draw and follows rank 0's
+    stage: rank 0's stoppers decide when a stage ends and when the run stops.
 
     >>> import torch
     >>> X, y = torch.randn(40, 3), torch.randint(0, 2, (40,))

@@ -261,6 +261,15 @@ class LoaderBatches(Batches):
         self.epoch_rng = state.get("epoch_rng")
 
 
+def _self_sharding(loader: DataLoader) -> Any:
+    """The loader's ``sampler.set_distributed(rank, world_size)`` (or its batch sampler's), if it has one."""
+    for obj in (loader.batch_sampler, loader.sampler):
+        method = getattr(obj, "set_distributed", None)
+        if callable(method):
+            return method
+    return None
+
+
 def make_batches(
     data: Any,
     what: str,
@@ -284,7 +293,10 @@ def make_batches(
         pad=train,
     )
     if isinstance(data, DataLoader):
-        if world_size > 1:  # re-shard the user's dataset so every rank sees its part
+        shards = _self_sharding(data)
+        if shards is not None:  # its sampler shards itself (MixedSampler, staged batches)
+            shards(rank, world_size)
+        elif world_size > 1:  # re-shard the user's dataset so every rank sees its part
             return DatasetBatches(
                 data.dataset, data.batch_size or batch_size, num_workers=data.num_workers, **kw
             )
