@@ -245,3 +245,16 @@ def test_never_stops_in_an_excursion(values):
             assert not d.stop or d.reason is Reason.BUDGET
         if d.stop:
             break
+
+
+@pytest.mark.parametrize("kind", ["overfit", "flat", "improving"])
+def test_a_stop_early_in_the_budget_needs_more_evidence(kind):
+    """The same 20 epochs read as less finished when the budget is larger: P(improve) rises with it."""
+    values = noisy_curve(kind, n=20, seed=1)
+    p = []
+    for budget in (25, 40, 100):
+        policy = Forecast("val_loss", "min", budget=budget)
+        for epoch, v in enumerate(values, start=1):
+            policy.update(epoch, {"val_loss": v})
+        p.append(policy.last_p_improve)
+    assert p[0] < p[1] < p[2], p
