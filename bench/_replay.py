@@ -184,8 +184,30 @@ def frontier_at(frontier: list[Result], compute: float) -> tuple[float, float, s
     return None
 
 
-def table(title: str, unit: str, rows: list[Result], main: Result, frontier: list[Result]) -> str:
-    """A markdown table plus the target verdict."""
+def verdict(r: Result, frontier: list[Result]) -> str:
+    """The target verdict for ``r``: mean at most half the frontier's at its compute, p90 no worse."""
+    at = frontier_at(frontier, r.compute)
+    if at is None:
+        return f"{r.name}: compute {r.compute:.3f} is outside the patience frontier: no verdict."
+    mean, p90, between = at
+    ratio = r.mean / mean if mean > 0 else float("inf")
+    ok = r.mean <= 0.5 * mean and r.p90 <= p90
+    return (
+        f"{r.name}: frontier at compute {r.compute:.3f} ({between}): mean {mean:.3f}, p90 {p90:.3f}. "
+        f"Mean / frontier mean = {ratio:.2f} (target <= 0.50), p90 {r.p90:.3f} vs {p90:.3f}: "
+        f"target {'MET' if ok else 'NOT met'}."
+    )
+
+
+def table(
+    title: str,
+    unit: str,
+    rows: list[Result],
+    main: Result,
+    frontier: list[Result],
+    also: tuple[Result, ...] = (),
+) -> str:
+    """A markdown table plus the target verdict for ``main`` (and for each of ``also``)."""
     lines = [
         f"### {title}",
         "",
@@ -195,21 +217,8 @@ def table(title: str, unit: str, rows: list[Result], main: Result, frontier: lis
     for r in rows:
         bold = "**" if r is main else ""
         lines.append(f"| {bold}{r.name}{bold} | {r.compute:.3f} | {r.mean:.3f} | {r.p90:.3f} |")
-    at = frontier_at(frontier, main.compute)
     lines.append("")
-    if at is None:
-        lines.append(
-            f"Forecast's compute {main.compute:.3f} is outside the patience frontier: no verdict."
-        )
-    else:
-        mean, p90, between = at
-        ratio = main.mean / mean if mean > 0 else float("inf")
-        ok = main.mean <= 0.5 * mean and main.p90 <= p90
-        lines.append(
-            f"Frontier at compute {main.compute:.3f} ({between}): mean {mean:.3f}, p90 {p90:.3f}. "
-            f"Forecast mean / frontier mean = {ratio:.2f} (target <= 0.50), p90 {main.p90:.3f} vs {p90:.3f}: "
-            f"target {'MET' if ok else 'NOT met'}."
-        )
+    lines.extend(verdict(r, frontier) for r in (main, *also))
     return "\n".join(lines)
 
 

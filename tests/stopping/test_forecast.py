@@ -258,3 +258,20 @@ def test_a_stop_early_in_the_budget_needs_more_evidence(kind):
             policy.update(epoch, {"val_loss": v})
         p.append(policy.last_p_improve)
     assert p[0] < p[1] < p[2], p
+
+
+def test_prior_weight_set_follows_the_train_curve():
+    """With a train curve the prior's main weights apply; without one, the set fitted without it."""
+    from epochpilot.stopping import _prior_weights
+    from epochpilot.stopping._prior import predict
+
+    values = noisy_curve("overfit", n=12, seed=2)
+    for train, weights in (
+        ("loss", _prior_weights.WEIGHTS),
+        (None, _prior_weights.WEIGHTS_NO_TRAIN),
+    ):
+        policy = Forecast("val_loss", "min", budget=40, train_monitor=train)
+        for epoch, v in enumerate(values, start=1):
+            policy.update(epoch, {"val_loss": v, "loss": 0.5 / epoch})
+        assert policy.last_p_improve == pytest.approx(predict(policy.last_features, weights))
+    assert _prior_weights.WEIGHTS != _prior_weights.WEIGHTS_NO_TRAIN

@@ -19,7 +19,7 @@ import numpy as np
 
 from epochpilot.stopping._curvefit import CurveForecast
 
-__all__ = ["FEATURES", "LABEL_NOISE", "LABEL_REL", "features", "predict"]
+__all__ = ["FEATURES", "LABEL_NOISE", "LABEL_REL", "TRAIN_FEATURES", "features", "predict"]
 
 #: a future gain counts when it beats the best by more than this many noise standard deviations
 LABEL_NOISE = 1.0
@@ -42,6 +42,8 @@ FEATURES = (
     "rel_recent_gain",
     "budget_frac",
 )
+#: features that need the train curve: 0 without one (a separate weight set is fitted for that case)
+TRAIN_FEATURES = ("train_trend_t", "has_train")
 
 
 def _slog(x: float) -> float:

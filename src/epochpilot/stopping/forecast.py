@@ -13,7 +13,7 @@ import numpy as np
 
 from epochpilot.stopping import _prior_weights
 from epochpilot.stopping._curvefit import CurveForecast, fit_forecast
-from epochpilot.stopping._prior import features, predict
+from epochpilot.stopping._prior import FEATURES, features, predict
 from epochpilot.stopping.base import (
     Decision,
     Policy,
@@ -64,7 +64,9 @@ class Forecast(Policy):
     2. an empirical prior: a logistic model over that forecast and the curve's trend (slope t-statistics,
        epochs since the best, distance to the best, the train curve's trend when ``train_monitor`` is
        given, the position in the budget: early stops forfeit more) fitted on the validation curves of the tuning split of ``bench/stopping.py`` (generated
-       MLP/CNN curves and TaskSet RNN curves). It turns the forecast into a calibrated probability.
+       MLP/CNN curves and TaskSet RNN curves). It turns the forecast into a calibrated probability. A
+       second weight set, fitted on the same samples with the train features blanked, serves runs
+       without a train curve (the first would read "no train curve" as "train loss not improving").
 
     Excursion guard: it does not stop (whatever ``P(improve)``) while one of the last ``lookahead`` values
     is worse than the first value by more than ``|first|`` (a loss above twice its first epoch's): the
@@ -217,7 +219,6 @@ class Forecast(Policy):
         values = np.asarray(self.values_[-MAX_FIT_POINTS:], dtype=float)
         best = float(np.min(values))
         fc = fit_forecast(epochs, values, horizon, self._delta(best), **FIT_OPTIONS)
-        weights = _prior_weights.WEIGHTS
         x = features(
             self.epochs_[-MAX_FIT_POINTS:],
             self.values_[-MAX_FIT_POINTS:],
@@ -226,6 +227,8 @@ class Forecast(Policy):
             int(self.budget),
         )
         self.last_features = x
+        has_train = x[FEATURES.index("has_train")] > 0.0
+        weights = _prior_weights.WEIGHTS if has_train else _prior_weights.WEIGHTS_NO_TRAIN
         if weights is None:
             return fc
         p = predict(x, weights)
