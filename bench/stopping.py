@@ -203,7 +203,6 @@ def corpora(args) -> list[tuple[str, str, list[Curve]]]:
 def tune(args) -> None:
     """Grid over Forecast's ensemble settings on the tuning split, regret on *validation* (never test)."""
     import itertools
-    import json
 
     from epochpilot.stopping import forecast as fmod
 
