@@ -24,7 +24,7 @@ torch.set_num_threads(1)
 
 from epochpilot.schedules import Cosine  # noqa: E402
 from epochpilot.stopping import EarlyStopping  # noqa: E402
-from epochpilot.train import Callback, fit  # noqa: E402
+from epochpilot.train import Callback, checkpoint, fit  # noqa: E402
 
 run_dir, out_file = sys.argv[1], sys.argv[2]
 kill = sys.argv[3] if len(sys.argv) > 3 and sys.argv[3] != "-" else ""
@@ -76,17 +76,17 @@ class Killer(Callback):
 
 if kill.startswith("ckpt:"):
     target = kill[5:]
-    real_save = torch.save
+    real_write = checkpoint._write_bytes
 
-    def save(obj, f, *a, **k):
-        name = getattr(f, "name", str(f))
-        if f"/.tmp-{target}-" in str(name) and str(name).endswith("state.pt"):
-            f.write(b"PK\x03\x04 half a file")
-            f.flush()
+    def write_half(path, data, sync):
+        if f"/.tmp-{target}-" in str(path) and str(path).endswith("state.pt"):
+            with open(path, "wb") as fh:
+                fh.write(data[: len(data) // 2])  # the process dies halfway through the file
+                fh.flush()
             die()
-        return real_save(obj, f, *a, **k)
+        return real_write(path, data, sync)
 
-    torch.save = save
+    checkpoint._write_bytes = write_half
 elif kill == "bestswap":
     real_replace = os.replace
 

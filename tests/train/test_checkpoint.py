@@ -181,3 +181,100 @@ def test_plateau_schedule_and_stopper_state_survive_resume(blobs, make_mlp, tmp_
     ]
     assert state["schedule"]["plateaus"][0]["state"]["num_reductions"] == 4
     assert state["stopper"]["policy"] == "EarlyStopping"
+
+
+def test_fsync_only_when_asked(blobs, make_mlp, tmp_path, monkeypatch):
+    calls = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(fd) or real(fd))
+
+    def count(name, epochs, **kw):
+        before = len(calls)
+        _train(blobs, make_mlp, tmp_path / name, max_epochs=epochs, **kw)
+        return len(calls) - before
+
+    # by default only once-per-run files (config, final summary) are fsynced, not the checkpoints
+    assert count("fast2", 2) == count("fast4", 4)
+    # durable: each checkpoint fsyncs its files (4), its directory and checkpoints/
+    assert count("durable", 2, checkpoint_fsync=True) - count("fast", 2) >= 2 * 6
+
+
+def test_checkpoint_fsync_must_be_a_bool():
+    from epochpilot.errors import ConfigError
+    from epochpilot.train import Trainer
+
+    with pytest.raises(ConfigError, match="checkpoint_fsync must be True or False"):
+        Trainer(checkpoint_fsync="yes")
+
+
+def test_background_queue_is_bounded(tmp_path, monkeypatch):
+    """A slow disk makes save() wait: never more than MAX_PENDING snapshots held in memory."""
+    import threading
+    import time
+
+    from epochpilot.train import checkpoint as ck
+
+    gate = threading.Semaphore(0)
+    real = ck.save_checkpoint
+
+    def slow(*args, **kwargs):
+        gate.acquire()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ck, "save_checkpoint", slow)
+    cd = ck.CheckpointDir(tmp_path / "c", keep_last=5, background=True)
+    weights = {"w": torch.zeros(3)}
+    done = threading.Event()
+
+    def producer():
+        for i in range(4):
+            cd.save(f"epoch-{i:04d}", model=weights, optimizer=None, state=None, meta={})
+        done.set()
+
+    thread = threading.Thread(target=producer, daemon=True)
+    thread.start()
+    try:
+        time.sleep(0.3)
+        assert not done.is_set()  # blocked: the first write is stuck, the queue is full
+        assert len(cd._pending) < 4
+    finally:
+        for _ in range(4):
+            gate.release()
+    thread.join(10)
+    cd.close()
+    assert done.is_set()
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [
+        f"epoch-{i:04d}" for i in range(4)
+    ]
+
+
+def test_meta_with_non_finite_values_is_strict_json(tmp_path):
+    path = save_checkpoint(
+        tmp_path,
+        "epoch-0001",
+        model={"w": torch.ones(2)},
+        optimizer=None,
+        state=None,
+        meta={"history": [{"epoch": 1, "val_loss": float("nan"), "lr": 0.1}]},
+    )
+    text = (path / "meta.json").read_text()
+    assert "NaN" not in text
+    assert json.loads(text)["history"][0] == {"epoch": 1, "val_loss": None, "lr": 0.1}
+
+
+def test_rng_state_round_trip_and_old_format():
+    import random
+
+    from epochpilot.train.persist import get_rng, set_rng
+
+    random.seed(3)
+    state = get_rng()
+    assert isinstance(state["python"][1], torch.Tensor)  # pickled as one tensor, not 625 ints
+    expected = [random.random() for _ in range(3)]
+    set_rng(state)
+    assert [random.random() for _ in range(3)] == expected
+    version, internal, gauss = state["python"]
+    set_rng(
+        dict(state, python=(version, tuple(internal.tolist()), gauss))
+    )  # format of older checkpoints
+    assert [random.random() for _ in range(3)] == expected

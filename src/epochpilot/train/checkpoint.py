@@ -10,6 +10,7 @@ epoch accumulators), each written with ``torch.save`` of plain tensors/container
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 import pickle
@@ -55,11 +56,34 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_json(path: Path, data: Any) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1, allow_nan=False, default=_json_default)
-        fh.flush()
-        os.fsync(fh.fileno())
+def _write_bytes(path: Path, data: bytes, sync: bool) -> None:
+    """One write of the whole file (the GIL is released while the OS copies it), fsynced when ``sync``."""
+    with open(path, "wb") as fh:
+        fh.write(data)
+        if sync:
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def _serialize(obj: Any) -> bytes:
+    """``torch.save`` into memory: one buffer instead of the zip writer's many small file writes."""
+    if isinstance(
+        obj, bytes
+    ):  # serialised already (by the training thread, see CheckpointDir.save)
+        return obj
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def _json_bytes(data: Any) -> bytes:
+    """Strict, compact JSON (the C encoder; an indent would fall back to the pure-Python one); non-finite
+    floats become null, and only when there are any is the whole structure copied to replace them."""
+    try:
+        text = json.dumps(data, allow_nan=False, default=_json_default)
+    except ValueError:
+        text = json.dumps(sanitize(data), allow_nan=False, default=_json_default)
+    return text.encode("utf-8")
 
 
 def _json_default(value: Any) -> Any:
@@ -115,13 +139,9 @@ def save_checkpoint(
         ]
         contents += [f for f, _ in parts if f != "model.pt"]
         for fname, obj in parts:
-            with open(tmp / fname, "wb") as fh:
-                torch.save(obj, fh)
-                if sync:
-                    fh.flush()
-                    os.fsync(fh.fileno())
+            _write_bytes(tmp / fname, _serialize(obj), sync)
         meta = dict(meta, format_version=FORMAT_VERSION, name=name, contents=contents)
-        _write_json(tmp / "meta.json", sanitize(meta))
+        _write_bytes(tmp / "meta.json", _json_bytes(meta), sync)
         if sync:
             _fsync_dir(tmp)
         final = root / name
@@ -239,14 +259,22 @@ class CheckpointDir:
     """The ``checkpoints/`` folder of a run: ordered listing, rotation (``keep_last`` newest plus ``best``).
 
     With ``background=True`` saves are written by one worker thread, in order, so training does not wait on
-    serialisation and fsync; the caller hands over snapshots (see :func:`snapshot`). A kill before a write
+    serialisation and disk; the caller hands over snapshots (see :func:`snapshot`). At most ``MAX_PENDING``
+    saves wait in the queue: when the disk falls further behind, ``save`` blocks until the oldest is written
+    (memory stays bounded and the run never gets far ahead of its last checkpoint). A kill before a write
     completes leaves the earlier checkpoints valid, so resume stays exact. ``wait()`` blocks until all are
-    written and re-raises a failed write.
+    written and re-raises a failed write. ``sync=True`` fsyncs every file and directory before the rename, so
+    a checkpoint also survives a power loss, not only a killed process.
     """
 
-    def __init__(self, root: Path, keep_last: int, background: bool = False) -> None:
+    MAX_PENDING = 2
+
+    def __init__(
+        self, root: Path, keep_last: int, background: bool = False, sync: bool = False
+    ) -> None:
         self.root = Path(root)
         self.keep_last = keep_last
+        self.sync = sync
         self._pool = (
             ThreadPoolExecutor(1, thread_name_prefix="epochpilot-ckpt") if background else None
         )
@@ -257,7 +285,7 @@ class CheckpointDir:
 
     def _save_now(self, name: str, after: Callable[[], None] | None, parts: dict[str, Any]) -> Path:
         t0 = time.perf_counter()
-        path = save_checkpoint(self.root, name, **parts)
+        path = save_checkpoint(self.root, name, sync=self.sync, **parts)
         if name != "best":
             if self._known is None:  # list once; afterwards this process knows what it wrote
                 self._known = [p.name for p in list_checkpoints(self.root) if p.name != name]
@@ -280,6 +308,8 @@ class CheckpointDir:
         for f in self._pending:
             if f.done():
                 f.result()  # re-raise an earlier failure
+        while len(self._pending) >= self.MAX_PENDING:
+            self._pending.pop(0).result()  # back-pressure: the disk is behind
         self._pending.append(self._pool.submit(self._save_now, name, after, parts))
 
     def wait(self) -> None:

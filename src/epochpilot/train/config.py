@@ -37,6 +37,7 @@ _NOT_HASHED = frozenset(
         "max_epochs",
         "max_steps",
         "max_time",
+        "checkpoint_fsync",
     }
 )
 
@@ -102,13 +103,14 @@ class TrainConfig:
     run_dir: str | Path | None = None
     checkpoint_every: int | str | None = 1
     keep_last: int = 2
+    checkpoint_fsync: bool = False
     resume: bool | str | Path = False
     overwrite: bool = False
     progress: bool | None = None
     tensorboard: bool = False
     callbacks: Sequence[Any] = field(default_factory=tuple)
     on_nan: str = "stop"
-    grad_norm_every: int = 10
+    grad_norm_every: int = 50
     val_every_steps: int | None = None
 
     def __post_init__(self) -> None:
@@ -214,6 +216,10 @@ class TrainConfig:
             f"num_workers must be an int >= 0, got {self.num_workers!r}",
         )
         parse_every(self.checkpoint_every)
+        _check(
+            isinstance(self.checkpoint_fsync, bool),
+            f"checkpoint_fsync must be True or False, got {self.checkpoint_fsync!r}",
+        )
         _check(
             _is_int(self.keep_last) and self.keep_last >= 1,
             f"keep_last must be an int >= 1, got {self.keep_last!r}",

@@ -15,7 +15,7 @@ import torch
 
 from epochpilot.stopping.base import Reason
 from epochpilot.train import distributed as D
-from epochpilot.train.checkpoint import snapshot
+from epochpilot.train.checkpoint import sanitize, snapshot
 
 __all__ = ["Persistence", "get_rng", "set_rng"]
 
@@ -25,8 +25,10 @@ log = logging.getLogger("epochpilot")
 def get_rng() -> dict[str, Any]:
     """Python, numpy and torch (CPU + CUDA) RNG states as plain tensors/containers (weights_only-safe)."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
     out: dict[str, Any] = {
-        "python": random.getstate(),
+        # the 625 words as one tensor: pickling them as Python ints cost ~0.3 ms per checkpoint
+        "python": [version, torch.tensor(internal, dtype=torch.int64), gauss],
         "numpy": [
             name,
             torch.from_numpy(keys.astype(np.int64)),
@@ -44,6 +46,8 @@ def get_rng() -> dict[str, Any]:
 def set_rng(state: dict[str, Any]) -> None:
     """Restore :func:`get_rng` output."""
     version, internal, gauss = state["python"]
+    if isinstance(internal, torch.Tensor):
+        internal = internal.tolist()
     random.setstate((version, tuple(internal), gauss))
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
@@ -100,7 +104,7 @@ class Persistence:
         self.best_dirty = False
         if self.ckpts is None or not self.state.is_main:
             return
-        meta = copy.deepcopy(self._meta())
+        meta = self._meta()
         if link is not None:
             self.ckpts.save(
                 "best", model=None, optimizer=None, state=None, meta=meta, link_model=link
@@ -119,10 +123,24 @@ class Persistence:
             "counters": dict(
                 self.state.counters(), extended=self.extended, budget=self.budget.state_dict()
             ),
-            "history": self.state.history,
-            "checks": self.state.checks_log,
+            "history": self._json_rows(self.state.history),
+            "checks": self._json_rows(self.state.checks_log),
             "created": time.time(),
         }
+
+    def _json_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """JSON-safe copies of history rows, each made once: recorded rows do not change, and a checkpoint
+        rewrites the whole history, so converting it afresh every save would cost O(epochs) per save."""
+        cache: dict[int, tuple[dict[str, Any], int, dict[str, Any]]]
+        cache = self.__dict__.setdefault("_row_cache", {})
+        out = []
+        for row in rows:
+            hit = cache.get(id(row))
+            if hit is None or hit[0] is not row or hit[1] != len(row):
+                hit = (row, len(row), sanitize(dict(row)))
+                cache[id(row)] = hit
+            out.append(hit[2])
+        return out
 
     def _capture(self) -> dict[str, Any]:
         """Everything needed to continue from here, as CPU copies (safe to keep or to write in the background)."""
@@ -140,7 +158,7 @@ class Persistence:
                 "state": state,
             }
         )
-        parts["meta"] = copy.deepcopy(self._meta())
+        parts["meta"] = self._meta()
         parts["best"] = self.best_weights
         return parts
 

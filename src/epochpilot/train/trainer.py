@@ -217,7 +217,12 @@ class Trainer:
                 callbacks.append(TensorBoardLogger(run_dir / "tb"))
         if run_dir is not None:
             every = parse_every(cfg.checkpoint_every)
-            ckpts = CheckpointDir(run_dir / "checkpoints", cfg.keep_last, background=info.rank == 0)
+            ckpts = CheckpointDir(
+                run_dir / "checkpoints",
+                cfg.keep_last,
+                background=info.rank == 0,
+                sync=cfg.checkpoint_fsync,
+            )
             if every is not None:
                 callbacks.append(CheckpointTimer(*every))
         if want_progress(cfg.progress) and info.rank == 0:
