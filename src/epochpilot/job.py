@@ -28,7 +28,7 @@ The TOML schema (every key optional; unknown keys are refused with the nearest v
     weight_decay = 0.0001
     schedule = "warmup(cosine)"
     warmup = 0.05               # fraction of all steps (< 1) or a number of steps (>= 1)
-    stopper = "early"           # early | auto (Forecast + blow-up guard) | none
+    stopper = "auto"            # auto (Forecast + blow-up guard, the default) | early (patience) | none
     monitor = "val_loss"
     mode = "min"
     patience = 5
@@ -112,7 +112,7 @@ class TrainSpec:
     weight_decay: float = 1e-4
     schedule: str = "warmup(cosine)"
     warmup: float | None = None
-    stopper: str = "early"
+    stopper: str = "auto"
     monitor: str = "val_loss"
     mode: str = "min"
     patience: int | None = None

@@ -112,7 +112,10 @@ def _stopper(spec: JobSpec) -> Any:
         except ImportError:
             pass
         else:
-            return auto_stopper(train.monitor, train.mode, budget=train.max_epochs)
+            train_monitor = "train_loss" if train.monitor != "train_loss" else None
+            return auto_stopper(
+                train.monitor, train.mode, budget=train.max_epochs, train_monitor=train_monitor
+            )
     return EarlyStopping(
         train.monitor,
         train.mode,

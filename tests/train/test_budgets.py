@@ -232,3 +232,30 @@ def test_build_schedule_kinds():
     named, rebuild = build_schedule("cosine", 40, lr=0.2)
     assert named(0) == pytest.approx(0.2) and rebuild(80)(40) == pytest.approx(0.1)
     assert build_schedule(None, 5) == (None, None)
+
+
+def test_default_stopper_is_auto_reading_the_train_loss():
+    from epochpilot.stopping import AutoStopper, EarlyStopping
+    from epochpilot.train.build import build_stopper
+
+    stopper = build_stopper(None, has_val=True, max_epochs=30)
+    assert isinstance(stopper, AutoStopper)
+    assert stopper.forecast.monitor == "val_loss" and stopper.forecast.train_monitor == "train_loss"
+    assert stopper.forecast.budget == 30
+    alone = build_stopper("auto", has_val=False, max_epochs=30)
+    assert alone.forecast.monitor == "train_loss" and alone.forecast.train_monitor is None
+    early = build_stopper("early", has_val=True, max_epochs=30)
+    assert isinstance(early, EarlyStopping) and early.patience == 5 and early.monitor == "val_loss"
+
+
+def test_default_fit_uses_forecast(blobs):
+    result = fit(mlp(), blobs, blobs, max_epochs=40, **base_kwargs(stopper=None))
+    assert result.stop_reason in (Reason.FORECAST, Reason.BUDGET)
+    assert "Forecast(val_loss)" in result.stop_message or result.stop_reason is Reason.BUDGET
+
+
+def test_unknown_stopper_name_is_one_line():
+    from epochpilot.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'auto' \\(the default\\), 'early'.*'patience'"):
+        Trainer(stopper="patience")

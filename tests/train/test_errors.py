@@ -119,8 +119,10 @@ def test_existing_run_is_refused_and_untouched(blobs, make_mlp, tmp_path):
 def test_resume_true_with_a_changed_config_continues(blobs, make_mlp, tmp_path):
     X, y = blobs
     run = tmp_path / "run"
-    fit(make_mlp(), (X, y), lr=0.01, max_epochs=2, seed=0, run_dir=run)
-    result = fit(make_mlp(), (X, y), lr=0.02, max_epochs=3, seed=0, run_dir=run, resume=True)
+    fit(make_mlp(), (X, y), lr=0.01, max_epochs=2, seed=0, run_dir=run, stopper=False)
+    result = fit(
+        make_mlp(), (X, y), lr=0.02, max_epochs=3, seed=0, run_dir=run, resume=True, stopper=False
+    )
     assert [r["epoch"] for r in result.history] == [1, 2, 3]
     with pytest.raises(ConfigError, match="holds no run"):
         fit(make_mlp(), (X, y), run_dir=tmp_path / "fresh", resume=True)

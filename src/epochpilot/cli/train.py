@@ -49,7 +49,11 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--lr", type=float)
     t.add_argument("--schedule", help="e.g. 'warmup(cosine)', onecycle, constant")
     t.add_argument("--patience", type=int)
-    t.add_argument("--stopper", choices=["early", "auto", "none"])
+    t.add_argument(
+        "--stopper",
+        choices=["early", "auto", "none"],
+        help="auto (default): Forecast + NaN/blow-up guards; early: EarlyStopping with --patience; none",
+    )
     t.add_argument("--seed", type=int)
     t.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
     r = p.add_argument_group("run directory")

@@ -97,20 +97,21 @@ def build_loss(spec: Any, device: torch.device) -> Any:
 
 
 def build_stopper(spec: Any, has_val: bool, max_epochs: int) -> Any:
-    """The stop policy for ``stopper``: the user's policy, False (none), None (the default) or ``"auto"``.
+    """The stop policy for ``stopper``: the user's policy, False (none), None or ``"auto"`` (the default).
 
-    The default is ``EarlyStopping(patience=5)`` and ``"auto"`` is ``auto_stopper`` (Forecast plus a blow-up
-    guard), both on ``val_loss`` (``train_loss`` without validation data) with mode "min"; the auto
-    stopper's budget starts at ``max_epochs`` and follows a step or time budget. Forecast is not the default
-    because it did not meet its accuracy target on the benchmark.
+    The default is ``auto_stopper`` (Forecast plus a blow-up guard) on ``val_loss`` with mode "min", reading the
+    training loss too (Forecast met its accuracy target on the benchmark with both curves), or on
+    ``train_loss`` alone without validation data; its budget starts at ``max_epochs`` and follows a step or
+    time budget. ``"early"`` is the classic ``EarlyStopping(patience=5)`` on the same monitor.
     """
     monitor = "val_loss" if has_val else "train_loss"
-    if spec is None:
+    if spec is None or spec == "auto":
+        from epochpilot.stopping import auto_stopper
+
+        extra = {"train_monitor": "train_loss"} if has_val else {}
+        return auto_stopper(monitor, "min", budget=max_epochs, **extra)
+    if spec == "early":
         from epochpilot.stopping import EarlyStopping
 
         return EarlyStopping(monitor=monitor, mode="min", patience=5)
-    if spec == "auto":
-        from epochpilot.stopping import auto_stopper
-
-        return auto_stopper(monitor, "min", budget=max_epochs)
     return spec

@@ -76,13 +76,14 @@ class Trainer:
     """A thin PyTorch training loop with stopping, restore-best, exact resume, records and DDP.
 
     ``Trainer(**config)`` takes the fields of :class:`TrainConfig` (or ``Trainer(config)``); ``fit(model,
-    train_data, val_data)`` trains and returns a :class:`FitResult`. Without ``stopper`` the default is
-    ``EarlyStopping("val_loss", "min", patience=5)``, or on ``train_loss`` when there is no validation data;
-    ``stopper=False`` runs all ``max_epochs``; ``stopper="auto"`` is :func:`~epochpilot.stopping.auto_stopper`
-    (Forecast plus a blow-up guard) on that monitor with ``budget=max_epochs``. Forecast did not meet its
-    accuracy target on the benchmark, so it is not the default. ``max_steps`` / ``max_time`` set the budget
-    in updates or wall time instead (see :mod:`epochpilot.train.budgets`); ``schedule`` may be a factory
-    ``total_steps -> schedule`` (or a name) so its length follows the budget. The best weights (by the stopper's monitor) are loaded into the
+    train_data, val_data)`` trains and returns a :class:`FitResult`. The default stopper (``stopper=None`` or
+    ``"auto"``) is :func:`~epochpilot.stopping.auto_stopper`: Forecast, which stops at the forecast sweet
+    spot of ``val_loss`` (reading ``train_loss`` too) and asks for more epochs while a gain is still likely,
+    plus NaN/blow-up guards, with ``budget=max_epochs``; on ``train_loss`` when there is no validation data.
+    ``stopper="early"`` is ``EarlyStopping(patience=5)`` on that monitor, ``stopper=False`` runs all
+    ``max_epochs``. ``max_steps`` / ``max_time`` set the budget in updates or wall time instead (see
+    :mod:`epochpilot.train.budgets`); ``schedule`` may be a factory ``total_steps -> schedule`` (or a name)
+    so its length follows the budget. The best weights (by the stopper's monitor) are loaded into the
     model at the end, whether or not the stopper fired.
     """
 
