@@ -362,9 +362,9 @@ def checkpoint_cost(kind: str, data: tuple) -> tuple[float, float]:
     times: list[float] = []
     real = CheckpointDir._save_now
 
-    def timed(self, name, after, parts):
+    def timed(self, name, after, parts, *rest):
         t0, c0 = time.perf_counter(), time.thread_time()
-        out = real(self, name, after, parts)
+        out = real(self, name, after, parts, *rest)
         if name != "best":
             times.append((time.perf_counter() - t0, time.thread_time() - c0))
         return out

@@ -11,7 +11,7 @@ import torch
 
 from epochpilot.errors import CheckpointError
 from epochpilot.train import fit, list_checkpoints, load_checkpoint
-from epochpilot.train.checkpoint import recover, save_checkpoint
+from epochpilot.train.checkpoint import read_meta, recover, save_checkpoint
 
 
 def _train(blobs, make_mlp, run_dir: Path, **kw):
@@ -278,3 +278,34 @@ def test_rng_state_round_trip_and_old_format():
         dict(state, python=(version, tuple(internal.tolist()), gauss))
     )  # format of older checkpoints
     assert [random.random() for _ in range(3)] == expected
+
+
+def test_best_is_written_lazily_from_the_checkpoint_that_holds_it(tmp_path):
+    from epochpilot.train.checkpoint import CheckpointDir, best_weights
+
+    root = tmp_path / "c"
+    cd = CheckpointDir(root, keep_last=2)
+
+    def save(epoch, holds_best, best_epoch):
+        meta = {"counters": {"epochs_done": epoch, "batch": 0, "best_epoch": best_epoch}}
+        w = {"w": torch.full((2,), float(epoch))}
+        cd.save(
+            f"epoch-{epoch:04d}", holds_best=holds_best, model=w, optimizer={}, state={}, meta=meta
+        )
+
+    save(1, True, 1)
+    save(2, False, 1)
+    assert not (root / "best").exists()  # epoch-0001 holds the best weights
+    parts = load_checkpoint(root / "epoch-0002")
+    assert best_weights(root / "epoch-0002", parts)["w"].tolist() == [1.0, 1.0]
+    save(3, False, 1)  # rotates epoch-0001 out: best/ is linked from it first
+    assert sorted(p.name for p in root.iterdir()) == ["best", "epoch-0002", "epoch-0003"]
+    assert load_checkpoint(root / "best")["model"]["w"].tolist() == [1.0, 1.0]
+    assert read_meta(root / "best")["counters"]["best_epoch"] == 1
+    save(4, True, 4)
+    cd.close()  # the end of a run brings best/ up to date
+    assert load_checkpoint(root / "best")["model"]["w"].tolist() == [4.0, 4.0]
+    assert (
+        os.stat(root / "best" / "model.pt").st_ino
+        == os.stat(root / "epoch-0004" / "model.pt").st_ino
+    )

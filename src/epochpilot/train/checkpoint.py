@@ -30,6 +30,7 @@ from epochpilot.errors import CheckpointError
 __all__ = [
     "FORMAT_VERSION",
     "CheckpointDir",
+    "best_weights",
     "list_checkpoints",
     "load_checkpoint",
     "read_meta",
@@ -280,29 +281,73 @@ class CheckpointDir:
         )
         self._pending: list[Future] = []
         self._known: list[str] | None = None
+        #: (checkpoint name, meta) whose weights are the best so far, not yet copied to ``best/``
+        self._holder: tuple[str, dict[str, Any]] | None = None
         #: seconds spent writing, per save (for the overhead benchmark)
         self.timings: list[float] = []
 
-    def _save_now(self, name: str, after: Callable[[], None] | None, parts: dict[str, Any]) -> Path:
+    def _save_now(
+        self,
+        name: str,
+        after: Callable[[], None] | None,
+        parts: dict[str, Any],
+        holds_best: bool = False,
+    ) -> Path:
         t0 = time.perf_counter()
+        if self._holder is not None and self._holder[0] == name:
+            self._release_best()  # about to replace the checkpoint that holds the best weights
         path = save_checkpoint(self.root, name, sync=self.sync, **parts)
-        if name != "best":
+        if name == "best":
+            self._holder = None  # best/ is newer than any held checkpoint
+        else:
+            if holds_best:
+                self._holder = (name, parts["meta"])
             if self._known is None:  # list once; afterwards this process knows what it wrote
                 self._known = [p.name for p in list_checkpoints(self.root) if p.name != name]
             if name in self._known:
                 self._known.remove(name)
             self._known.append(name)
             while len(self._known) > self.keep_last:
-                shutil.rmtree(self.root / self._known.pop(0), ignore_errors=True)
+                old = self._known.pop(0)
+                if self._holder is not None and self._holder[0] == old:
+                    self._release_best()
+                shutil.rmtree(self.root / old, ignore_errors=True)
         if after is not None:
             after()
         self.timings.append(time.perf_counter() - t0)
         return path
 
-    def save(self, name: str, after: Callable[[], None] | None = None, **parts: Any) -> None:
-        """Save one checkpoint (then run ``after``), and delete the oldest beyond ``keep_last`` (never ``best``)."""
+    def _release_best(self) -> None:
+        """Write ``best/`` as a hard link to the held checkpoint's weights, before that checkpoint goes."""
+        name, meta = self._holder  # type: ignore[misc]
+        self._holder = None
+        save_checkpoint(
+            self.root,
+            "best",
+            model=None,
+            optimizer=None,
+            state=None,
+            meta=meta,
+            sync=self.sync,
+            link_model=self.root / name / "model.pt",
+        )
+
+    def save(
+        self,
+        name: str,
+        after: Callable[[], None] | None = None,
+        holds_best: bool = False,
+        **parts: Any,
+    ) -> None:
+        """Save one checkpoint (then run ``after``), and delete the oldest beyond ``keep_last`` (never ``best``).
+
+        ``holds_best=True``: this checkpoint's weights are the best so far. ``best/`` is then written lazily,
+        as a hard link, only when this checkpoint is about to be rotated out or replaced, or at ``close()``:
+        one directory write instead of one per improving epoch. Until then the best weights live in this
+        checkpoint (resume looks there first).
+        """
         if self._pool is None:
-            self._save_now(name, after, parts)
+            self._save_now(name, after, parts, holds_best)
             return
         self._pending = [f for f in self._pending if not f.done() or f.exception() is not None]
         for f in self._pending:
@@ -310,7 +355,7 @@ class CheckpointDir:
                 f.result()  # re-raise an earlier failure
         while len(self._pending) >= self.MAX_PENDING:
             self._pending.pop(0).result()  # back-pressure: the disk is behind
-        self._pending.append(self._pool.submit(self._save_now, name, after, parts))
+        self._pending.append(self._pool.submit(self._save_now, name, after, parts, holds_best))
 
     def wait(self) -> None:
         """Block until every queued save is on disk; re-raise the first failure."""
@@ -319,9 +364,11 @@ class CheckpointDir:
             f.result()
 
     def close(self) -> None:
-        """Wait for the queued saves and stop the worker."""
+        """Wait for the queued saves, bring ``best/`` up to date and stop the worker."""
         try:
             self.wait()
+            if self._holder is not None:
+                self._release_best()
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
@@ -331,6 +378,24 @@ class CheckpointDir:
         """The most advanced checkpoint (by training position), or None."""
         found = list_checkpoints(self.root)
         return found[-1] if found else None
+
+
+def best_weights(path: Path, parts: dict[str, Any]) -> dict[str, torch.Tensor] | None:
+    """The best weights for resuming from checkpoint ``path`` (loaded as ``parts``): its own weights when its
+    epoch was the best, else those of the sibling checkpoint of the best epoch while it still exists (it holds
+    them until it is rotated out), else ``best/``; None when nothing improved yet."""
+    counters = parts["meta"]["counters"]
+    best_epoch = counters.get("best_epoch")
+    if best_epoch is None:
+        return None
+    at_end = not counters.get("best_mid", False)
+    if at_end and counters["batch"] == 0 and best_epoch == counters["epochs_done"]:
+        return {k: v.clone() for k, v in parts["model"].items()}
+    held = Path(path).parent / f"epoch-{int(best_epoch):04d}"
+    if at_end and held.is_dir() and _position(held) == (int(best_epoch), 0):
+        return load_checkpoint(held)["model"]
+    best_dir = Path(path).parent / "best"
+    return load_checkpoint(best_dir)["model"] if best_dir.is_dir() else None
 
 
 def _position(path: Path) -> tuple[int, int]:

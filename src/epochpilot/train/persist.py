@@ -96,21 +96,18 @@ class Persistence:
             k: v.detach().to("cpu", copy=True) for k, v in self.module.state_dict().items()
         }
         self.state.best_mid = self._mid
-        # written at the end of the epoch: linked to the epoch checkpoint if there is one
+        # written at the end of the epoch, or held by the epoch's checkpoint if there is one
         self.best_dirty = True
 
-    def _write_best(self, link: Any = None) -> None:
-        """Write ``checkpoints/best`` (rank 0): a hard link to checkpoint ``link``'s weights, or the weights."""
+    def _write_best(self) -> None:
+        """Write ``checkpoints/best`` (rank 0) from the kept weights: for a best epoch without a checkpoint of
+        its own (a best epoch with one is linked lazily, see ``CheckpointDir.save(holds_best=True)``)."""
         self.best_dirty = False
         if self.ckpts is None or not self.state.is_main:
             return
-        meta = self._meta()
-        if link is not None:
-            self.ckpts.save(
-                "best", model=None, optimizer=None, state=None, meta=meta, link_model=link
-            )
-        else:
-            self.ckpts.save("best", model=self.best_weights, optimizer=None, state=None, meta=meta)
+        self.ckpts.save(
+            "best", model=self.best_weights, optimizer=None, state=None, meta=self._meta()
+        )
 
     def _meta(self) -> dict[str, Any]:
         import epochpilot
@@ -172,21 +169,25 @@ class Persistence:
             parts["state"]["rng"] = rngs
             st = self.state
             name = f"step-{st.step:07d}" if mid_epoch else f"epoch-{st.epochs_done:04d}"
+            holds_best = (
+                self.best_dirty
+                and not mid_epoch
+                and not st.best_mid
+                and st.best_epoch == st.epochs_done
+            )
             self.ckpts.save(
                 name,
                 after=self.summary_writer(),
+                holds_best=holds_best,
                 model=parts["model"],
                 optimizer=parts["optimizer"],
                 state=parts["state"],
                 meta=parts["meta"],
             )
             if (
-                self.best_dirty
-                and not mid_epoch
-                and not st.best_mid
-                and st.best_epoch == st.epochs_done
-            ):
-                self._write_best(link=self.ckpts.root / name / "model.pt")
+                holds_best
+            ):  # best/ follows from this checkpoint when it is rotated out (see CheckpointDir)
+                self.best_dirty = False
 
     def _restore(self, parts: dict[str, Any], best: dict[str, torch.Tensor] | None = None) -> None:
         """Load a checkpoint or snapshot into model, optimizer, callbacks, data position, RNG and counters."""

@@ -114,10 +114,11 @@ class HistoryWriter(Callback):
 
 
 def write_summary(run_dir: Path, summary: Mapping[str, Any], sync: bool = True) -> None:
-    """Write ``summary.json`` atomically (non-finite floats as null); mid-run rewrites skip the fsync."""
+    """Write ``summary.json`` atomically (non-finite floats as null). Mid-run rewrites (``sync=False``, after
+    each checkpoint) skip the fsync and the indentation, which would need the slow pure-Python encoder."""
     atomic_write_text(
         Path(run_dir) / "summary.json",
-        json.dumps(sanitize(dict(summary)), indent=1, allow_nan=False) + "\n",
+        json.dumps(sanitize(dict(summary)), indent=1 if sync else None, allow_nan=False) + "\n",
         sync=sync,
     )
 

@@ -31,7 +31,7 @@ from epochpilot.train.callbacks import (
     ScheduleCallback,
     StopperCallback,
 )
-from epochpilot.train.checkpoint import CheckpointDir, load_checkpoint
+from epochpilot.train.checkpoint import CheckpointDir, best_weights, load_checkpoint
 from epochpilot.train.config import TrainConfig, parse_every
 from epochpilot.train.data import make_batches
 from epochpilot.train.events import TrainState
@@ -308,18 +308,7 @@ class Trainer:
                 raise CheckpointError(
                     f"{resume_from} holds weights only: resume from an epoch- or step- checkpoint"
                 )
-            counters = parts["meta"]["counters"]
-            best = None
-            best_dir = Path(resume_from).parent / "best"
-            if counters.get("best_epoch") is not None:
-                at_end = counters["batch"] == 0 and not counters.get("best_mid", False)
-                if counters["best_epoch"] == counters["epochs_done"] and at_end:
-                    best = {
-                        k: v.clone() for k, v in parts["model"].items()
-                    }  # this epoch was the best
-                elif best_dir.is_dir():
-                    best = load_checkpoint(best_dir)["model"]
-            loop._restore(parts, best=best)
+            loop._restore(parts, best=best_weights(Path(resume_from), parts))
             if parts["meta"].get("config_hash") != config_hash:
                 log.warning("checkpoint %s was written by a different config", resume_from)
             log.info(
