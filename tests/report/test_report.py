@@ -12,7 +12,7 @@ import pytest
 from epochpilot.curves import analyze
 from epochpilot.errors import EpochpilotError
 from epochpilot.report import ReportError, compare_runs, load_run, write_report
-from epochpilot.report.page import esc
+from epochpilot.report.page import duration, esc
 
 from .runs import history_rows, stopped_run, summary_for, write_run
 
@@ -200,3 +200,11 @@ def test_compare_runs_overlays_runs_and_tables_their_summaries(tmp_path, run_dir
         compare_runs([], tmp_path / "x.html")
     with pytest.raises(ReportError, match="does not exist"):
         compare_runs([run_dir, tmp_path / "nope"], tmp_path / "x.html")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.0194, "19 ms"), (0.0012, "1.2 ms"), (1.4, "1.4 s"), (83.2, "1 min 23 s"), (None, "—")],
+)
+def test_duration_reads_well_from_ms_to_hours(seconds, text):
+    assert duration(seconds) == text

@@ -106,9 +106,11 @@ def fmt(x: Any, digits: int = 4) -> str:
 
 
 def duration(seconds: Any) -> str:
-    """``83.2`` -> ``"1 min 23 s"``."""
+    """``83.2`` -> ``"1 min 23 s"``; under a second in ms (``0.0194`` -> ``"19 ms"``)."""
     if not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
         return "—"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms" if seconds >= 0.01 else f"{seconds * 1000:.2g} ms"
     if seconds < 60:
         return f"{seconds:.1f} s"
     m, s = divmod(int(round(seconds)), 60)
