@@ -272,7 +272,7 @@ def tables(out: Path) -> str:
             epochs = "/".join(str(r["epochs_run"]) for r in rs)
             best = "/".join(str(r["best_epoch"] or "-") for r in rs)
             stops = Counter(r["stop_reason"] for r in rs)
-            stop = ", ".join(f"{k} {v}" if len(stops) > 1 else k for k, v in stops.most_common())
+            stop = ", ".join(f"{v} {k}" if len(stops) > 1 else k for k, v in stops.most_common())
             lines.append(
                 f"| {mode} | {n} | {'on' if guard else 'off'} | {mean_sd(acc)} | {ratio} | "
                 f"{mean_sd([r['retention_kept'] for r in rs])} | {mean_sd([r['retention_min'] for r in rs])} | "
