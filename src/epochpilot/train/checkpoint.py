@@ -9,8 +9,6 @@ epoch accumulators), each written with ``torch.save`` of plain tensors/container
 
 from __future__ import annotations
 
-import copy
-import io
 import json
 import os
 import pickle
@@ -26,6 +24,10 @@ from typing import Any
 import torch
 
 from epochpilot.errors import CheckpointError
+from epochpilot.train.serial import fsync_dir as _fsync_dir
+from epochpilot.train.serial import json_bytes as _json_bytes
+from epochpilot.train.serial import serialize as _serialize
+from epochpilot.train.serial import write_bytes as _write_bytes
 
 __all__ = [
     "FORMAT_VERSION",
@@ -42,68 +44,6 @@ FORMAT_VERSION = 1
 FILES = ("model.pt", "optimizer.pt", "state.pt")
 _TMP = ".tmp-"
 _OLD = ".old-"
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_bytes(path: Path, data: bytes, sync: bool) -> None:
-    """One write of the whole file (the GIL is released while the OS copies it), fsynced when ``sync``."""
-    with open(path, "wb") as fh:
-        fh.write(data)
-        if sync:
-            fh.flush()
-            os.fsync(fh.fileno())
-
-
-def _serialize(obj: Any) -> bytes:
-    """``torch.save`` into memory: one buffer instead of the zip writer's many small file writes."""
-    if isinstance(
-        obj, bytes
-    ):  # serialised already (by the training thread, see CheckpointDir.save)
-        return obj
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
-
-
-def _json_bytes(data: Any) -> bytes:
-    """Strict, compact JSON (the C encoder; an indent would fall back to the pure-Python one); non-finite
-    floats become null, and only when there are any is the whole structure copied to replace them."""
-    try:
-        text = json.dumps(data, allow_nan=False, default=_json_default)
-    except ValueError:
-        text = json.dumps(sanitize(data), allow_nan=False, default=_json_default)
-    return text.encode("utf-8")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, float):  # pragma: no cover - json handles floats itself
-        return value
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
-
-
-def sanitize(obj: Any) -> Any:
-    """Non-finite floats -> None, recursively, for strict JSON."""
-    if isinstance(obj, float):
-        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
-    if isinstance(obj, dict):
-        return {k: sanitize(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [sanitize(v) for v in obj]
-    return obj
 
 
 def save_checkpoint(
@@ -241,19 +181,6 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
     for fname in contents:
         out[fname[:-3]] = _load(path / fname, map_location)
     return out
-
-
-def snapshot(obj: Any) -> Any:
-    """A deep copy in which every tensor is detached and cloned to CPU (safe to write from another thread)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return {k: snapshot(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [snapshot(v) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(snapshot(v) for v in obj)
-    return copy.deepcopy(obj)
 
 
 class CheckpointDir:

@@ -15,7 +15,7 @@ import torch
 
 from epochpilot.stopping.base import Reason
 from epochpilot.train import distributed as D
-from epochpilot.train.checkpoint import sanitize, snapshot
+from epochpilot.train.serial import sanitize, snapshot
 
 __all__ = ["Persistence", "get_rng", "set_rng"]
 

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from epochpilot.train.checkpoint import sanitize
 from epochpilot.train.events import Callback, TrainState
+from epochpilot.train.serial import sanitize
 
 __all__ = ["HistoryWriter", "TensorBoardLogger", "atomic_write_text", "write_summary"]
 
