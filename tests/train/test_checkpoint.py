@@ -297,7 +297,8 @@ def test_best_is_written_lazily_from_the_checkpoint_that_holds_it(tmp_path):
     save(2, False, 1)
     assert not (root / "best").exists()  # epoch-0001 holds the best weights
     parts = load_checkpoint(root / "epoch-0002")
-    assert best_weights(root / "epoch-0002", parts)["w"].tolist() == [1.0, 1.0]
+    weights, source = best_weights(root / "epoch-0002", parts)
+    assert weights["w"].tolist() == [1.0, 1.0] and source == root / "epoch-0001"
     save(3, False, 1)  # rotates epoch-0001 out: best/ is linked from it first
     assert sorted(p.name for p in root.iterdir()) == ["best", "epoch-0002", "epoch-0003"]
     assert load_checkpoint(root / "best")["model"]["w"].tolist() == [1.0, 1.0]

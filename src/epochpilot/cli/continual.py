@@ -75,18 +75,22 @@ def plan_budget(summary: dict[str, Any], n_old: int, n_new: int) -> tuple[int, s
 
 
 def _best_weights(run_dir: Path) -> tuple[dict[str, torch.Tensor], Path]:
-    from epochpilot.train.checkpoint import list_checkpoints, load_checkpoint
+    """The run's best weights: as of its latest checkpoint (which knows the best epoch and where its weights
+    are, even for a run killed before ``best/`` was brought up to date), else ``best/``."""
+    from epochpilot.train.checkpoint import best_weights, list_checkpoints, load_checkpoint
 
     root = run_dir / "checkpoints"
-    candidates = ([root / "best"] if (root / "best").is_dir() else []) + list_checkpoints(root)[
-        ::-1
-    ]
-    if not candidates:
-        raise ConfigError(
-            f"{run_dir} has no checkpoint to continue from (no {root}/best or epoch-*): "
-            f"train it with checkpoints on (checkpoint_every >= 1)"
-        )
-    return load_checkpoint(candidates[0])["model"], candidates[0]
+    found = list_checkpoints(root)
+    if found:
+        parts = load_checkpoint(found[-1])
+        weights, source = best_weights(found[-1], parts)
+        return (weights, source) if weights is not None else (parts["model"], found[-1])
+    if (root / "best").is_dir():
+        return load_checkpoint(root / "best")["model"], root / "best"
+    raise ConfigError(
+        f"{run_dir} has no checkpoint to continue from (no {root}/best or epoch-*): "
+        f"train it with checkpoints on (checkpoint_every >= 1)"
+    )
 
 
 def continue_run(

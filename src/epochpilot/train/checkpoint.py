@@ -307,22 +307,27 @@ class CheckpointDir:
         return found[-1] if found else None
 
 
-def best_weights(path: Path, parts: dict[str, Any]) -> dict[str, torch.Tensor] | None:
-    """The best weights for resuming from checkpoint ``path`` (loaded as ``parts``): its own weights when its
-    epoch was the best, else those of the sibling checkpoint of the best epoch while it still exists (it holds
-    them until it is rotated out), else ``best/``; None when nothing improved yet."""
+def best_weights(
+    path: Path, parts: dict[str, Any]
+) -> tuple[dict[str, torch.Tensor] | None, Path | None]:
+    """The best weights as of checkpoint ``path`` (loaded as ``parts``) and where they came from: its own
+    weights when its epoch was the best, else the best epoch's sibling checkpoint while it exists (it holds
+    them until it is rotated out), else ``best/``; ``(None, None)`` when nothing improved yet."""
+    path = Path(path)
     counters = parts["meta"]["counters"]
     best_epoch = counters.get("best_epoch")
     if best_epoch is None:
-        return None
+        return None, None
     at_end = not counters.get("best_mid", False)
     if at_end and counters["batch"] == 0 and best_epoch == counters["epochs_done"]:
-        return {k: v.clone() for k, v in parts["model"].items()}
-    held = Path(path).parent / f"epoch-{int(best_epoch):04d}"
+        return {k: v.clone() for k, v in parts["model"].items()}, path
+    held = path.parent / f"epoch-{int(best_epoch):04d}"
     if at_end and held.is_dir() and _position(held) == (int(best_epoch), 0):
-        return load_checkpoint(held)["model"]
-    best_dir = Path(path).parent / "best"
-    return load_checkpoint(best_dir)["model"] if best_dir.is_dir() else None
+        return load_checkpoint(held)["model"], held
+    best_dir = path.parent / "best"
+    if best_dir.is_dir():
+        return load_checkpoint(best_dir)["model"], best_dir
+    return None, None
 
 
 def _position(path: Path) -> tuple[int, int]:

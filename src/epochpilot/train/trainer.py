@@ -308,7 +308,7 @@ class Trainer:
                 raise CheckpointError(
                     f"{resume_from} holds weights only: resume from an epoch- or step- checkpoint"
                 )
-            loop._restore(parts, best=best_weights(Path(resume_from), parts))
+            loop._restore(parts, best=best_weights(Path(resume_from), parts)[0])
             if parts["meta"].get("config_hash") != config_hash:
                 log.warning("checkpoint %s was written by a different config", resume_from)
             log.info(
