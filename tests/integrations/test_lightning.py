@@ -278,11 +278,6 @@ def test_a_stop_on_another_rank_stops_this_one() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not os.environ.get("EPOCHPILOT_DDP_TESTS"),
-    reason="Lightning's 2-process spawn run: set EPOCHPILOT_DDP_TESTS=1 (opt-in: rank 1 sometimes aborts at "
-    "exit with 'terminate called without an active exception' in gloo teardown, seen once in a fresh clone)",
-)
 def test_ddp_ranks_stop_together(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
     script = Path(__file__).with_name("_lightning_ddp.py")
