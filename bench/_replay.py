@@ -2,7 +2,8 @@
 
 A curve is replayed epoch by epoch: the policy sees that epoch's metrics and may stop; the kept model is the
 best-so-far by validation. Regret is the test metric lost against the best-validation epoch of the full run
-(loss: relative %, accuracy: points).
+(loss: relative %, accuracy: points, "rel": relative % signed so that worse is positive), exactly as
+``../shared/stopbench/score.py`` computes it (tests/stopping/test_scorer_agreement.py).
 """
 
 from __future__ import annotations
@@ -23,11 +24,17 @@ VAL, TRAIN, GRAD = "val", "train", "grad"
 REPO = Path(__file__).resolve().parents[1]
 GENERATED = REPO / "bench" / "data" / "generated.jsonl.gz"
 TASKSET = REPO / ".." / "shared" / "curves" / "taskset"
+ALGOPERF = REPO / ".." / "shared" / "curves" / "algoperf" / "algoperf_visible.jsonl.gz"
+SCHED = REPO / "bench" / "data" / "sched.jsonl.gz"
+CONV = REPO / "bench" / "data" / "conv.jsonl.gz"
 
 
 @dataclass
 class Curve:
-    """One run's per-epoch curves; ``kind`` is "loss" (mode min) or "acc" (mode max)."""
+    """One run's per-epoch curves; ``kind`` is "loss" (mode min), "acc" (mode max) or "rel" (``direction``).
+
+    ``lr`` (per-epoch learning rate over the budget, known in advance) and ``n_val`` (validation-set size)
+    are the run's context where the corpus records them."""
 
     name: str
     kind: str
@@ -36,9 +43,14 @@ class Curve:
     train: np.ndarray
     grad: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
+    direction: str | None = None
+    lr: np.ndarray | None = None
+    n_val: int | None = None
 
     @property
     def mode(self) -> str:
+        if self.direction is not None:
+            return self.direction
         return "min" if self.kind == "loss" else "max"
 
     @property
@@ -61,8 +73,19 @@ def _usable(c: Curve) -> bool:
     return bool(fin.sum() >= 5 and np.isfinite(c.valid[0]) and np.all(np.isfinite(c.test[fin])))
 
 
-def load_generated(path: Path = GENERATED, kind: str = "loss") -> list[Curve]:
-    """Corpus 1 (bench/make_curves.py): one curve per run, monitoring validation ``kind``."""
+def _generated_lr(cfg: dict, budget: int) -> np.ndarray:
+    """Corpus 1's per-epoch learning rate (bench/make_curves.py ``lr_at``; Adam's lr is a tenth)."""
+    base = cfg["lr"] / (10.0 if cfg["optimizer"] == "adam" else 1.0)
+    e = np.arange(budget, dtype=float)
+    if cfg["schedule"] == "cosine":
+        return base * 0.5 * (1 + np.cos(np.pi * e / budget))
+    if cfg["schedule"] == "step":
+        return base * 0.1 ** ((e >= budget // 2).astype(float) + (e >= 3 * budget // 4))
+    return np.full(budget, base)
+
+
+def load_generated(path: Path = GENERATED, kind: str = "loss", prefix: str = "gen") -> list[Curve]:
+    """A generated corpus (bench/make_curves.py, any family): one curve per run, monitoring ``kind``."""
     curves = []
     with gzip.open(path, "rt") as f:
         for line in f:
@@ -70,14 +93,43 @@ def load_generated(path: Path = GENERATED, kind: str = "loss") -> list[Curve]:
                 continue
             r = json.loads(line)
             cfg = r["config"]
+            if "lr" in r:
+                lr, n_val = _arr(r["lr"]), int(r["n_val"])
+            else:  # corpus 1: rebuilt from the config and the split sizes
+                n = int(r["n"])
+                lr, n_val = _generated_lr(cfg, int(r["budget"])), int(0.8 * n) - int(0.6 * n)
             c = Curve(
-                name=f"gen-{cfg['index']}",
+                name=f"{prefix}-{cfg['index']}",
                 kind=kind,
                 valid=_arr(r["valid"][kind]),
                 test=_arr(r["test"][kind]),
                 train=_arr(r["train"]["loss"]),
                 grad=_arr(r["grad_norm"]),
                 meta=cfg,
+                lr=lr,
+                n_val=n_val,
+            )
+            if _usable(c):
+                curves.append(c)
+    return curves
+
+
+def load_algoperf(path: Path = ALGOPERF) -> list[Curve]:
+    """AlgoPerf runs (shared/curves/algoperf): the workload's target metric, regret kind "rel"."""
+    curves = []
+    with gzip.open(path, "rt") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            c = Curve(
+                name=f"algoperf-{r['id']}",
+                kind="rel",
+                valid=_arr(r["val"]),
+                test=_arr(r["test"]),
+                train=_arr(r["train"] or [None] * len(r["val"])),
+                meta={"source": r["source"]},
+                direction=r["mode"],
             )
             if _usable(c):
                 curves.append(c)
@@ -132,8 +184,12 @@ def regret(c: Curve, stop: int, on: str = "test") -> float:
     target = c.test if on == "test" else c.valid
     k, best = kept_epoch(c, stop), kept_epoch(c, c.budget)
     a, b = target[k - 1], target[best - 1]
+    if not (math.isfinite(a) and math.isfinite(b)):  # as score.py: a missing kept value costs 100
+        return 100.0 if not math.isfinite(a) else 0.0
     if c.kind == "loss":
         return float(100.0 * (a - b) / max(abs(b), 1e-12))
+    if c.kind == "rel":
+        return float(100.0 * (a - b if c.mode == "min" else b - a) / max(abs(b), 1e-12))
     return float(100.0 * (b - a))
 
 

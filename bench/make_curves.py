@@ -10,6 +10,16 @@ gzip members of JSON lines (``bench/data/generated.jsonl.gz``), so an interrupte
 The committed corpus (bench/data/generated.jsonl.gz) is configs 0..643 of seed 20261122 (about 50 minutes
 on 2 busy cores); a rerun with the command above resumes from whatever the file already holds. Training
 uses one thread and fixed seeds, so curves repeat up to floating-point differences across machines.
+
+Two more families (bench/_curve_families.py), written to bench/data/<family>.jsonl.gz, each with per-epoch
+learning rates (``lr``, the schedule known in advance) and the validation-set size (``n_val``):
+
+    .venv/bin/python bench/make_curves.py --family sched --n 220 --minutes 60 --seed 20261206
+    .venv/bin/python bench/make_curves.py --family conv --n 200 --minutes 60 --seed 20261207
+
+sched: SGD + momentum MLPs under step / multi-step / cosine / one-cycle / constant schedules on synthetic
+tables (50-20,000 training rows) and the sklearn sets; conv: AdamW/SGD 2-D CNNs on digits images and 1-D CNNs
+on MNIST-1D. Both: label noise 0-30%, budgets 20-300 epochs (capped by a rows x epochs cost limit).
 """
 
 from __future__ import annotations
@@ -185,6 +195,52 @@ def run(cfg: dict, data: dict) -> dict:
     return {"config": cfg, "budget": BUDGET, "n": n, **out}
 
 
+def main_family(args: argparse.Namespace) -> None:
+    """Generate (or resume) a ``sched`` / ``conv`` corpus, one gzip member per curve."""
+    import _curve_families as fam
+
+    done = set()
+    if args.out.exists():
+        with gzip.open(args.out, "rt") as f:
+            done = {json.loads(line)["config"]["index"] for line in f if line.strip()}
+    rng = np.random.default_rng(args.seed)
+    configs = [fam.sample(rng, i, args.family) for i in range(args.n)]
+    names = {c["dataset"] for c in configs} - {"synth"}
+    data = {}
+    for name in names:
+        if name == "mnist1d":
+            from mnist1d.data import get_dataset_args, make_dataset
+
+            a = get_dataset_args()
+            a.seed, a.num_samples = 42, 25000
+            d = make_dataset(a)
+            data[name] = (
+                np.concatenate([d["x"], d["x_test"]]).astype(np.float32),
+                np.concatenate([d["y"], d["y_test"]]).astype(np.int64),
+            )
+        else:
+            data[name] = load(name)
+    start = time.time()
+    for cfg in configs:
+        if cfg["index"] in done:
+            continue
+        if time.time() - start > 60 * args.minutes:
+            print(f"time limit reached after {len(done)} curves", flush=True)
+            break
+        t, c0 = time.time(), time.process_time()
+        rec = fam.run(cfg, data)
+        with gzip.open(args.out, "at") as f:
+            f.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        done.add(cfg["index"])
+        print(
+            f"{cfg['index']:4d} {cfg['dataset']:13s} {cfg['arch']:5s} n={cfg['n_train']:5d} "
+            f"E={cfg['budget']:3d} {cfg['schedule']:13s} {time.time() - t:5.1f}s wall "
+            f"{time.process_time() - c0:5.1f}s cpu",
+            flush=True,
+        )
+    print(f"done: {len(done)} curves in {time.time() - start:.0f}s -> {args.out}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=400, help="number of curves")
@@ -194,8 +250,19 @@ def main() -> None:
     ap.add_argument(
         "--seed", type=int, default=20261122, help="generator seed (configs and training)"
     )
-    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument(
+        "--family",
+        choices=("mlp", "sched", "conv"),
+        default="mlp",
+        help="mlp: corpus 1 (generated.jsonl.gz); sched, conv: bench/_curve_families.py",
+    )
     args = ap.parse_args()
+    if args.out is None:
+        args.out = OUT if args.family == "mlp" else OUT.with_name(f"{args.family}.jsonl.gz")
+    if args.family != "mlp":
+        main_family(args)
+        return
     done = set()
     if args.out.exists():
         with gzip.open(args.out, "rt") as f:

@@ -1,7 +1,13 @@
 """Stopping benchmark: replay real learning curves through every stop policy; compute vs regret.
 
-    .venv/bin/python bench/stopping.py                   # report split of every corpus, tables + figures
-    .venv/bin/python bench/stopping.py --split tune --on valid   # what Forecast's defaults were tuned on
+    .venv/bin/python bench/stopping.py                   # leave-one-corpus-out table + figure (the headline)
+    .venv/bin/python bench/stopping.py --fit-prior       # the same, then write the weights fitted on all corpora
+    .venv/bin/python bench/stopping.py --split report    # secondary view: per-corpus split tables + figures
+
+Leave-one-corpus-out (bench/_loco_report.py): corpora are the generated MLP/CNN curves, the generated
+"sched" and "conv" families (bench/make_curves.py --family), the shared TaskSet and AlgoPerf curves. Every
+figure for a corpus comes from a prior and settings fitted and chosen without it, settings by the worst
+held-out ratio. Scores are ../shared/stopbench/score.py's (tests/stopping/test_scorer_agreement.py).
 
 Per policy: compute = mean(stop epoch / budget); regret = mean and p90 of the test metric lost against the
 full run's best-validation epoch (loss: relative %, accuracy: points). The patience rules (2, 3, 5, 10, 20,
@@ -23,8 +29,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _replay import (  # noqa: E402
+    ALGOPERF,
+    CONV,
     GENERATED,
     GRAD,
+    SCHED,
     TASKSET,
     TRAIN,
     VAL,
@@ -33,10 +42,10 @@ from _replay import (  # noqa: E402
     evaluate,
     figure,
     frontier_at,
+    load_algoperf,
     load_generated,
     load_taskset,
     metrics_at,
-    noise_sd,
     replay,
     table,
 )
@@ -231,129 +240,166 @@ def tune(args) -> None:
     fmod.FIT_OPTIONS.update(saved)
 
 
-def prior_samples(c: Curve) -> tuple[np.ndarray, np.ndarray]:
-    """(features, gain in label units) at every forecast epoch of one curve, from its *validation* future.
+def loco_rows(args) -> list:
+    """Every visible corpus as LOCO rows (corpus x monitored metric), replayed once and cached."""
+    import _loco
 
-    The label unit is max(noise sd, LABEL_REL * |best| / LABEL_NOISE): label = gain > LABEL_NOISE units.
-    """
-    from epochpilot.stopping._prior import LABEL_NOISE, LABEL_REL
-
-    y = c.valid if c.mode == "min" else -c.valid
-    sigma = noise_sd(y)
-    policy = Forecast(VAL, c.mode, budget=c.budget, train_monitor=TRAIN, grad_monitor=GRAD)
-    xs, ys = [], []
-    for i in range(c.budget - policy.lookahead):
-        if not np.isfinite(y[i]):
-            break
-        policy.update(i + 1, metrics_at(c, i))
-        if policy.last_features is None:
-            continue
-        future = y[i + 1 : i + 1 + policy.lookahead]
-        future = future[np.isfinite(future)]
-        best = float(np.nanmin(y[: i + 1]))
-        gain = best - float(future.min()) if len(future) else 0.0
-        xs.append(policy.last_features)
-        ys.append(gain / max(sigma, LABEL_REL * abs(best) / LABEL_NOISE, 1e-12))
-    return np.array(xs).reshape(-1, len(policy.last_features) if xs else 0), np.array(ys)
-
-
-def _logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float) -> dict:
-    """Weighted L2 logistic regression on standardised features (Newton / IRLS)."""
-    mean, scale = x.mean(0), x.std(0)
-    scale = np.where(scale < 1e-6, 1.0, scale)
-    z = np.column_stack([(x - mean) / scale, np.ones(len(x))])
-    theta = np.zeros(z.shape[1])
-    lam = l2 * np.eye(z.shape[1])
-    lam[-1, -1] = 0.0
-    for _ in range(50):
-        p = 1.0 / (1.0 + np.exp(-np.clip(z @ theta, -30, 30)))
-        grad = z.T @ (w * (p - y)) + lam @ theta
-        hess = (z * (w * p * (1 - p))[:, None]).T @ z + lam + 1e-9 * np.eye(len(theta))
-        step = np.linalg.solve(hess, grad)
-        theta -= step
-        if np.max(np.abs(step)) < 1e-8:
-            break
-    return {
-        "mean": [round(float(v), 6) for v in mean],
-        "scale": [round(float(v), 6) for v in scale],
-        "coef": [round(float(v), 6) for v in theta[:-1]],
-        "bias": round(float(theta[-1]), 6),
-    }
-
-
-def fit_prior(args) -> None:
-    """Fit the empirical prior (logistic, L2) on the tuning split's validation curves; write its weights.
-
-    Two weight sets from the same samples: one for runs that log a train curve (``train_monitor``), one
-    for runs that do not (the train features blanked, as Forecast sees them then).
-    """
-    from epochpilot.stopping import _prior_weights
-    from epochpilot.stopping._prior import FEATURES, LABEL_NOISE, LABEL_REL, TRAIN_FEATURES
-
-    _prior_weights.WEIGHTS = _prior_weights.WEIGHTS_NO_TRAIN = None
-    xs, ys, ws = [], [], []
-    for title, _, curves in corpora(args):
-        tune_curves = [c for c in curves if c.split() == "tune"]
-        parts = [prior_samples(c) for c in tune_curves]
-        x = np.concatenate([p[0] for p in parts if len(p[1])])
-        gain_z = np.concatenate([p[1] for p in parts if len(p[1])])
-        y = (gain_z > LABEL_NOISE).astype(float)
-        print(
-            f"{title}: {len(tune_curves)} tuning curves, {len(y)} samples, {y.mean():.2f} positive"
+    specs = []
+    for corpus, path in (("generated", GENERATED), ("sched", SCHED), ("conv", CONV)):
+        if path.exists():
+            for kind, metric in (("loss", "val loss"), ("acc", "val accuracy")):
+                unit = "rel. %" if kind == "loss" else "points"
+                specs.append(
+                    (
+                        f"{corpus}, {metric}",
+                        corpus,
+                        unit,
+                        lambda p=path, k=kind, c=corpus: load_generated(p, k, c),
+                    )
+                )
+        else:
+            print(f"{path} missing: run bench/make_curves.py (see its docstring); corpus skipped")
+    if TASKSET.exists():
+        specs.append(
+            ("taskset, val loss", "taskset", "rel. %", lambda: load_taskset(TASKSET, args.per_task))
         )
-        xs.append(x)
-        ys.append(y)
-        # each corpus weighs the same; a positive weighs more the larger the gain it would forfeit
-        ws.append((1.0 + args.gain_weight * y * np.log1p(np.maximum(gain_z, 0.0))) / len(y))
-    x, y, w = np.concatenate(xs), np.concatenate(ys), np.concatenate(ws)
-    w = w / w.mean()
-    blank = x.copy()
-    blank[:, [FEATURES.index(f) for f in TRAIN_FEATURES]] = 0.0
-    meta = {
-        "l2": args.l2,
-        "gain_weight": args.gain_weight,
-        "label_noise": LABEL_NOISE,
-        "label_rel": LABEL_REL,
-    }
-    fitted = {}
-    for key, data in (("WEIGHTS", x), ("WEIGHTS_NO_TRAIN", blank)):
-        fitted[key] = {"features": list(FEATURES), **_logistic(data, y, w, args.l2), **meta}
-        print(key)
-        for name, coef in zip(FEATURES, fitted[key]["coef"]):
-            print(f"  {name:18s} {coef:+.3f}")
-    _prior_weights.WEIGHTS = fitted["WEIGHTS"]
-    _prior_weights.WEIGHTS_NO_TRAIN = fitted["WEIGHTS_NO_TRAIN"]
-    if args.dry_run:
-        return
-    path = Path(_prior_weights.__file__)
-    body = "\n\n".join(f"{k} = {json.dumps(v, indent=4)}" for k, v in fitted.items())
-    path.write_text(
-        '"""Weights of the empirical prior (generated by ``bench/stopping.py --fit-prior``; do not edit by '
-        "hand).\n\n``WEIGHTS`` for runs with a train curve (``train_monitor``), ``WEIGHTS_NO_TRAIN`` for runs "
-        'without one.\n"""\n\n'
-        f"{body}\n"
+    else:
+        print(f"TaskSet curves not found at {TASKSET.resolve()}: corpus skipped")
+    if ALGOPERF.exists():
+        specs.append(
+            ("algoperf, target metric", "algoperf", "rel. %", lambda: load_algoperf(ALGOPERF))
+        )
+    else:
+        print(f"AlgoPerf curves not found at {ALGOPERF.resolve()}: corpus skipped")
+    rows = []
+    for title, corpus, unit, load in specs:
+        t0 = time.time()
+        curves = load()
+        rows.append(_loco.build_row(title, corpus, unit, curves))
+        rows[-1].curves = curves  # kept for the shortcut check (not cached)
+        print(
+            f"  {title}: {len(rows[-1])} curves, {len(rows[-1].X)} forecast epochs ({time.time() - t0:.0f} s)",
+            flush=True,
+        )
+    return rows
+
+
+def check_shortcut(row, curves_of_row, weights: dict, setting, n: int = 12) -> None:
+    """The cached-feature shortcut must agree with the real Forecast on a few curves."""
+    import _loco
+
+    from epochpilot.stopping import _prior_weights
+
+    saved = _prior_weights.WEIGHTS
+    _prior_weights.WEIGHTS = weights
+    try:
+        p = _loco.p_improve(row, weights)
+        fast = _loco.forecast_stops(row, p, setting.confidence, setting.floor)
+        for j in range(0, len(curves_of_row), max(1, len(curves_of_row) // n)):
+            c = curves_of_row[j]
+            pol = Forecast(
+                VAL,
+                c.mode,
+                budget=c.budget,
+                train_monitor=TRAIN,
+                grad_monitor=GRAD,
+                confidence=setting.confidence,
+                patience_floor=setting.floor,
+                **_loco.context(c),
+            )
+            real = c.budget
+            for i in range(c.budget):
+                if pol.update(i + 1, _loco.feed(c, i)).stop:
+                    real = i + 1
+                    break
+            if real != fast[j]:
+                raise RuntimeError(
+                    f"shortcut disagrees with Forecast on {c.name}: {fast[j]} vs {real}"
+                )
+    finally:
+        _prior_weights.WEIGHTS = saved
+
+
+def loco(args) -> None:
+    """The leave-one-corpus-out table, figure and (with --fit-prior) the shipped weights."""
+    import _loco
+    import _loco_report as lr
+
+    t0 = time.time()
+    print("replaying every corpus once (cached under", _loco.CACHE, ")", flush=True)
+    rows = loco_rows(args)
+    res = lr.run(rows)
+    lo = res["loco"]
+    for r in rows:  # the cached shortcut must agree with the real policy, with the weights it was scored with
+        s, _, _ = res["held_out"][r.title]
+        check_shortcut(r, r.curves, lo.weights(frozenset({r.corpus}), s.features, s.label_rel), s)
+    print("shortcut agrees with the real Forecast on every corpus", flush=True)
+    extra = lr.patience_rows(lo)
+    from epochpilot.stopping import _prior_weights
+
+    shipped = {}
+    for r in (
+        rows
+    ):  # Forecast as shipped before this change (its prior saw generated + TaskSet: not held out)
+        p = _loco.p_improve(r, _prior_weights.WEIGHTS)
+        shipped[r.title] = lo.cell(r, _loco.forecast_stops(r, p, 0.95, 0))
+    extra["Forecast as shipped before (0.95; prior fitted on generated+TaskSet)"] = shipped
+    extra[f"Forecast, shipped setting, LOCO prior ({res['ship']})"] = res["ship_cells"]
+    text = lr.table(res, extra)
+    ms = decision_ms()
+    head = (
+        f"Leave-one-corpus-out: `.venv/bin/python bench/stopping.py` ({time.time() - t0:.0f} s; "
+        f"Forecast decision {ms:.2f} ms median at 200 epochs of history)"
     )
-    print(f"wrote {path}")
+    print("\n" + head + "\n\n" + text, flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "stopping-loco.md").write_text(head + "\n\n" + text + "\n")
+    if not args.no_plots:
+        lr.figure(res, RESULTS / "stopping-loco.png")
+    if args.fit_prior:
+        ship = res["ship"]
+        fitted = {
+            "WEIGHTS": _loco.fit(
+                rows, lr.FEATURE_SETS[ship.features], ship.label_rel, lo.l2, per_row=lo.per_row
+            ),
+            "WEIGHTS_NO_TRAIN": _loco.fit(
+                rows,
+                lr.FEATURE_SETS[ship.features],
+                ship.label_rel,
+                lo.l2,
+                per_row=lo.per_row,
+                blank_train=True,
+            ),
+        }
+        for k in fitted:
+            fitted[k]["setting"] = {"confidence": ship.confidence, "patience_floor": ship.floor}
+        path = Path(_prior_weights.__file__)
+        body = "\n\n".join(f"{k} = {json.dumps(v, indent=4)}" for k, v in fitted.items())
+        path.write_text(
+            '"""Weights of the empirical prior (generated by ``bench/stopping.py --fit-prior``; do not edit by '
+            "hand).\n\nFitted on every corpus of the leave-one-corpus-out benchmark. ``WEIGHTS`` for runs with a "
+            'train curve (``train_monitor``), ``WEIGHTS_NO_TRAIN`` for runs without one.\n"""\n\n'
+            f"{body}\n"
+        )
+        print(f"wrote {path}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--split", choices=("report", "tune", "all"), default="report")
+    ap.add_argument(
+        "--split",
+        choices=("report", "tune", "all"),
+        default=None,
+        help="secondary view: per-corpus split tables (default: leave-one-corpus-out)",
+    )
     ap.add_argument("--on", choices=("test", "valid"), default="test", help="regret measured on")
     ap.add_argument(
         "--per-task", type=int, default=0, help="TaskSet configs per task file (0 = all 1000)"
     )
     ap.add_argument("--no-plots", action="store_true")
     ap.add_argument(
-        "--fit-prior", action="store_true", help="fit Forecast's prior on the tuning split"
+        "--fit-prior", action="store_true", help="LOCO, then write the prior fitted on all corpora"
     )
-    ap.add_argument(
-        "--gain-weight", type=float, default=1.0, help="extra weight of large future gains"
-    )
-    ap.add_argument(
-        "--dry-run", action="store_true", help="--fit-prior without writing the weights"
-    )
-    ap.add_argument("--l2", type=float, default=1.0, help="L2 penalty of the prior's logistic fit")
     ap.add_argument(
         "--tune", action="store_true", help="grid over Forecast settings (tuning split, valid)"
     )
@@ -363,8 +409,8 @@ def main() -> None:
     if args.tune:
         tune(args)
         return
-    if args.fit_prior:
-        fit_prior(args)
+    if args.split is None:
+        loco(args)
         return
     default = Forecast(VAL, "min", budget=1).confidence
     ms = decision_ms()

@@ -8,21 +8,15 @@ that the same value hashes the same in every split) plus an optional label Serie
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-try:  # the shared error hierarchy, when it has landed
-    from epochpilot.errors import DataError
-except ImportError:  # pragma: no cover - fallback until epochpilot.errors exists
-    DataError = ValueError  # type: ignore[misc,assignment]
+from epochpilot.errors import DataError, short_list
 
 __all__ = ["DataError", "Split", "load_split"]
-
-_LINE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
 
 @dataclass(frozen=True)
@@ -36,28 +30,14 @@ class Split:
 
 
 def read_csv(path: str | os.PathLike[str], name: str = "data") -> pd.DataFrame:
-    """Read a CSV file; parse failures become a one-line DataError with the line number."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise DataError(f"{name}: no such file {path!r}: pass an existing CSV path")
+    """Read a CSV file; every problem (missing, empty, binary, not UTF-8, a bad line, duplicate column names)
+    is a one-line DataError naming the split, the file and the fix."""
+    from epochpilot.data import read_frame
+
     try:
-        return pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        raise DataError(
-            f"{name}: {path!r} is empty: the CSV needs a header row and data rows"
-        ) from None
-    except pd.errors.ParserError as exc:
-        match = _LINE.search(str(exc))
-        if match:
-            want, line, saw = match.groups()
-            msg = f"{name}: cannot parse {path!r} at line {line}: expected {want} fields, saw {saw}"
-        else:
-            msg = f"{name}: cannot parse {path!r}: {str(exc).strip().splitlines()[0]}"
-        raise DataError(msg) from None
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"{name}: {path!r} is not UTF-8 text ({exc.reason}): save it as UTF-8 CSV"
-        ) from None
+        return read_frame(os.fspath(path))
+    except DataError as exc:
+        raise DataError(f"{name}: {exc}") from None
 
 
 def _from_torch(data: Any, name: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -157,11 +137,11 @@ def load_split(data: Any, name: str, *, target: str | None, text_column: str | N
         raise DataError(f"{name}: the data is empty (0 rows): pass at least one row")
     if label is not None and label not in frame.columns:
         raise DataError(
-            f"{name}: target column {label!r} not found; columns are {list(frame.columns)[:10]}"
+            f"{name}: target column {label!r} not found; columns are {short_list(frame.columns)}"
         )
     if text_column is not None and text_column not in frame.columns:
         raise DataError(
-            f"{name}: text_column {text_column!r} not found; columns are {list(frame.columns)[:10]}"
+            f"{name}: text_column {text_column!r} not found; columns are {short_list(frame.columns)}"
         )
     labels = frame[label].reset_index(drop=True) if label is not None else None
     features = frame.drop(columns=[label]) if label is not None else frame

@@ -7,8 +7,11 @@ training data.
 
 from __future__ import annotations
 
+import collections
+import csv
 import difflib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from epochpilot.errors import DataError
+from epochpilot.errors import DataError, short_list
 
 __all__ = [
     "BUILTINS",
@@ -24,6 +27,7 @@ __all__ = [
     "Table",
     "load_builtin",
     "read_csv",
+    "read_frame",
     "write_builtin_csv",
 ]
 
@@ -39,6 +43,8 @@ class Table:
     frame: pd.DataFrame
     target: str
     name: str = "data"
+    #: the file the rows came from (named in error messages), when they came from one
+    source: str | None = None
 
     @property
     def features(self) -> list[str]:
@@ -89,34 +95,90 @@ def write_builtin_csv(name: str, path: str | Path, **kwargs: Any) -> Path:
     return path
 
 
-def read_csv(path: str | Path, target: str) -> Table:
-    """Read a CSV with a header row; errors name the file, the line or the column, and the fix."""
+#: Byte-order marks of the encodings a spreadsheet may save that are not UTF-8.
+_BOMS = {
+    b"\xff\xfe\x00\x00": "UTF-32",
+    b"\x00\x00\xfe\xff": "UTF-32",
+    b"\xff\xfe": "UTF-16",
+    b"\xfe\xff": "UTF-16",
+}
+
+
+_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+def read_frame(path: str | Path, field: str | None = None) -> pd.DataFrame:
+    """Read a CSV with a header row, as text in UTF-8; every problem is one DataError line naming the file (and
+    ``field``, the flag or key that gave it, when known) and the fix: missing, a folder, empty, binary or
+    UTF-16, unparsable, or with duplicate column names (which pandas would silently rename ``a.1``)."""
     path = Path(path)
+    label = f"{field} {path}" if field else str(path)
     if not path.exists():
-        raise DataError(f"{path}: no such file; check the path")
+        raise DataError(f"{label}: no such file; check the path")
     if path.is_dir():
-        raise DataError(f"{path} is a directory; give a CSV file")
+        raise DataError(f"{label} is a directory; give a CSV file")
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8192)
+    except OSError as exc:
+        raise DataError(
+            f"{label}: cannot read it ({exc.strerror}): check its permissions"
+        ) from None
+    save = "save it as UTF-8 CSV (in a spreadsheet: Save As > CSV UTF-8)"
+    for bom, name in _BOMS.items():
+        if head.startswith(bom):
+            raise DataError(f"{label} is {name} text, not UTF-8: {save}")
+    if b"\x00" in head:
+        raise DataError(f"{label} is a binary file, not CSV text: {save}")
     try:
         frame = pd.read_csv(path)
     except pd.errors.EmptyDataError:
-        raise DataError(f"{path} is empty: give a CSV with a header row and data rows") from None
+        raise DataError(f"{label} is empty: give a CSV with a header row and data rows") from None
     except pd.errors.ParserError as exc:
-        raise DataError(f"{path} cannot be parsed as CSV: {' '.join(str(exc).split())}") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path} is not UTF-8 text: save it as a UTF-8 CSV") from None
+        match = _FIELDS.search(str(exc))
+        where = (
+            "at line {1}: expected {0} fields, saw {2}".format(*match.groups())
+            if match
+            else " ".join(str(exc).split())
+        )
+        raise DataError(f"{label} cannot be parsed as CSV {where}: fix that line") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{label} is not UTF-8 text (byte {exc.object[exc.start : exc.start + 1]!r} at offset "
+            f"{exc.start:,}): {save}"
+        ) from None
+    duplicates = _duplicate_columns(path)
+    if duplicates:
+        raise DataError(
+            f"{label} has duplicate column names {short_list(duplicates)}: give each column its own name"
+        )
+    return frame
+
+
+def _duplicate_columns(path: Path) -> list[str]:
+    """Names that appear more than once in the header row (the first non-blank line)."""
+    with path.open(encoding="utf-8", newline="") as fh:
+        for row in csv.reader(fh):
+            if any(cell.strip() for cell in row):
+                counts = collections.Counter(cell for cell in row if cell)
+                return [name for name, n in counts.items() if n > 1]
+    return []
+
+
+def read_csv(path: str | Path, target: str) -> Table:
+    """Read a CSV with a header row; errors name the file, the line or the column, and the fix."""
+    path = Path(path)
+    frame = read_frame(path)
     if frame.empty:
         raise DataError(f"{path} has a header but no data rows: add rows")
     if target not in frame.columns:
-        near = difflib.get_close_matches(target, [str(c) for c in frame.columns], n=1)
-        hint = (
-            f"did you mean {near[0]!r}?"
-            if near
-            else f"columns are: {', '.join(map(str, frame.columns))}"
-        )
+        columns = [str(c) for c in frame.columns]
+        near = difflib.get_close_matches(target, columns, n=1)
+        hint = f"did you mean {near[0]!r}?" if near else f"columns are: {short_list(columns)}"
         raise DataError(f"{path} has no target column {target!r}: {hint}")
     if len(frame.columns) < 2:
         raise DataError(f"{path} has only the target column: add feature columns")
-    return Table(frame, target, path.stem)
+    return Table(frame, target, path.stem, str(path))
 
 
 def infer_task(y: pd.Series) -> str:
@@ -153,12 +215,15 @@ class Preprocessor:
         if impute is not None and impute not in IMPUTE:
             raise DataError(f"impute must be one of {', '.join(IMPUTE)}, got {impute!r}")
         frame, target = table.frame, table.target
+        where = f"{table.source}: " if table.source else ""
         y = frame[target]
         if y.isna().any():
             rows = [int(i) + 2 for i in np.flatnonzero(y.isna().to_numpy())[:5]]
             raise DataError(
-                f"target column {target!r} is empty on CSV lines {rows}: fill or drop those rows"
+                f"{where}target column {target!r} is empty on CSV lines {rows}: fill or drop those rows"
             )
+        if pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y):
+            _refuse_inf(y.to_numpy(dtype=np.float64).reshape(-1, 1), [target], where)
         task = task or infer_task(y)
         if task not in TASKS:
             raise DataError(f"task must be 'classification' or 'regression', got {task!r}")
@@ -166,14 +231,16 @@ class Preprocessor:
         bad = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
         if bad:
             raise DataError(
-                f"non-numeric feature columns {bad}: encode them as numbers or drop them "
-                f"(text columns need --text-column in 'epochpilot audit')"
+                f"{where}non-numeric feature columns [{short_list(bad)}]: encode them as numbers or drop "
+                f"them (text columns need --text-column in 'epochpilot audit')"
             )
         X = frame[features].to_numpy(dtype=np.float64)
+        _refuse_inf(X, features, where)
         missing = [c for c, m in zip(features, np.isnan(X).any(axis=0)) if m]
         if missing and impute is None:
             raise DataError(
-                f"missing values in columns {missing}: pass --impute mean|median|zero or fill them"
+                f"{where}missing values in columns [{short_list(missing)}]: pass --impute "
+                f"mean|median|zero or fill them"
             )
         if impute == "median":
             fill = np.nanmedian(X, axis=0)
@@ -183,7 +250,16 @@ class Preprocessor:
             fill = np.zeros(X.shape[1])
         fill = np.where(np.isnan(fill), 0.0, fill)
         X = np.where(np.isnan(X), fill, X)
-        mean, scale = X.mean(axis=0), X.std(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, scale = X.mean(axis=0), X.std(axis=0)
+        huge = [
+            c for c, m, v in zip(features, mean, scale) if not (np.isfinite(m) and np.isfinite(v))
+        ]
+        if huge:
+            raise DataError(
+                f"{where}values too large to scale in columns [{short_list(huge)}]: rescale them "
+                f"(e.g. divide by 1e6) or take their log"
+            )
         scale = np.where(scale > 0, scale, 1.0)
         classes: list[Any] = []
         if task == "classification":
@@ -222,21 +298,27 @@ class Preprocessor:
         absent = [c for c in self.features if c not in frame.columns]
         if absent:
             raise DataError(
-                f"missing feature columns {absent}: the model was trained with {self.features}"
+                f"missing feature columns [{short_list(absent)}]: the model was trained with "
+                f"{len(self.features):,} columns ({short_list(self.features)})"
             )
         extra = [c for c in frame.columns if c not in self.features and c != self.target]
         if extra:
             raise DataError(
-                f"unexpected columns {extra}: drop them (the model uses {self.features})"
+                f"unexpected columns [{short_list(extra)}]: drop them (the model uses "
+                f"{short_list(self.features)})"
             )
         bad = [c for c in self.features if not pd.api.types.is_numeric_dtype(frame[c])]
         if bad:
-            raise DataError(f"non-numeric values in columns {bad}: the model needs numbers there")
+            raise DataError(
+                f"non-numeric values in columns [{short_list(bad)}]: the model needs numbers there"
+            )
         X = frame[self.features].to_numpy(dtype=np.float64)
+        _refuse_inf(X, self.features, "")
         nan_cols = [c for c, m in zip(self.features, np.isnan(X).any(axis=0)) if m]
         if nan_cols and self.impute is None:
             raise DataError(
-                f"missing values in columns {nan_cols}: fill them (the model was trained without --impute)"
+                f"missing values in columns [{short_list(nan_cols)}]: fill them (the model was "
+                f"trained without --impute)"
             )
         X = np.where(np.isnan(X), np.asarray(self.fill), X)
         X = ((X - np.asarray(self.mean)) / np.asarray(self.scale)).astype(np.float32)
@@ -252,7 +334,8 @@ class Preprocessor:
         unknown = sorted({v for v in y.tolist() if v not in index}, key=str)
         if unknown:
             raise DataError(
-                f"labels {unknown[:5]} were not seen in training (known: {self.classes})"
+                f"labels [{short_list(unknown)}] were not seen in training (known: "
+                f"{short_list(self.classes)})"
             )
         return np.asarray([index[v] for v in y.tolist()], dtype=np.int64)
 
@@ -270,8 +353,94 @@ class Preprocessor:
 
     @classmethod
     def from_json(cls, path: str | Path) -> Preprocessor:
-        """Load what :meth:`to_json` wrote."""
-        return cls(**json.loads(Path(path).read_text()))
+        """Load what :meth:`to_json` wrote; a damaged or foreign file is one DataError naming the file and
+        what is wrong with it."""
+        import dataclasses
+        import math
+
+        path = Path(path)
+        fix = "restore the file or train the run again"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise DataError(f"{path} is not UTF-8 JSON text: {fix}") from None
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"{path} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}): {fix}"
+            ) from None
+        except OSError as exc:
+            raise DataError(f"{path} cannot be read ({exc.strerror or exc}): {fix}") from None
+
+        def bad(what: str) -> DataError:
+            return DataError(f"{path} is not an epochpilot preprocessor: {what}; {fix}")
+
+        if not isinstance(data, dict):
+            raise bad(f"it holds a JSON {type(data).__name__}, not an object")
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in data if k not in names]
+        if unknown:
+            raise bad(f"unknown keys {short_list(unknown, 5)}")
+        absent = [k for k in ("features", "target", "task", "mean", "scale") if k not in data]
+        if absent:
+            raise bad(f"missing keys {short_list(absent, 5)}")
+
+        def numbers(key: str, n: int | None) -> None:
+            values = data.get(key, [])
+            ok = isinstance(values, list) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                for v in values
+            )
+            if not ok or (n is not None and len(values) != n):
+                size = f"{n} " if n is not None else ""
+                raise bad(f"{key!r} must be a list of {size}finite numbers")
+
+        features = data["features"]
+        if not isinstance(features, list) or not all(isinstance(c, str) for c in features):
+            raise bad("'features' must be a list of column names")
+        if not isinstance(data["target"], str):
+            raise bad("'target' must be a column name")
+        if data["task"] not in TASKS:
+            raise bad(f"'task' must be one of {', '.join(TASKS)}, got {data['task']!r}")
+        numbers("mean", len(features))
+        numbers("scale", len(features))
+        if any(v == 0 for v in data["scale"]):
+            raise bad("'scale' holds a zero")
+        if data.get("fill"):
+            numbers("fill", len(features))
+        if data.get("impute") is not None and data["impute"] not in IMPUTE:
+            raise bad(
+                f"'impute' must be one of {', '.join(IMPUTE)} or null, got {data['impute']!r}"
+            )
+        classes = data.get("classes", [])
+        if not isinstance(classes, list) or any(isinstance(c, (list, dict)) for c in classes):
+            raise bad("'classes' must be a list of labels")
+        if data["task"] == "classification" and len(classes) < 2:
+            raise bad("a classifier needs at least two 'classes'")
+        for key in ("y_mean", "y_scale"):
+            value = data.get(key, 0.0 if key == "y_mean" else 1.0)
+            if (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or not math.isfinite(value)
+            ):
+                raise bad(f"{key!r} must be a finite number")
+        if data.get("y_scale", 1.0) == 0:
+            raise bad("'y_scale' is zero")
+        return cls(**data)
+
+
+def _refuse_inf(X: np.ndarray, columns: list[str], where: str) -> None:
+    """A DataError naming the columns and the number of rows holding inf or -inf (never trained on)."""
+    inf = np.isinf(X)
+    if not inf.any():
+        return
+    named = [c for c, m in zip(columns, inf.any(axis=0)) if m]
+    rows = int(inf.any(axis=1).sum())
+    raise DataError(
+        f"{where}infinite values (inf) in {rows:,} row{'s' if rows != 1 else ''} of columns "
+        f"[{short_list(named)}]: replace them with numbers (or leave them empty and use --impute) "
+        f"or drop those rows"
+    )
 
 
 def _json_default(value: Any) -> Any:

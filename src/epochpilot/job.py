@@ -50,14 +50,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from epochpilot.errors import ConfigError
+from epochpilot._jobcheck import check_device, check_section
+from epochpilot.errors import ConfigError, FieldError, short_list
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["DataSpec", "JobSpec", "ModelSpec", "RunSpec", "TrainSpec", "load_spec"]
+__all__ = [
+    "DataSpec",
+    "JobSpec",
+    "ModelSpec",
+    "RunSpec",
+    "TrainSpec",
+    "check_runnable",
+    "load_spec",
+    "override",
+    "spec_from_tables",
+]
 
 
 @dataclass
@@ -75,16 +86,7 @@ class DataSpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.builtin and self.csv:
-            raise ConfigError("data.builtin and data.csv are both set: keep one")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(
-                f"data.val_fraction must be in (0, 1), got {self.val_fraction}: try 0.2"
-            )
-        if not 0.0 <= self.test_fraction < 1.0 - self.val_fraction:
-            raise ConfigError(
-                f"data.test_fraction must be in [0, 1 - val_fraction), got {self.test_fraction}"
-            )
+        check_section(self, "data")
 
 
 @dataclass
@@ -93,6 +95,9 @@ class ModelSpec:
 
     factory: str = "epochpilot.models:mlp"
     kwargs: dict[str, Any] = field(default_factory=lambda: {"hidden": [128, 64], "dropout": 0.1})
+
+    def __post_init__(self) -> None:
+        check_section(self, "model")
 
 
 @dataclass
@@ -131,26 +136,7 @@ class TrainSpec:
     on_nan: str = "stop"
 
     def __post_init__(self) -> None:
-        if self.stopper not in ("early", "auto", "none"):
-            raise ConfigError(
-                f"train.stopper must be 'early', 'auto' or 'none', got {self.stopper!r}"
-            )
-        if self.max_steps is not None and (
-            isinstance(self.max_steps, bool)
-            or not isinstance(self.max_steps, int)
-            or self.max_steps < 1
-        ):
-            raise ConfigError(
-                f"train.max_steps must be an int >= 1 (updates), got {self.max_steps!r}"
-            )
-        if self.max_time is not None:
-            from epochpilot.train.budgets import parse_duration
-
-            parse_duration(self.max_time, "train.max_time")
-        if self.warmup is not None and self.warmup < 0:
-            raise ConfigError(
-                f"train.warmup must be >= 0, got {self.warmup}: a fraction (< 1) or steps"
-            )
+        check_section(self, "train")
 
 
 @dataclass
@@ -160,6 +146,9 @@ class RunSpec:
     dir: str | None = None
     overwrite: bool = False
     resume: bool = False
+
+    def __post_init__(self) -> None:
+        check_section(self, "run")
 
 
 @dataclass
@@ -192,23 +181,42 @@ def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
 
 def _unknown(key: str, valid: list[str], where: str) -> ConfigError:
     near = difflib.get_close_matches(key, valid, n=1)
-    hint = f"did you mean {near[0]!r}?" if near else f"valid keys: {', '.join(valid)}"
+    hint = f"did you mean {near[0]!r}?" if near else f"valid keys: {short_list(valid, 8)}"
     return ConfigError(f"unknown key {key!r} in {where}: {hint}")
 
 
-def _section(cls: type, values: dict[str, Any], where: str) -> Any:
+def toml_name(key: str, source: str) -> str:
+    """How a setting is named in a job file: ``[train] max_epochs in job.toml``."""
+    section, _, name = key.partition(".")
+    where = "" if source in ("config", "defaults") else f" in {source}"
+    return f"[{section}] {name}{where}"
+
+
+#: CLI flags whose name is not ``--`` + the key with dashes (``max_epochs`` -> ``--max-epochs``).
+FLAG_NAMES = {"data.csv": "--data", "run.dir": "--run-dir", "train.tensorboard": "--no-tensorboard"}
+
+
+def flag_name(key: str) -> str:
+    """The CLI flag that sets ``key`` (``train.max_epochs`` -> ``--max-epochs``)."""
+    return FLAG_NAMES.get(key) or "--" + key.partition(".")[2].replace("_", "-")
+
+
+def _section(cls: type, values: dict[str, Any], where: str, source: str) -> Any:
     names = [f.name for f in dataclasses.fields(cls)]
     for key in values:
         if key not in names:
             raise _unknown(key, names, where)
     try:
         return cls(**values)
+    except FieldError as exc:
+        raise exc.named(toml_name(exc.key, source)) from None
     except TypeError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
 
 def spec_from_tables(tables: dict[str, Any], source: str = "config") -> JobSpec:
-    """Build a JobSpec from parsed TOML tables; unknown sections and keys name the nearest valid one."""
+    """Build a JobSpec from parsed TOML tables; unknown sections and keys name the nearest valid one, bad
+    values name the key as written (``[train] max_epochs in job.toml must be an integer, got 'ten'``)."""
     tables = dict(tables)
     if isinstance(tables.get("model"), str):  # model = "package.module:factory"
         tables["model"] = {"factory": tables["model"]}
@@ -220,32 +228,66 @@ def spec_from_tables(tables: dict[str, Any], source: str = "config") -> JobSpec:
     model = dict(tables.get("model", {}))
     factory = model.pop("factory", ModelSpec.factory)
     # The default MLP keeps its default sizes unless the file gives any; a user's factory gets only what is given.
-    model_spec = ModelSpec(factory, model) if model or factory != ModelSpec.factory else ModelSpec()
+    try:
+        model_spec = (
+            ModelSpec(factory, model) if model or factory != ModelSpec.factory else ModelSpec()
+        )
+    except FieldError as exc:
+        raise exc.named(toml_name(exc.key, source)) from None
     return JobSpec(
-        data=_section(DataSpec, tables.get("data", {}), f"{source} [data]"),
+        data=_section(DataSpec, tables.get("data", {}), f"{source} [data]", source),
         model=model_spec,
-        train=_section(TrainSpec, tables.get("train", {}), f"{source} [train]"),
-        run=_section(RunSpec, tables.get("run", {}), f"{source} [run]"),
+        train=_section(TrainSpec, tables.get("train", {}), f"{source} [train]", source),
+        run=_section(RunSpec, tables.get("run", {}), f"{source} [run]", source),
         source=source,
     )
 
 
 def load_spec(path: str | Path) -> JobSpec:
-    """Read a job TOML file; syntax errors give the line, unknown keys the nearest valid name."""
+    """Read a job TOML file; syntax errors give the file and line, bad values the key as written, and a device
+    this machine lacks is refused here (before any run directory is touched)."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: no such config file; check the path")
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder: give the job's TOML file")
     try:
-        tables = tomllib.loads(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text: save the job file as UTF-8 TOML") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the job file ({exc.strerror})") from None
+    try:
+        tables = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
-    return spec_from_tables(tables, str(path))
+    spec = spec_from_tables(tables, str(path))
+    check_runnable(spec)
+    return spec
 
 
-def override(spec: JobSpec, section: str, **values: Any) -> JobSpec:
-    """Apply CLI overrides (None means "not given") to one section, re-validating it."""
+def check_runnable(spec: JobSpec) -> None:
+    """What only this machine can answer (is the job's device here?), as a one-line error naming the key."""
+    try:
+        check_device(spec.train.device)
+    except FieldError as exc:
+        raise exc.named(toml_name(exc.key, spec.source)) from None
+
+
+def override(
+    spec: JobSpec, section: str, *, flags: dict[str, str] | None = None, **values: Any
+) -> JobSpec:
+    """Apply CLI overrides (None means "not given") to one section, re-validating it. A bad value is named by
+    its flag (``--max-epochs``; ``flags`` maps keys to other flag names), a bad value the overrides did not
+    give by its key in the job file."""
     given = {k: v for k, v in values.items() if v is not None}
     if not given:
         return spec
     current = getattr(spec, section)
-    return dataclasses.replace(spec, **{section: dataclasses.replace(current, **given)})
+    try:
+        return dataclasses.replace(spec, **{section: dataclasses.replace(current, **given)})
+    except FieldError as exc:
+        name = exc.key.partition(".")[2]
+        if exc.key.partition(".")[0] == section and name in given:
+            raise exc.named((flags or {}).get(name) or flag_name(exc.key)) from None
+        raise exc.named(toml_name(exc.key, spec.source)) from None

@@ -1,19 +1,25 @@
-"""Default models for tabular data, and loading a user's model factory from ``"package.module:function"``."""
+"""Default models for tabular data, and loading a user's model factory from ``"package.module:function"``.
+
+A run directory is data: the factory its ``model.json``/``job.toml`` names is imported only when it is one of
+:data:`BUILTIN_FACTORIES` (compared as a string, before any import) or the caller trusts the run directory
+(``--trust-factory`` / ``trust_factory=True``, as Hugging Face's ``trust_remote_code``); see :func:`check_factory`.
+"""
 
 from __future__ import annotations
 
 import importlib
 import inspect
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from torch import nn
 
 from epochpilot.errors import ConfigError
 
-__all__ = ["import_factory", "mlp"]
+__all__ = ["BUILTIN_FACTORIES", "check_factory", "import_factory", "mlp"]
 
 
 def mlp(
@@ -39,9 +45,30 @@ def mlp(
     return nn.Sequential(*layers)
 
 
+#: The factories epochpilot itself writes into a run directory: loading a run may use these without trust.
+BUILTIN_FACTORIES: Mapping[str, Callable[..., nn.Module]] = MappingProxyType(
+    {"epochpilot.models:mlp": mlp}
+)
+
+
+def check_factory(spec: Any, source: str | Path, trust_factory: bool) -> None:
+    """Refuse, before anything is imported, a model factory that a run directory's file names unless it is
+    built in or ``trust_factory`` is set; the ConfigError names the file, the factory and the fix."""
+    if trust_factory or (isinstance(spec, str) and spec in BUILTIN_FACTORIES):
+        return
+    raise ConfigError(
+        f"{source} names model factory {spec!r}, not built into epochpilot: loading this run would run its "
+        f"code; pass --trust-factory (Python: trust_factory=True) only if you trust where this run directory "
+        f"came from"
+    )
+
+
 def import_factory(spec: str, search: Sequence[str | Path] = ()) -> Callable[..., nn.Module]:
     """Resolve ``"package.module:function"`` to the callable, also looking in ``search`` folders (e.g. the
-    job file's folder and the working directory); errors say what to fix."""
+    job file's folder and the working directory); errors say what to fix. A built-in factory is returned
+    without importing anything or touching ``sys.path``."""
+    if isinstance(spec, str) and spec in BUILTIN_FACTORIES:
+        return BUILTIN_FACTORIES[spec]
     if not isinstance(spec, str) or spec.count(":") != 1:
         raise ConfigError(f"model factory {spec!r} must look like 'package.module:function'")
     module_name, attr = spec.split(":")

@@ -7,9 +7,11 @@ A run directory keeps everything a prediction needs besides the weights in plain
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
-import shutil
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,11 +21,15 @@ import pandas as pd
 import torch
 
 from epochpilot import budget
+from epochpilot._files import atomic_write_bytes, atomic_write_text
 from epochpilot.data import Preprocessor, Table, load_builtin, read_csv
-from epochpilot.errors import ConfigError, DataError
+from epochpilot.errors import DataError
 from epochpilot.job import JobSpec
 from epochpilot.models import build_model
 from epochpilot.predictor import Predictor, load
+from epochpilot.train.rundir import check_for_command as check_run_dir
+from epochpilot.train.rundir import claim_run_dir as prepare_run_dir
+from epochpilot.train.rundir import claimed_run_dir
 
 __all__ = [
     "JobResult",
@@ -31,6 +37,8 @@ __all__ = [
     "Predictor",
     "Prepared",
     "load",
+    "check_run_dir",
+    "claimed_run_dir",
     "prepare",
     "prepare_run_dir",
     "plan_train",
@@ -86,18 +94,6 @@ def split(
     except ValueError as exc:
         raise DataError(f"cannot split {len(frame)} rows into train/validation: {exc}") from None
     return train, val, test
-
-
-def prepare_run_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
-    """Refuse an existing run directory unless resuming or overwriting; never touch it otherwise."""
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"run directory {path} is a file: choose another --run-dir")
-    if path.exists() and any(path.iterdir()) and not (overwrite or resume):
-        raise FileExistsError(
-            f"run directory {path} already holds a run: pass --resume to continue it or --overwrite to replace it"
-        )
-    if path.exists() and overwrite and not resume:
-        shutil.rmtree(path)
 
 
 def _stopper(spec: JobSpec) -> Any:
@@ -286,7 +282,6 @@ def run_job(
     echo(f"budget: {text}")
     kwargs = trainer_kwargs(spec, len(X_tr), data.classification)
     model = job_model(spec, pre)
-    _write_job(run_dir, spec)
     from epochpilot.train import Trainer
 
     trainer = Trainer(
@@ -295,9 +290,12 @@ def run_job(
         resume="auto" if spec.run.resume else False,
         overwrite=spec.run.overwrite,
     )
-    result = trainer.fit(model, (X_tr, data.y_train), (data.X_val, data.y_val))
-    run_dir = Path(result.run_dir or run_dir)
-    save_predictor(run_dir, spec, pre, result.model)
+    # everything is validated: only now is the run directory written (an old run kept until this one is safe)
+    with claimed_run_dir(run_dir, overwrite=spec.run.overwrite, resume=spec.run.resume):
+        _write_job(run_dir, spec)
+        result = trainer.fit(model, (X_tr, data.y_train), (data.X_val, data.y_val))
+        run_dir = Path(result.run_dir or run_dir)
+        save_predictor(run_dir, spec, pre, result.model)
     test_metrics: dict[str, float] = {}
     if data.test is not None:
         test_metrics = Predictor(run_dir, pre, result.model).evaluate(data.test)
@@ -326,13 +324,21 @@ def _write_job(run_dir: Path, spec: JobSpec) -> None:
     from epochpilot.train.config import to_toml
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / "job.toml.tmp"
-    tmp.write_text(to_toml(spec.to_tables()))
-    tmp.replace(run_dir / "job.toml")
+    atomic_write_text(run_dir / "job.toml", to_toml(spec.to_tables()))
 
 
 def save_predictor(run_dir: Path, spec: JobSpec, pre: Preprocessor, model: torch.nn.Module) -> None:
-    pre.to_json(run_dir / "preprocessor.json")
+    """Write what a prediction needs besides the job (``preprocessor.json``, ``model.json``, ``model.pt``),
+    each to a temporary name and renamed."""
+    target = run_dir / "preprocessor.json"
+    tmp = run_dir / f".preprocessor.json.{os.getpid()}.tmp"
+    try:
+        pre.to_json(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     info = {
         "factory": spec.model.factory,
         "search": [str(p.resolve()) for p in _search(spec)],
@@ -340,15 +346,15 @@ def save_predictor(run_dir: Path, spec: JobSpec, pre: Preprocessor, model: torch
         "n_features": len(pre.features),
         "n_outputs": pre.n_outputs,
     }
-    (run_dir / "model.json").write_text(json.dumps(info, indent=2))
+    atomic_write_text(run_dir / "model.json", json.dumps(info, indent=2))
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    tmp = run_dir / "model.pt.tmp"
-    torch.save(state, tmp)
-    tmp.replace(run_dir / "model.pt")
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(run_dir / "model.pt", buf.getvalue())
 
 
 def _update_summary(run_dir: Path, extra: dict[str, Any]) -> None:
     path = run_dir / "summary.json"
     summary = json.loads(path.read_text()) if path.exists() else {}
     summary.update(extra)
-    path.write_text(json.dumps(summary, indent=2, default=str))
+    atomic_write_text(path, json.dumps(summary, indent=2, default=str))

@@ -7,19 +7,23 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from epochpilot.data import Preprocessor
-from epochpilot.errors import DataError
+from epochpilot.errors import CheckpointError, ConfigError, DataError
 
 __all__ = ["PREDICTOR_FILES", "Predictor", "load"]
 
 PREDICTOR_FILES = ("preprocessor.json", "model.json", "model.pt")
+
+log = logging.getLogger("epochpilot")
 
 
 class Predictor:
@@ -93,28 +97,133 @@ def _read_frame(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def load(run_dir: str | Path) -> Predictor:
-    """The predictor saved in a run directory (weights loaded with ``weights_only=True``)."""
-    from epochpilot.models import build_model as _build
+def _model_info(path: Path) -> dict[str, Any]:
+    """``model.json``, checked: a damaged or foreign file is one ConfigError naming it and what is wrong."""
+    fix = "restore the file or train the run again"
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 JSON text: {fix}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}): {fix}"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path} cannot be read ({exc.strerror or exc}): {fix}") from None
+    if not isinstance(info, dict):
+        raise ConfigError(f"{path} holds a JSON {type(info).__name__}, not an object: {fix}")
+    problems = []
+    if not isinstance(info.get("factory"), str):
+        problems.append("'factory' must be a string 'package.module:function'")
+    for key in ("n_features", "n_outputs"):
+        value = info.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            problems.append(f"{key!r} must be an int >= 1, got {value!r}")
+    if not isinstance(info.get("kwargs", {}), dict):
+        problems.append("'kwargs' must be an object")
+    search = info.get("search", [])
+    if not isinstance(search, list) or not all(isinstance(s, str) for s in search):
+        problems.append("'search' must be a list of folders")
+    if problems:
+        raise ConfigError(
+            f"{path} is not an epochpilot model description: {'; '.join(problems)}; {fix}"
+        )
+    return info
+
+
+def _build(info: dict[str, Any], source: Path) -> torch.nn.Module:
+    """The model ``model.json`` describes; a factory refusing its arguments names the file."""
+    from epochpilot.models import build_model
+
+    try:
+        return build_model(
+            info["factory"],
+            info["n_features"],
+            info["n_outputs"],
+            info.get("kwargs", {}),
+            info.get("search", ()),
+        )
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except RuntimeError as exc:  # e.g. sizes that overflow, even on the meta device
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"{source} describes a model that cannot be built ({first}): restore the file or train the run again"
+        ) from None
+
+
+def _weights(run_dir: Path, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``model.pt`` (``weights_only=True``); when it cannot be loaded, the run's best weights from its newest
+    checkpoint, with one warning line; a file of another model is one ConfigError naming it."""
+    from epochpilot.train.checkpoint_check import (
+        load_weights,
+        newest_best,
+        state_dict_diff,
+        state_dict_misfit,
+    )
+
+    file = run_dir / "model.pt"
+    expected = model.state_dict()
+    try:
+        state = load_weights(file)
+    except CheckpointError as exc:
+        damage = str(exc).removesuffix("; delete that checkpoint")
+        try:
+            state, source = newest_best(
+                run_dir / "checkpoints", lambda w: state_dict_misfit(w, expected)
+            )
+        except CheckpointError as again:
+            raise CheckpointError(
+                f"{damage}; {again}: the checkpoints cannot stand in for it, train the run again"
+            ) from None
+        log.warning("%s: using the best weights from %s instead", damage, source)
+        return state
+    problem = state_dict_diff(state, expected)
+    if problem is not None:
+        raise ConfigError(
+            f"{file} does not match model.json: {problem}: the weights belong to another model; "
+            f"put back this run's model.pt or train the run again"
+        )
+    return state
+
+
+def load(run_dir: str | Path, *, trust_factory: bool = False) -> Predictor:
+    """The predictor saved in a run directory (weights loaded with ``weights_only=True``).
+
+    A run directory is data: the model factory its ``model.json`` names is imported only when it is built
+    into epochpilot, or with ``trust_factory=True`` (as Hugging Face's ``trust_remote_code``): set it only if
+    you trust where the run directory came from.
+    """
+    from epochpilot.models import BUILTIN_FACTORIES, check_factory
 
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DataError(
+            f"{run_dir} is not a run directory: give the directory 'epochpilot train' wrote"
+        )
     missing = [name for name in PREDICTOR_FILES if not (run_dir / name).exists()]
     if missing:
         raise DataError(
             f"{run_dir} is not a finished epochpilot run (missing {', '.join(missing)}): train it first"
         )
+    info = _model_info(run_dir / "model.json")
+    check_factory(
+        info["factory"], run_dir / "model.json", trust_factory
+    )  # before anything is imported
     pre = Preprocessor.from_json(run_dir / "preprocessor.json")
-    info = json.loads((run_dir / "model.json").read_text())
-    model = _build(
-        info["factory"],
-        info["n_features"],
-        info["n_outputs"],
-        info["kwargs"],
-        info.get("search", ()),
-    )
-    try:
-        state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types
-        raise DataError(f"{run_dir / 'model.pt'} cannot be loaded safely: {exc}") from None
+    if (info["n_features"], info["n_outputs"]) != (len(pre.features), pre.n_outputs):
+        raise ConfigError(
+            f"{run_dir / 'model.json'} describes {info['n_features']} inputs and {info['n_outputs']} outputs, "
+            f"but preprocessor.json gives {len(pre.features)} and {pre.n_outputs}: the files come from "
+            f"different runs; restore them or train the run again"
+        )
+    if info["factory"] in BUILTIN_FACTORIES:
+        # shapes first, without memory: a model.json asking for a huge model must not allocate it
+        with torch.device("meta"):
+            state = _weights(run_dir, _build(info, run_dir / "model.json"))
+        model = _build(info, run_dir / "model.json")
+    else:
+        model = _build(info, run_dir / "model.json")
+        state = _weights(run_dir, model)
     model.load_state_dict(state)
     return Predictor(run_dir, pre, model)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from epochpilot.errors import short_list
+
 __all__ = ["FORTUNES_DIR", "INSTALL_HINT", "TextSet", "fortune_categories", "load_fortunes"]
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
@@ -97,7 +99,7 @@ def load_fortunes(
     for label, name in enumerate(categories):
         file = root / name
         if not file.is_file():
-            known = ", ".join(sorted(fortune_categories(root)))
+            known = short_list(sorted(fortune_categories(root)), 8, quote=False)
             raise FileNotFoundError(
                 f"fortune category {name!r} not found in {root} (have: {known})"
             )

@@ -138,7 +138,7 @@ def run_mixed(args: argparse.Namespace, data: Any) -> tuple[Any, dict[str, Any],
     from epochpilot.finetune import build_model, optimizer_factory
     from epochpilot.finetune_probe import SimilarityProbe
     from epochpilot.mixed import MixedSampler, Stage, Stages
-    from epochpilot.pipeline import prepare_run_dir
+    from epochpilot.pipeline import claimed_run_dir
     from epochpilot.stopping import AnyOf, EarlyStopping, Retention
 
     general, task = join_classes(_general_texts(args), data)
@@ -160,7 +160,6 @@ def run_mixed(args: argparse.Namespace, data: Any) -> tuple[Any, dict[str, Any],
         )
     train, val = task.split(n_train, n_val, seed=args.seed)
     g_train, g_val = general.split(n_general, g_val_n, seed=args.seed)
-    prepare_run_dir(args.run_dir, overwrite=args.overwrite, resume=False)
 
     torch.manual_seed(args.seed)  # the new head's initial weights
     model = build_model(
@@ -193,20 +192,22 @@ def run_mixed(args: argparse.Namespace, data: Any) -> tuple[Any, dict[str, Any],
         stages.append(Stage(general_data, epochs=args.general_epochs, name="general"))
     stages.append(Stage(mix, epochs=args.max_epochs, stopper=stopper, name="mixed"))
     lr = args.lr if args.lr is not None else (5e-4 if args.mode == "lora" else 3e-5)
-    result = Stages(stages).fit(
-        model,
-        tensors(val),
-        probes=probes,
-        optimizer=optimizer_factory(model, lr, args.head_lr),
-        lr=lr,
-        loss_fn="cross_entropy",
-        metrics=["accuracy"],
-        batch_size=args.batch_size,
-        seed=args.seed,
-        run_dir=args.run_dir,
-        overwrite=args.overwrite,
-        progress=False,
-    )
+    # the run directory is written from here on (an old run kept aside until the new one is safe)
+    with claimed_run_dir(args.run_dir, overwrite=args.overwrite, resume=False):
+        result = Stages(stages).fit(
+            model,
+            tensors(val),
+            probes=probes,
+            optimizer=optimizer_factory(model, lr, args.head_lr),
+            lr=lr,
+            loss_fn="cross_entropy",
+            metrics=["accuracy"],
+            batch_size=args.batch_size,
+            seed=args.seed,
+            run_dir=args.run_dir,
+            overwrite=args.overwrite,
+            progress=False,
+        )
     share = mix.shares["task"]
     info = {
         "classes": task.classes,

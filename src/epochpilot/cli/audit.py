@@ -36,16 +36,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the audit; 0 on success, 2 on bad input (one line on stderr)."""
+    """Run the audit; 0 on success; bad input: one line on stderr, exit code 2; a --json
+    path that cannot be written is refused before the audit runs."""
+    from epochpilot._files import atomic_write_text, check_output_path
     from epochpilot.audit import audit
 
     try:
+        if args.json not in (None, "-"):
+            check_output_path(args.json, "--json")
         report = audit(
             args.file, args.val, args.test, target=args.target, text_column=args.text_column
         )
-    except ValueError as exc:  # DataError is a ValueError
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (ValueError, TypeError) as exc:  # DataError and ConfigError are ValueErrors
+        return _fail(exc)
     payload = json.dumps(report.to_dict(), indent=2)
     if args.json == "-":
         print(payload)
@@ -53,10 +56,16 @@ def run(args: argparse.Namespace) -> int:
     print(report.render(), end="")
     if args.json:
         try:
-            with open(args.json, "w", encoding="utf-8") as fh:
-                fh.write(payload + "\n")
-        except OSError as exc:
-            print(f"error: cannot write --json {args.json!r}: {exc.strerror}", file=sys.stderr)
-            return 2
+            atomic_write_text(args.json, payload + "\n", field="--json")
+        except ValueError as exc:  # the disk filled up or the folder went away meanwhile
+            return _fail(exc)
         print(f"JSON report written to {args.json}")
     return 0
+
+
+def _fail(exc: BaseException) -> int:
+    """One line on stderr (``error: ...``), exit code 2."""
+    from epochpilot.cli.main import cap, error_line
+
+    print(f"error: {cap(error_line(exc))}", file=sys.stderr)
+    return 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from epochpilot.errors import ConfigError
+from epochpilot.errors import CheckpointError, ConfigError
 
 __all__ = ["add_parser", "continue_run", "plan_budget", "run"]
+
+log = logging.getLogger("epochpilot")
 
 EXAMPLES = """examples:
   epochpilot continue runs/wine --data new_rows.csv
@@ -60,6 +63,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--overwrite", action="store_true", help="replace --out if it already holds a run"
     )
+    from epochpilot.cli.runs import add_trust_flag
+
+    add_trust_flag(p)
 
 
 def plan_budget(summary: dict[str, Any], n_old: int, n_new: int) -> tuple[int, str]:
@@ -74,22 +80,80 @@ def plan_budget(summary: dict[str, Any], n_old: int, n_new: int) -> tuple[int, s
     return epochs, why
 
 
-def _best_weights(run_dir: Path) -> tuple[dict[str, torch.Tensor], Path]:
-    """The run's best weights: as of its latest checkpoint (which knows the best epoch and where its weights
-    are, even for a run killed before ``best/`` was brought up to date), else ``best/``."""
-    from epochpilot.train.checkpoint import best_weights, list_checkpoints, load_checkpoint
+def _best_weights(run_dir: Path, model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], Path]:
+    """The run's best weights: as of its newest checkpoint (which knows the best epoch and where its weights
+    are, even for a run killed before ``best/`` was brought up to date), else ``best/``. When those files are
+    damaged or belong to another model, the finished run's ``model.pt`` (the same best weights) stands in,
+    with one warning line; when it cannot either, one CheckpointError line."""
+    from epochpilot.train.checkpoint import scan_checkpoints
+    from epochpilot.train.checkpoint_check import load_weights, newest_best, state_dict_misfit
 
     root = run_dir / "checkpoints"
-    found = list_checkpoints(root)
-    if found:
-        parts = load_checkpoint(found[-1])
-        weights, source = best_weights(found[-1], parts)
-        return (weights, source) if weights is not None else (parts["model"], found[-1])
-    if (root / "best").is_dir():
-        return load_checkpoint(root / "best")["model"], root / "best"
+    good, bad = scan_checkpoints(root)
+    if not good and not bad and not (root / "best").is_dir():
+        raise ConfigError(
+            f"{run_dir} has no checkpoint to continue from (no {root}/best or epoch-*): "
+            f"train it with checkpoints on (checkpoint_every >= 1)"
+        )
+    expected = model.state_dict()
+
+    def fits(weights: dict[str, Any]) -> str | None:
+        return state_dict_misfit(weights, expected)
+
+    try:
+        return newest_best(root, fits)
+    except CheckpointError as exc:
+        problem = str(exc).removesuffix("; delete that checkpoint")
+    file = run_dir / "model.pt"
+    try:
+        state = load_weights(file)
+        why = fits(state)
+    except CheckpointError as exc:
+        why = str(exc).removesuffix("; delete that checkpoint")
+    else:
+        if why is None:
+            log.warning(
+                "%s: continuing from %s (the finished run's best weights) instead", problem, file
+            )
+            return state, file
+        why = f"{file} {why}"
+    raise CheckpointError(
+        f"{problem}; {why}: no usable weights to continue from; restore the files or train the run again"
+    )
+
+
+def _old_summary(run_dir: Path, epochs: int | None) -> dict[str, Any]:
+    """The old run's ``summary.json`` (it sizes the budget); damaged: one line naming it, or with ``--epochs``
+    (which makes it unnecessary) a warning."""
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        return {}
+    problem = None
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        problem = "is not UTF-8 JSON text"
+    except json.JSONDecodeError as exc:
+        problem = f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+    except OSError as exc:
+        problem = f"cannot be read ({exc.strerror or exc})"
+    else:
+        if not isinstance(summary, dict):
+            problem = f"holds a JSON {type(summary).__name__}, not an object"
+        else:
+            for key in ("best_epoch", "epochs_run"):
+                value = summary.get(key)
+                if value is not None and (
+                    not isinstance(value, int) or isinstance(value, bool) or value < 0
+                ):
+                    problem = f"has {key}={value!r}, not an epoch number"
+    if problem is None:
+        return summary
+    if epochs is not None:
+        log.warning("%s %s: ignored (--epochs is given)", path, problem)
+        return {}
     raise ConfigError(
-        f"{run_dir} has no checkpoint to continue from (no {root}/best or epoch-*): "
-        f"train it with checkpoints on (checkpoint_every >= 1)"
+        f"{path} {problem}: it sizes the budget; restore the file, or give --epochs N"
     )
 
 
@@ -104,13 +168,19 @@ def continue_run(
     lr_scale: float = 0.3,
     overwrite: bool = False,
     echo: Any = print,
+    trust_factory: bool = False,
 ) -> Any:
-    """Continue ``run_dir`` on the rows of ``data``; returns the ``pipeline.JobResult`` of the new run."""
+    """Continue ``run_dir`` on the rows of ``data``; returns the ``pipeline.JobResult`` of the new run.
+
+    A model factory that the run's ``job.toml`` names and that is not built into epochpilot is imported only
+    with ``trust_factory=True`` (CLI ``--trust-factory``): only for run directories whose source you trust.
+    """
     from epochpilot import pipeline
     from epochpilot.data import Preprocessor, Table, read_csv
     from epochpilot.finetune_probe import Probed
     from epochpilot.job import load_spec
     from epochpilot.mixed import MixedSampler
+    from epochpilot.models import check_factory
     from epochpilot.stopping import AnyOf, EarlyStopping, Retention
     from epochpilot.train import Trainer
 
@@ -125,14 +195,13 @@ def continue_run(
         )
     if lr_scale <= 0:
         raise ConfigError(f"--lr-scale must be > 0, got {lr_scale}")
-    state, source = _best_weights(run_dir)
-    spec = load_spec(run_dir / "job.toml")
+    job = run_dir / "job.toml"
+    spec = load_spec(job)
+    check_factory(spec.model.factory, job, trust_factory)  # before anything is imported
     pre = Preprocessor.from_json(run_dir / "preprocessor.json")
-    old_summary = (
-        json.loads((run_dir / "summary.json").read_text())
-        if (run_dir / "summary.json").is_file()
-        else {}
-    )
+    model = pipeline.job_model(spec, pre)
+    state, source = _best_weights(run_dir, model)
+    old_summary = _old_summary(run_dir, epochs)
 
     old_train_df, old_val_df, _ = pipeline.split(pipeline.load_table(spec), spec, pre.task)
     new_table = read_csv(data, pre.target)
@@ -150,7 +219,6 @@ def continue_run(
     new_tr, new_va = arrays(new_train_df), arrays(new_val_df)
     classification = pre.task == "classification"
 
-    model = pipeline.job_model(spec, pre)
     model.load_state_dict(state)
     old_X, old_y = torch.from_numpy(old_va[0]), torch.from_numpy(old_va[1])
 
@@ -238,5 +306,6 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         lr_scale=args.lr_scale,
         overwrite=args.overwrite,
+        trust_factory=args.trust_factory,
     )
     return 0

@@ -6,7 +6,6 @@ import argparse
 import functools
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -66,15 +65,17 @@ def run(args: argparse.Namespace) -> int:
     """Cross-validate the job and print the choice."""
     import pandas as pd
 
+    from epochpilot._files import atomic_write_text
     from epochpilot.cli.train import spec_from_args
     from epochpilot.data import Preprocessor, Table
     from epochpilot.pipeline import (
         as_targets,
         check_batch_size,
+        check_run_dir,
+        claimed_run_dir,
         job_model,
         load_table,
         plan_train,
-        prepare_run_dir,
         save_predictor,
         split,
         trainer_kwargs,
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("epochpilot").setLevel(logging.WARNING)  # no per-epoch lines from k runs
     if args.resume:
         raise ValueError("epochpilot cv cannot resume: re-run with --overwrite")
-    prepare_run_dir(run_dir, overwrite=spec.run.overwrite, resume=False)
+    check_run_dir(run_dir, overwrite=spec.run.overwrite, resume=False)  # before any work
 
     table = load_table(spec)
     task = Preprocessor.fit(table, task=spec.data.task, impute=spec.data.impute).task
@@ -109,20 +110,24 @@ def run(args: argparse.Namespace) -> int:
         config["stopper"] = EarlyStopping(t.monitor, t.mode, patience=patience)
     config.update(checkpoint_every=None, tensorboard=False, progress=False)
     factory = functools.partial(job_model, spec, pre)
-    selection = kfold_epochs(
-        factory,
-        (X, y),
-        k=args.folds,
-        stratify=task == "classification" and not args.no_stratify,
-        config=config,
-        schedule=schedule,
-        workers=args.workers,
-        rule=args.rule,
-        seed=spec.data.seed,
-        run_dir=run_dir,
-    )
-    (run_dir / "selection.json").write_text(json.dumps(selection.to_dict(), indent=2))
-    report = write_cv_report(selection, run_dir / "report.html", title=f"{spec.source}: {run_dir}")
+    # the run directory is written from here on: an old run is kept aside until the first fold is done
+    with claimed_run_dir(run_dir, overwrite=spec.run.overwrite, resume=False):
+        selection = kfold_epochs(
+            factory,
+            (X, y),
+            k=args.folds,
+            stratify=task == "classification" and not args.no_stratify,
+            config=config,
+            schedule=schedule,
+            workers=args.workers,
+            rule=args.rule,
+            seed=spec.data.seed,
+            run_dir=run_dir,
+        )
+        atomic_write_text(run_dir / "selection.json", json.dumps(selection.to_dict(), indent=2))
+        report = write_cv_report(
+            selection, run_dir / "report.html", title=f"{spec.source}: {run_dir}"
+        )
     mean = selection.mean_curve[selection.epochs - 1]
     std = selection.std_curve[selection.epochs - 1]
     print(
@@ -133,9 +138,7 @@ def run(args: argparse.Namespace) -> int:
         f"{mean:.4g} ± {std:.4g}; best mean at epoch {selection.best_epoch})"
     )
     if args.refit:
-        refit_dir = run_dir / "refit"
-        if refit_dir.exists():
-            shutil.rmtree(refit_dir)
+        refit_dir = run_dir / "refit"  # new: the cv run directory was fresh (or moved aside) above
         config.pop("stopper")
         result = refit(
             factory, (X, y), selection, config=config, schedule=schedule, run_dir=refit_dir

@@ -22,7 +22,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "--run-dir", type=Path, default=Path("runs/demo"), help="default runs/demo (replaced)"
+        "--run-dir",
+        type=Path,
+        default=Path("runs/demo"),
+        help="default runs/demo (an earlier demo run there is replaced; a folder of other files is refused)",
     )
     p.add_argument("--max-epochs", type=int, default=60, help="epoch budget (default 60)")
 
@@ -51,7 +54,11 @@ def run(args: argparse.Namespace) -> int:
     """Print the worked example, train, print the summary."""
     from epochpilot.cli.summary import print_summary
     from epochpilot.job import DataSpec, JobSpec, RunSpec, TrainSpec
-    from epochpilot.pipeline import load_table, prepare_run_dir, run_job, split
+    from epochpilot.pipeline import check_run_dir, load_table, run_job, split
+    from epochpilot.train.signals import TrainingInterrupted, TrainingTerminated
+
+    # the demo replaces its own earlier run, never a folder of other files (refused before any work)
+    check_run_dir(args.run_dir, overwrite=True, resume=False)
 
     spec = JobSpec(
         data=DataSpec(builtin="digits", val_fraction=0.2, test_fraction=0.2, seed=0),
@@ -69,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
     )
     n_train = len(split(load_table(spec), spec, "classification")[0])
     worked_example(n_train, spec.train.batch_size, spec.train.max_epochs, spec.train.lr)
-    prepare_run_dir(args.run_dir, overwrite=True, resume=False)
-    result = run_job(spec, run_dir=args.run_dir)
+    try:
+        result = run_job(spec, run_dir=args.run_dir)
+    except (TrainingInterrupted, TrainingTerminated) as exc:
+        return exc.exit_code
     print_summary(result)
     return 0

@@ -120,15 +120,26 @@ def run(args: argparse.Namespace) -> int:
     """Fine-tune, write the report, print the summary."""
     from epochpilot.cli._finetune_mixed import mixed_requested, run_mixed
     from epochpilot.errors import ConfigError
-    from epochpilot.finetune import finetune
-    from epochpilot.pipeline import prepare_run_dir
+    from epochpilot.pipeline import check_run_dir
+    from epochpilot.train.signals import TrainingInterrupted, TrainingTerminated
 
     if not 0 < args.val_fraction < 0.5:
         raise ConfigError(f"--val-fraction must be in (0, 0.5), got {args.val_fraction}")
+    check_run_dir(args.run_dir, overwrite=args.overwrite, resume=False)  # before any work
     mixed = mixed_requested(args)
     data = _texts(args)
-    if mixed:
-        return _report(args, *run_mixed(args, data))
+    try:
+        return _report(args, *(run_mixed(args, data) if mixed else _run_task(args, data)))
+    except (TrainingInterrupted, TrainingTerminated) as exc:
+        return exc.exit_code  # the line on how to resume was logged by fit
+
+
+def _run_task(args: argparse.Namespace, data: Any) -> tuple[Any, dict[str, Any], str]:
+    """Fine-tune on the task texts alone; returns (FitResult, info, budget text)."""
+    from epochpilot.errors import ConfigError
+    from epochpilot.finetune import finetune
+    from epochpilot.pipeline import claimed_run_dir
+
     n_val = max(len(data.classes), int(len(data) * args.val_fraction))
     n_train = args.n_train or int(len(data) * 0.6)
     n_probe = min(200, max(0, len(data) - n_train - n_val))
@@ -137,38 +148,40 @@ def run(args: argparse.Namespace) -> int:
             f"--n-train {n_train} with {n_val} validation texts needs {n_train + n_val} texts; the data has {len(data)}"
         )
     train, val, probe = data.split(n_train, n_val, n_probe, seed=args.seed)
-    prepare_run_dir(args.run_dir, overwrite=args.overwrite, resume=False)
-    result = finetune(
-        None,
-        (train.texts, train.labels),
-        (val.texts, val.labels),
-        mode=args.mode,
-        n_classes=len(data.classes),
-        lr=args.lr,
-        head_lr=args.head_lr,
-        lora_r=args.lora_r,
-        retention=args.retention,
-        probe_texts=probe.texts if args.retention is not None else None,
-        patience=args.patience,
-        max_epochs=args.max_epochs,
-        batch_size=args.batch_size,
-        max_length=args.max_length,
-        seed=args.seed,
-        run_dir=args.run_dir,
-        overwrite=args.overwrite,
-        progress=False,
-    )
+    # the run directory is written from here on (an old run kept aside until the new one is safe)
+    with claimed_run_dir(args.run_dir, overwrite=args.overwrite, resume=False):
+        result = finetune(
+            None,
+            (train.texts, train.labels),
+            (val.texts, val.labels),
+            mode=args.mode,
+            n_classes=len(data.classes),
+            lr=args.lr,
+            head_lr=args.head_lr,
+            lora_r=args.lora_r,
+            retention=args.retention,
+            probe_texts=probe.texts if args.retention is not None else None,
+            patience=args.patience,
+            max_epochs=args.max_epochs,
+            batch_size=args.batch_size,
+            max_length=args.max_length,
+            seed=args.seed,
+            run_dir=args.run_dir,
+            overwrite=args.overwrite,
+            progress=False,
+        )
     info = {"classes": data.classes, "mode": args.mode, "n_train": len(train), "n_val": len(val)}
     budget = f"{len(train)} training texts, {len(val)} validation, {args.mode} fine-tuning"
-    return _report(args, result, info, budget)
+    return result, info, budget
 
 
 def _report(args: argparse.Namespace, result: Any, info: dict[str, Any], budget: str) -> int:
     """Write finetune.json and the report; print the summary (and the kept epoch's general accuracy)."""
+    from epochpilot._files import atomic_write_text
     from epochpilot.cli.summary import print_summary
     from epochpilot.report import write_report
 
-    (args.run_dir / "finetune.json").write_text(json.dumps(info, indent=2))
+    atomic_write_text(args.run_dir / "finetune.json", json.dumps(info, indent=2))
     report = write_report(args.run_dir)
     print_summary(
         SimpleNamespace(

@@ -73,10 +73,14 @@ def _source(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the plan; 0 on success, 2 on bad input (one line on stderr)."""
+    """Print the plan; 0 on success; bad input: one line on stderr, exit code 2; a --json
+    path that cannot be written is refused before the data is read."""
+    from epochpilot._files import atomic_write_text, check_output_path
     from epochpilot.plan import plan
 
     try:
+        if args.json not in (None, "-"):
+            check_output_path(args.json, "--json")
         result = plan(
             _source(args),
             mode=args.mode,
@@ -87,8 +91,7 @@ def run(args: argparse.Namespace) -> int:
             table=args.table,
         )
     except (ValueError, TypeError) as exc:  # DataError and ConfigError are ValueErrors
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc)
     payload = json.dumps(result.to_dict(), indent=2)
     if args.json == "-":
         print(payload)
@@ -96,10 +99,16 @@ def run(args: argparse.Namespace) -> int:
     print(result)
     if args.json:
         try:
-            with open(args.json, "w", encoding="utf-8") as fh:
-                fh.write(payload + "\n")
-        except OSError as exc:
-            print(f"error: cannot write --json {args.json!r}: {exc.strerror}", file=sys.stderr)
-            return 2
+            atomic_write_text(args.json, payload + "\n", field="--json")
+        except ValueError as exc:  # the disk filled up or the folder went away meanwhile
+            return _fail(exc)
         print(f"JSON plan written to {args.json}")
     return 0
+
+
+def _fail(exc: BaseException) -> int:
+    """One line on stderr (``error: ...``), exit code 2."""
+    from epochpilot.cli.main import cap, error_line
+
+    print(f"error: {cap(error_line(exc))}", file=sys.stderr)
+    return 2

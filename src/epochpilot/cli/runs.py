@@ -7,7 +7,30 @@ import json
 import sys
 from pathlib import Path
 
+from epochpilot._files import atomic_open, check_output_path
 from epochpilot.errors import ConfigError
+
+TRUST_HELP = (
+    "import the model factory that the run's files name even when it is not built into epochpilot "
+    "(it runs that code): only for run directories whose source you trust"
+)
+
+
+def check_out(path: Path) -> Path:
+    """``--out`` checked before any work (see :func:`epochpilot._files.check_output_path`), as one line."""
+    from epochpilot._files import path_error
+
+    try:
+        return check_output_path(path, "--out")
+    except (
+        OSError
+    ) as exc:  # e.g. a name too long for the file system, met while looking at the path
+        raise path_error(exc, path, "--out") from None
+
+
+def add_trust_flag(p: argparse.ArgumentParser) -> None:
+    """``--trust-factory``: allow a run directory's own model factory (see :func:`epochpilot.models.check_factory`)."""
+    p.add_argument("--trust-factory", action="store_true", help=TRUST_HELP)
 
 
 def _command(
@@ -41,15 +64,20 @@ def add_predict(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--data", type=Path, required=True, help="CSV with the training feature columns")
     p.add_argument("--out", type=Path, help="write predictions here (default: print to stdout)")
+    add_trust_flag(p)
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    """Print or write predictions."""
+    """Print or write predictions (``--out`` is checked before anything is loaded, and replaced atomically)."""
     from epochpilot.predictor import load
 
-    predictions = load(_run_dir(args.run_dir)).predict(args.data)
     if args.out:
-        predictions.to_csv(args.out, index=False)
+        check_out(args.out)
+    predictor = load(_run_dir(args.run_dir), trust_factory=args.trust_factory)
+    predictions = predictor.predict(args.data)
+    if args.out:
+        with atomic_open(args.out, "w", field="--out", encoding="utf-8", newline="") as fh:
+            predictions.to_csv(fh, index=False)
         print(f"{len(predictions)} predictions written to {args.out}")
     else:
         predictions.to_csv(sys.stdout, index=False)
@@ -69,13 +97,14 @@ def add_evaluate(subparsers: argparse._SubParsersAction) -> None:
         "--data", type=Path, required=True, help="CSV with the feature columns and the target"
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_trust_flag(p)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Print the metrics."""
     from epochpilot.predictor import load
 
-    metrics = load(_run_dir(args.run_dir)).evaluate(args.data)
+    metrics = load(_run_dir(args.run_dir), trust_factory=args.trust_factory).evaluate(args.data)
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -93,14 +122,37 @@ def add_resume(subparsers: argparse._SubParsersAction) -> None:
         "  epochpilot resume runs/wine\n",
     )
     p.add_argument("run_dir", type=Path)
+    add_trust_flag(p)
+
+
+def check_saved_config(run_dir: Path) -> None:
+    """A run's ``config.toml`` that is not readable TOML is one line naming it (resume compares with it)."""
+    import tomllib
+
+    file = run_dir / "config.toml"
+    if not file.is_file():
+        return
+    try:
+        tomllib.loads(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"{file} is not UTF-8 TOML text: the run's saved settings are damaged; restore the file"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{file} is not valid TOML ({exc}): the run's saved settings are damaged; restore the file"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{file} cannot be read ({exc.strerror or exc})") from None
 
 
 def run_resume(args: argparse.Namespace) -> int:
-    """Re-run the saved job with resume on."""
+    """Re-run the saved job with resume on (a job naming a model factory of its own needs --trust-factory)."""
     import dataclasses
 
     from epochpilot.cli.train import train_and_print
     from epochpilot.job import load_spec
+    from epochpilot.models import check_factory
 
     run_dir = _run_dir(args.run_dir)
     job = run_dir / "job.toml"
@@ -109,6 +161,8 @@ def run_resume(args: argparse.Namespace) -> int:
             f"{run_dir} has no job.toml: only runs started by 'epochpilot train' can be resumed here"
         )
     spec = load_spec(job)
+    check_factory(spec.model.factory, job, args.trust_factory)  # before anything is imported
+    check_saved_config(run_dir)
     spec = dataclasses.replace(
         spec, run=dataclasses.replace(spec.run, resume=True, overwrite=False)
     )
@@ -147,8 +201,31 @@ def add_compare(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    """Write the comparison page and print its path."""
+    """Write the comparison page and print its path (``--out`` is checked first and replaced atomically)."""
+    import contextlib
+    import os
+    import tempfile
+
+    from epochpilot._files import path_error
     from epochpilot.report import compare_runs
 
-    print(compare_runs([_run_dir(p) for p in args.run_dirs], args.out))
+    out = check_out(args.out)
+    run_dirs = [_run_dir(p) for p in args.run_dirs]
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name[:200]}.", suffix=".tmp", dir=out.parent)
+    except OSError as exc:
+        raise path_error(exc, out, "--out") from None
+    os.close(fd)
+    try:
+        compare_runs(run_dirs, tmp)
+        with contextlib.suppress(OSError):  # the page keeps the old file's permissions
+            os.chmod(tmp, out.stat().st_mode & 0o7777 if out.exists() else 0o644)
+        os.replace(tmp, out)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise path_error(exc, out, "--out") from None
+        raise
+    print(out)
     return 0

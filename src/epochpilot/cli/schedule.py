@@ -34,29 +34,49 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the schedule's key points and optionally plot it."""
-    from epochpilot.schedules import parse, simulate
+    """Print the schedule's key points and optionally plot it; any ``--steps`` returns at once (the schedule is
+    evaluated at the points shown and at about 2,000 points for the plot, never at every step)."""
+    from epochpilot._files import atomic_open, check_output_path, path_error
+    from epochpilot.errors import ConfigError
+    from epochpilot.schedules import parse, peak, sample
 
-    schedule = parse(args.spec, lr=args.lr, total_steps=args.steps, warmup_steps=args.warmup_steps)
-    lrs = simulate(schedule, args.steps)
+    steps = args.steps
+    if args.warmup_steps is not None:
+        if args.warmup_steps >= steps:
+            raise ConfigError(
+                f"--warmup-steps must be < --steps ({steps}), got {args.warmup_steps}: shorten the warmup"
+            )
+        if args.warmup_steps and not args.spec.strip().lower().startswith("warmup("):
+            raise ConfigError(
+                f"--warmup-steps needs a warmup spec: write 'warmup({args.spec.strip()})'"
+            )
+    if args.plot is not None:
+        try:
+            args.plot.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise path_error(exc, args.plot, "--plot") from None
+        check_output_path(args.plot, "--plot")
+    schedule = parse(args.spec, lr=args.lr, total_steps=steps, warmup_steps=args.warmup_steps)
     print(f"{args.spec}: {schedule!r}")
-    marks = sorted({0, args.steps // 4, args.steps // 2, 3 * args.steps // 4, args.steps - 1})
-    peak = max(range(len(lrs)), key=lrs.__getitem__)
-    print(f"  peak lr {lrs[peak]:.4g} at step {peak}")
-    for step in marks:
-        print(f"  step {step:>7}: lr {lrs[step]:.4g}")
+    top, top_lr = peak(schedule, steps)
+    print(f"  peak lr {top_lr:.4g} at step {top}")
+    for step in sorted({0, steps // 4, steps // 2, 3 * steps // 4, steps - 1}):
+        print(f"  step {step:>7}: lr {schedule(step):.4g}")
     if args.plot is not None:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        xs, lrs = sample(schedule, steps)
         fig, ax = plt.subplots(figsize=(7, 3.2), layout="constrained")
-        ax.plot(range(len(lrs)), lrs, color="#2563eb", lw=1.8)
+        ax.plot(xs, lrs, color="#2563eb", lw=1.8)
         ax.set(xlabel="optimizer step", ylabel="learning rate", title=args.spec)
         ax.grid(alpha=0.3)
-        args.plot.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(args.plot, dpi=120)
-        plt.close(fig)
+        try:
+            with atomic_open(args.plot, "wb", field="--plot") as fh:
+                fig.savefig(fh, dpi=120, format=args.plot.suffix.lstrip(".").lower() or "png")
+        finally:
+            plt.close(fig)
         print(f"plot written to {args.plot}")
     return 0

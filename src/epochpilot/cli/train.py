@@ -138,12 +138,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def train_and_print(spec: Any, run_dir: Path) -> int:
-    """Run the job, print the summary table and where the report is."""
+    """Run the job, print the summary table and where the report is. The run directory is checked first
+    and written only once the data and settings are validated; Ctrl-C/SIGTERM end with a checkpoint and
+    one line on how to resume (logged by ``fit``), exit code 130/143."""
     from epochpilot.cli.summary import print_summary
-    from epochpilot.pipeline import prepare_run_dir, run_job
+    from epochpilot.pipeline import check_run_dir, run_job
+    from epochpilot.train.signals import TrainingInterrupted, TrainingTerminated
 
-    prepare_run_dir(run_dir, overwrite=spec.run.overwrite, resume=spec.run.resume)
-    result = run_job(spec, run_dir=run_dir)
+    check_run_dir(run_dir, overwrite=spec.run.overwrite, resume=spec.run.resume)
+    try:
+        result = run_job(spec, run_dir=run_dir)
+    except (TrainingInterrupted, TrainingTerminated) as exc:
+        return exc.exit_code
     print_summary(result)
     return 0
 

@@ -6,10 +6,11 @@ import argparse
 import json
 import logging
 import math
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
+
+from epochpilot._files import atomic_write_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -126,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
 
     from epochpilot.cli.cv import cv_run_dir
     from epochpilot.cli.train import spec_from_args
+    from epochpilot.pipeline import check_run_dir, claimed_run_dir, prepare
     from epochpilot.report.selection import write_tune_report
     from epochpilot.tune import tune
 
@@ -133,34 +135,37 @@ def run(args: argparse.Namespace) -> int:
     space = space_from_args(args)
     logging.getLogger("epochpilot").setLevel(logging.WARNING)  # no per-epoch lines from k runs
     run_dir = cv_run_dir(spec, args.run_dir, "tune")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"run directory {run_dir} is a file: choose another --run-dir")
-    if spec.run.overwrite and run_dir.exists():
-        shutil.rmtree(run_dir)
-    elif run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / "study.db").exists():
-        if args.storage is None:
-            raise FileExistsError(
-                f"run directory {run_dir} holds something other than a study: choose another --run-dir "
-                "or pass --overwrite"
-            )
+    overwrite = bool(spec.run.overwrite)
+    # re-running the same command resumes the study: an existing study is continued, not refused
+    kind = check_run_dir(run_dir, overwrite=overwrite, resume=not overwrite)
+    if kind == "run" and not overwrite and not _is_study(run_dir):
+        raise FileExistsError(
+            f"run directory {run_dir} holds a run that is not a study: choose another --run-dir "
+            "or pass --overwrite"
+        )
+    prepare(spec)  # the data is read and checked before the run directory is touched
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = tune(
-        spec,
-        space,
-        n_trials=args.trials,
-        storage=args.storage,
-        pruner=args.pruner,
-        sampler=args.sampler,
-        workers=args.workers,
-        study_name=args.study_name,
-        run_dir=run_dir,
-        seed=spec.train.seed,
-        timeout=args.timeout,
-    )
-    report = write_tune_report(study, run_dir / "report.html", title=f"{spec.source}: {run_dir}")
+    # the run directory is written from here on: an old one is kept aside until the first trial is done
+    with claimed_run_dir(run_dir, overwrite=overwrite, resume=not overwrite):
+        study = tune(
+            spec,
+            space,
+            n_trials=args.trials,
+            storage=args.storage,
+            pruner=args.pruner,
+            sampler=args.sampler,
+            workers=args.workers,
+            study_name=args.study_name,
+            run_dir=run_dir,
+            seed=spec.train.seed,
+            timeout=args.timeout,
+        )
+        report = write_tune_report(
+            study, run_dir / "report.html", title=f"{spec.source}: {run_dir}"
+        )
+        _write_best(study, run_dir)
     print_study(study)
     storage = args.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
-    _write_best(study, run_dir)
     print(f"report: {report}")
     print(f"dashboard: optuna-dashboard {_hide(storage)}")
     return 0
@@ -210,4 +215,10 @@ def _write_best(study: Any, run_dir: Path) -> None:
         "user_attrs": best.user_attrs,
     }
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "best.json").write_text(json.dumps(info, indent=2, default=str))
+    atomic_write_text(run_dir / "best.json", json.dumps(info, indent=2, default=str))
+
+
+def _is_study(run_dir: Path) -> bool:
+    """False for a run directory of another command (a training run, a cross-validation)."""
+    others = ("job.toml", "config.toml", "history.jsonl", "checkpoints", "selection.json", "fold-1")
+    return not any((run_dir / name).exists() for name in others)

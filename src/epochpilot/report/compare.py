@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from epochpilot._files import atomic_write_text
 from epochpilot.report.load import ReportError, RunData, load_run, metric_pairs
 from epochpilot.report.page import Raw, duration, esc, img, page, table
 from epochpilot.report.plots import RUN_COLORS, compare_figure, figure_png
@@ -96,5 +97,5 @@ def compare_runs(run_dirs: Sequence[str | Path], out_path: str | Path) -> Path:
     )
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page("epochpilot comparison", body), encoding="utf-8")
+    atomic_write_text(out, page("epochpilot comparison", body))
     return out

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from epochpilot._files import atomic_write_text
 from epochpilot.report.load import RunData, load_run
 from epochpilot.report.page import duration, esc, flatten, fmt, img, kv_table, page, table
 from epochpilot.report.plots import PHASE_COLORS, PHASE_LABELS, figure_png, run_figures
@@ -256,9 +257,7 @@ def write_report(run_dir: str | Path, *, open_browser: bool = False) -> Path:
     for stem, caption, fig in run_figures(run):
         pngs.append((stem, caption, figure_png(fig, plots_dir / f"{stem}.png")))
     out = run.path / "report.html"
-    tmp = out.with_suffix(".html.tmp")
-    tmp.write_text(render(run, pngs), encoding="utf-8")
-    tmp.replace(out)
+    atomic_write_text(out, render(run, pngs))
     if open_browser:
         webbrowser.open(out.resolve().as_uri())
     return out

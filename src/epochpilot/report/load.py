@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,8 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 __all__ = ["ReportError", "RunData", "load_run", "metric_pairs"]
+
+log = logging.getLogger("epochpilot")
 
 #: history keys that are not learning curves
 _NOT_CURVES = {"epoch", "step", "lr", "grad_norm", "epoch_time_s", "samples_per_s", "stage"}
@@ -105,9 +108,23 @@ def metric_pairs(keys: list[str]) -> list[tuple[str, str | None, str | None]]:
     return sorted(pairs, key=lambda p: p[0] != "loss")
 
 
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text; a file that cannot be read or decoded is a ReportError naming it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ReportError(
+            f"{path} is not UTF-8 text (a binary or damaged file): restore it from the run or delete it"
+        ) from None
+    except OSError as exc:
+        raise ReportError(
+            f"{path} cannot be read ({exc.strerror}): check its permissions"
+        ) from None
+
+
 def _read_history(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     rows, notes = [], []
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = _read_text(path).splitlines()
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -122,10 +139,60 @@ def _read_history(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
             ) from None
         if not isinstance(row, dict):
             raise ReportError(f"{path} line {n} is not a JSON object: write one object per epoch")
+        epoch = row.get("epoch", n)
+        if isinstance(epoch, float) and epoch.is_integer():  # 3.0 from a framework that logs floats
+            epoch = row["epoch"] = int(epoch)
+        if isinstance(epoch, bool) or not isinstance(epoch, int):
+            raise ReportError(
+                f"{path} line {n}: 'epoch' must be a whole number, got {epoch!r}: fix or delete that line"
+            )
         rows.append(row)
     if not rows:
         raise ReportError(f"{path} has no epochs: train at least one epoch before writing a report")
     return rows, notes
+
+
+#: summary.json keys the report reads, with the types it can use (a value of another type is ignored).
+_SUMMARY_TYPES: dict[str, tuple[type, ...]] = {
+    "best_epoch": (int,),
+    "stopped_epoch": (int,),
+    "epochs_run": (int,),
+    "max_epochs": (int,),
+    "total_steps": (int,),
+    "best_value": (int, float),
+    "elapsed_s": (int, float),
+    "monitor": (str,),
+    "mode": (str,),
+    "stop_reason": (str,),
+    "epochpilot_version": (str,),
+    "plan": (dict,),
+}
+
+
+def _read_summary(path: Path, notes: list[str]) -> dict[str, Any]:
+    """summary.json as a dict; an unreadable file or a value of the wrong type is skipped with a note and a
+    warning naming the file (the report is still written from history.jsonl)."""
+    try:
+        summary = json.loads(_read_text(path))
+    except (ReportError, json.JSONDecodeError) as e:
+        why = f"{e.msg}, line {e.lineno}" if isinstance(e, json.JSONDecodeError) else str(e)
+        _note(notes, f"{path} is not valid JSON ({why}); ignored")
+        return {}
+    if not isinstance(summary, dict):
+        _note(notes, f"{path} is not a JSON object; ignored")
+        return {}
+    for key, kinds in _SUMMARY_TYPES.items():
+        value = summary.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
+            _note(notes, f"{path}: {key!r} has the wrong type ({value!r}); ignored")
+            del summary[key]
+    return summary
+
+
+def _note(notes: list[str], text: str) -> None:
+    """A note on the report page, also logged as one warning line."""
+    notes.append(text)
+    log.warning("warning: %s", text)
 
 
 def _last_per_epoch(rows: list[dict[str, Any]], notes: list[str]) -> list[dict[str, Any]]:
@@ -144,7 +211,7 @@ def _read_lr_csv(path: Path, notes: list[str]) -> tuple[list[float], list[float]
     try:
         with path.open(newline="", encoding="utf-8") as f:
             rows = [(float(r["step"]), float(r["lr"])) for r in csv.DictReader(f)]
-    except (KeyError, ValueError, TypeError):
+    except (KeyError, ValueError, TypeError, OSError):  # UnicodeDecodeError is a ValueError
         notes.append(
             "lr.csv has no numeric 'step' and 'lr' columns; the per-epoch lr is shown instead"
         )
@@ -187,22 +254,20 @@ def load_run(run_dir: str | Path) -> RunData:
     run = RunData(path=path, history=history, summary={}, notes=notes)
     sp = path / "summary.json"
     if sp.is_file():
-        try:
-            summary = json.loads(sp.read_text(encoding="utf-8"))
-            run.summary = summary if isinstance(summary, dict) else {}
-        except json.JSONDecodeError as e:
-            run.notes.append(f"summary.json is not valid JSON ({e.msg}, line {e.lineno}); ignored")
+        run.summary = _read_summary(sp, run.notes)
     else:
         run.notes.append(
             "no summary.json (the run may still be going); figures come from history.jsonl"
         )
     cp = path / "config.toml"
     if cp.is_file():
-        run.config_text = cp.read_text(encoding="utf-8")
         try:
+            run.config_text = _read_text(cp)
             run.config = tomllib.loads(run.config_text)
+        except ReportError as e:
+            _note(run.notes, f"{e}; ignored")
         except tomllib.TOMLDecodeError as e:
-            run.notes.append(f"config.toml does not parse ({e}); shown as text")
+            _note(run.notes, f"{cp} does not parse ({e}); shown as text")
     if (path / "lr.csv").is_file():
         run.lr_steps = _read_lr_csv(path / "lr.csv", run.notes)
     run.monitor, run.mode = _choose_monitor(run)

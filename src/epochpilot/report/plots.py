@@ -15,6 +15,7 @@ import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from epochpilot._files import atomic_write_bytes
 from epochpilot.report.load import RunData, metric_pairs
 
 __all__ = [
@@ -82,7 +83,7 @@ def figure_png(fig: Figure, path: Path | None = None) -> bytes:
     data = buf.getvalue()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        atomic_write_bytes(path, data)
     return data
 
 

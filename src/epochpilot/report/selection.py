@@ -11,6 +11,7 @@ import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from epochpilot._files import atomic_write_text
 from epochpilot.report.page import esc, fmt, img, kv_table, page, table
 from epochpilot.report.plots import _STYLE, RUN_COLORS, figure_png
 
@@ -117,7 +118,7 @@ def write_cv_report(
     )
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page("epochpilot cv", body), encoding="utf-8")
+    atomic_write_text(out, page("epochpilot cv", body))
     return out
 
 
@@ -250,7 +251,7 @@ def write_tune_report(study: Any, out_path: str | Path, title: str = "") -> Path
     )
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page(f"epochpilot tune {study.study_name}", body), encoding="utf-8")
+    atomic_write_text(out, page(f"epochpilot tune {study.study_name}", body))
     return out
 
 

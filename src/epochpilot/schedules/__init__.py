@@ -33,6 +33,8 @@ from epochpilot.schedules.presets import (
     cosine_with_warmup,
     linear_with_warmup,
     parse,
+    peak,
+    sample,
     simulate,
     to_torch,
 )
@@ -54,7 +56,9 @@ __all__ = [
     "cosine_with_warmup",
     "linear_with_warmup",
     "parse",
+    "peak",
     "plateaus",
+    "sample",
     "simulate",
     "to_torch",
 ]

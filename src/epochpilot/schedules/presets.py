@@ -57,9 +57,45 @@ class CosineWave(Schedule):
 
 
 def simulate(schedule: Callable[[int], float], steps: int) -> list[float]:
-    """The lr at steps 0 .. steps-1, e.g. to plot a schedule before training."""
+    """The lr at every step 0 .. steps-1, e.g. to plot a schedule before training (a list of ``steps``
+    floats: for a long schedule use :func:`sample`)."""
     _int("steps", steps, 0)
     return [float(schedule(step)) for step in range(steps)]
+
+
+#: Up to this many steps, :func:`peak` checks every step; beyond, it zooms in on the best of a grid.
+EXACT_STEPS = 100_000
+
+
+def sample(
+    schedule: Callable[[int], float], steps: int, points: int = 2000
+) -> tuple[list[int], list[float]]:
+    """(steps, lrs) at about ``points`` evenly spaced steps of 0 .. steps-1 (every step when there are fewer)
+    plus the peak: a plot or table of a schedule of any length, in time independent of ``steps``."""
+    _int("steps", steps, 1)
+    _int("points", points, 2)
+    if steps <= points:
+        grid = list(range(steps))
+    else:
+        grid = sorted({round(i * (steps - 1) / (points - 1)) for i in range(points)})
+        grid = sorted(set(grid) | {peak(schedule, steps)[0]})
+    return grid, [float(schedule(step)) for step in grid]
+
+
+def peak(schedule: Callable[[int], float], steps: int) -> tuple[int, float]:
+    """(step, lr) of the highest lr over steps 0 .. steps-1 (the first such step). Exact up to
+    ``EXACT_STEPS``; beyond, a grid search that zooms in on the best point (exact for the piecewise
+    monotone schedules here: warmup then decay, one-cycle, steps)."""
+    _int("steps", steps, 1)
+    lo, hi, width = 0, steps - 1, 1000
+    while hi - lo + 1 > EXACT_STEPS:
+        grid = sorted({lo + round(i * (hi - lo) / (width - 1)) for i in range(width)})
+        values = [float(schedule(step)) for step in grid]
+        best = values.index(max(values))
+        lo, hi = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
+    values = [float(schedule(step)) for step in range(lo, hi + 1)]
+    best = values.index(max(values))
+    return lo + best, values[best]
 
 
 def linear_with_warmup(lr: float, warmup_steps: int, total_steps: int) -> Schedule:

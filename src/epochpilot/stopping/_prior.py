@@ -19,7 +19,16 @@ import numpy as np
 
 from epochpilot.stopping._curvefit import CurveForecast
 
-__all__ = ["FEATURES", "LABEL_NOISE", "LABEL_REL", "TRAIN_FEATURES", "features", "predict"]
+__all__ = [
+    "CONTEXT_FEATURES",
+    "FEATURES",
+    "LABEL_NOISE",
+    "LABEL_REL",
+    "TRAIN_FEATURES",
+    "context_features",
+    "features",
+    "predict",
+]
 
 #: a future gain counts when it beats the best by more than this many noise standard deviations
 LABEL_NOISE = 1.0
@@ -41,6 +50,19 @@ FEATURES = (
     "rel_noise",
     "rel_recent_gain",
     "budget_frac",
+    "lr_drop_ahead",
+    "lr_drop_rest",
+    "lr_recent_drop",
+    "has_schedule",
+    "resolution_z",
+)
+#: features from the run's context (the learning-rate schedule, the metric's resolution): 0 when not given
+CONTEXT_FEATURES = (
+    "lr_drop_ahead",
+    "lr_drop_rest",
+    "lr_recent_drop",
+    "has_schedule",
+    "resolution_z",
 )
 #: features that need the train curve: 0 without one (a separate weight set is fitted for that case)
 TRAIN_FEATURES = ("train_trend_t", "has_train")
@@ -70,11 +92,15 @@ def features(
     train: Sequence[float | None],
     fc: CurveForecast,
     budget: int,
+    lookahead: int = 3,
+    schedule: Sequence[float] | None = None,
+    resolution: float = 0.0,
 ) -> np.ndarray:
     """Feature vector (order of ``FEATURES``) at the last epoch seen; ``values`` lower-is-better.
 
     ``budget`` (epochs planned) gives the position in the budget: a stop early in the budget forfeits
-    more, so the prior asks for more evidence there."""
+    more, so the prior asks for more evidence there. ``schedule``/``resolution``: see
+    :func:`context_features`."""
     y = np.asarray(values, dtype=float)
     e = int(epochs[-1])
     n = len(y)
@@ -102,12 +128,48 @@ def features(
             math.log(sigma / (abs(best) + sigma)),
             math.log1p(1000.0 * max(past_best - best, 0.0) / (abs(best) + sigma)),
             min(e / max(int(budget), 1), 1.0),  # past the budget (an extension) counts as its end
+            *context_features(e, int(budget), lookahead, schedule, resolution, sigma),
         ]
     )
 
 
+def _lr_at(schedule: Sequence[float], epoch: int) -> float:
+    """Learning rate of ``epoch`` (1-based); past the schedule's end its last value."""
+    return float(schedule[min(max(epoch, 1), len(schedule)) - 1])
+
+
+def context_features(
+    epoch: int,
+    budget: int,
+    lookahead: int,
+    schedule: Sequence[float] | None,
+    resolution: float,
+    sigma: float,
+) -> list[float]:
+    """The ``CONTEXT_FEATURES`` at ``epoch``: log-ratios of the current learning rate to the lowest one in
+    the look-ahead and in the rest of the budget (a step drop or a cosine tail still to come), to the highest
+    one of the last ``lookahead`` epochs (a drop just happened), and the metric's resolution (e.g. one
+    validation example of accuracy) in units of the curve's noise ``sigma``."""
+    out = [0.0, 0.0, 0.0, 0.0]
+    if schedule:
+        now = max(_lr_at(schedule, epoch), 1e-300)
+        ahead = [_lr_at(schedule, e) for e in range(epoch + 1, epoch + lookahead + 1)]
+        rest = [_lr_at(schedule, e) for e in range(epoch + 1, max(budget, epoch + 1) + 1)]
+        past = [_lr_at(schedule, e) for e in range(max(1, epoch - lookahead), epoch + 1)]
+
+        def lg(a: float, b: float) -> float:
+            return float(min(max(math.log(max(a, 1e-300) / max(b, 1e-300)), 0.0), 7.0))
+
+        out = [lg(now, min(ahead)), lg(now, min(rest)), lg(max(past), now), 1.0]
+    out.append(_slog(float(resolution) / max(sigma, 1e-12)) if resolution > 0 else 0.0)
+    return out
+
+
 def predict(x: np.ndarray, weights: dict) -> float:
-    """Logistic P(improve) from standardised features."""
+    """Logistic P(improve) from standardised features (those of ``FEATURES`` the weight set names)."""
+    names = weights.get("features", FEATURES)
+    if tuple(names) != FEATURES:
+        x = x[[FEATURES.index(f) for f in names]]
     z = (x - np.asarray(weights["mean"])) / np.asarray(weights["scale"])
     s = float(np.dot(z, np.asarray(weights["coef"])) + weights["bias"])
     return 1.0 / (1.0 + math.exp(-s)) if s > -700 else 0.0

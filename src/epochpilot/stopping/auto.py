@@ -148,10 +148,20 @@ class AutoStopper(AnyOf):
         """Plan for ``epochs`` epochs from now on (what was seen stays; extensions stay granted)."""
         self.forecast.budget = check_int("epochs", epochs, minimum=1)
 
+    def set_schedule(self, schedule: list[float] | None) -> None:
+        """Tell the Forecast the learning rate of every epoch of the budget (None: unknown).
+
+        The trainer calls it with its schedule evaluated per epoch (e.g. each epoch's mean lr), again
+        whenever the budget changes; it is part of the state, so it survives a resume."""
+        probe = Forecast(self.monitor, self.mode, 1, schedule=schedule)  # validates
+        self.forecast.schedule = None if probe.schedule is None else [float(v) for v in schedule]
+
     def state_dict(self) -> dict[str, Any]:
-        """AnyOf's state plus the budget."""
+        """AnyOf's state plus the budget and the lr schedule."""
         out = super().state_dict()
         out["state"]["budget"] = self.budget
+        sched = self.forecast.schedule
+        out["state"]["schedule"] = None if sched is None else [float(v) for v in sched]
         return out
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -160,10 +170,14 @@ class AutoStopper(AnyOf):
         if "budget" not in inner:
             raise ValueError("AutoStopper state has no 'budget': give state_dict() output")
         budget = check_int("budget", inner.pop("budget"), minimum=1)
+        schedule = inner.pop("schedule", None)  # absent in states saved before schedules were passed
+        if schedule is not None:
+            Forecast(self.monitor, self.mode, 1, schedule=schedule)  # validates
         super().load_state_dict(
             {"policy": state["policy"], "version": STATE_VERSION, "state": inner}
         )
         self.forecast.budget = budget
+        self.forecast.schedule = schedule
 
 
 def auto_stopper(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -89,7 +89,27 @@ class Forecast(Policy):
     ``NOT_FINITE`` (the value is not stored). ``grad_monitor`` names an optional gradient-norm metric that
     is recorded and shown in messages only (it did not improve the benchmark).
 
+    Context the trainer knows and patience cannot see (all optional, all plain numbers, so the policy stays
+    pure and its state JSON):
+
+    - ``schedule``: the learning rate of every epoch of the budget (``schedule[0]`` is epoch 1's; past its
+      end the last value holds), e.g. the mean lr of each epoch's updates. The prior reads how far the lr
+      will still fall within the look-ahead and before the budget ends (a step drop or a cosine tail to
+      come) and whether it just fell.
+    - ``resolution``: the smallest change the monitored metric can show, e.g. ``1 / len(val_set)`` for
+      accuracy (bounded, quantised); the prior reads it against the curve's noise.
+    - ``patience_floor``: never stop on a forecast fewer than this many epochs after the best epoch (the
+      forecast can only shorten a run past what patience ``patience_floor`` would have trained).
+
     ``best_value``/``best_epoch`` are the raw best (the checkpoint to keep).
+
+    Accuracy, Keras style (``monitor="val_accuracy"``, mode "max"), with the validation-set size:
+
+    >>> stopper = Forecast("val_accuracy", mode="max", budget=40, resolution=1 / 200)
+    >>> acc = [round(min(0.5 + 0.05 * e, 0.9) * 200) / 200 for e in range(1, 41)]
+    >>> stop = next(e for e, v in enumerate(acc, 1) if stopper.update(e, {"val_accuracy": v}).stop)
+    >>> stop < 40, stopper.best_epoch_
+    (True, 8)
 
     >>> stopper = Forecast("val_loss", mode="min", budget=30)
     >>> curve = [1 / e + 0.02 * max(0, e - 10) for e in range(1, 31)]
@@ -122,6 +142,9 @@ class Forecast(Policy):
         max_extension: float = 0.5,
         train_monitor: str | None = None,
         grad_monitor: str | None = None,
+        schedule: Sequence[float] | None = None,
+        resolution: float = 0.0,
+        patience_floor: int = 0,
     ) -> None:
         if not isinstance(monitor, str) or not monitor:
             raise ValueError(f"monitor must be a non-empty metric name, got {monitor!r}")
@@ -138,6 +161,22 @@ class Forecast(Policy):
         for name, value in (("train_monitor", train_monitor), ("grad_monitor", grad_monitor)):
             if value is not None and (not isinstance(value, str) or not value):
                 raise ValueError(f"{name} must be a metric name or None, got {value!r}")
+        if schedule is not None:
+            if isinstance(schedule, (str, bytes)) or not len(schedule):
+                raise ValueError(
+                    f"schedule must be a non-empty sequence of per-epoch learning rates, got {schedule!r}"
+                )
+            for i, lr in enumerate(schedule):
+                if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+                    raise ValueError(
+                        f"schedule[{i}] must be a number (a learning rate), got {lr!r}"
+                    )
+                if not math.isfinite(lr) or lr < 0:
+                    raise ValueError(
+                        f"schedule[{i}] must be a finite learning rate >= 0, got {lr!r}"
+                    )
+        check_float("resolution", resolution, minimum=0.0)
+        check_int("patience_floor", patience_floor, minimum=0)
         self.monitor = monitor
         self.mode = mode
         self.budget = budget
@@ -148,6 +187,9 @@ class Forecast(Policy):
         self.max_extension = max_extension
         self.train_monitor = train_monitor
         self.grad_monitor = grad_monitor
+        self.schedule = schedule
+        self.resolution = resolution
+        self.patience_floor = patience_floor
         self._init_state()
 
     def _init_state(self) -> None:
@@ -209,6 +251,17 @@ class Forecast(Policy):
             f"{fmt_value(self._ext(first))}), the forecast is not trusted"
         )
 
+    def floor_hold(self, epoch: int) -> str | None:
+        """Why the patience floor holds off a stop (fewer than ``patience_floor`` epochs since the best),
+        or None."""
+        since = epoch - int(self.best_epoch_ or epoch)
+        if since >= int(self.patience_floor):
+            return None
+        return (
+            f"only {since} epoch(s) since the best (patience_floor {self.patience_floor}): "
+            "a stop waits for the floor"
+        )
+
     def forecast(self, horizon: int) -> CurveForecast:
         """Forecast ``horizon`` more epochs (internal units: lower is better).
 
@@ -225,6 +278,9 @@ class Forecast(Policy):
             self.train_values_[-MAX_FIT_POINTS:],
             fc,
             int(self.budget),
+            self.lookahead,
+            self.schedule,
+            float(self.resolution),
         )
         self.last_features = x
         has_train = x[FEATURES.index("has_train")] > 0.0
@@ -297,7 +353,7 @@ class Forecast(Policy):
             stop = fc.p_improve < threshold
             text = self._describe(fc, threshold)
             if stop:
-                self.last_hold = self.excursion()
+                self.last_hold = self.excursion() or self.floor_hold(epoch)
                 if self.last_hold is not None:
                     stop, text = False, f"{text}, but {self.last_hold}"
             return self._decision(

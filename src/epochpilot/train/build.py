@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from epochpilot.errors import ConfigError
+from epochpilot.errors import ConfigError, ConfigTypeError
 from epochpilot.train.config import TrainConfig
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "build_loss",
     "build_optimizer",
     "build_stopper",
+    "check_device",
     "check_monitor",
     "seed_all",
 ]
@@ -53,17 +54,90 @@ class AutoLoss:
         return "auto"
 
 
+def check_device(device: str) -> None:
+    """Refuse, in one line naming ``device``, a device this machine does not have (before any work)."""
+    if device == "auto" or device == "cpu":
+        return
+    dev = torch.device(device)
+    fix = "use device='cpu' or 'auto'"
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device={device!r} but CUDA is not available here (torch {torch.__version__}): {fix}"
+            )
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ConfigError(
+                f"device={device!r} but this machine has {count} CUDA device(s) (cuda:0 to "
+                f"cuda:{count - 1}): {fix}, or a cuda index below {count}"
+            )
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device={device!r} but Apple's MPS is not available here: {fix}")
+
+
+def trainable(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The model's parameters that require a gradient; none at all is a ConfigError naming ``model``."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        what = "has no parameters" if next(model.parameters(), None) is None else "is frozen"
+        raise ConfigError(
+            f"model {type(model).__name__} {what}: there is nothing to train (no parameter with "
+            f"requires_grad=True): give a model with trainable weights or unfreeze some"
+        )
+    return params
+
+
 def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The optimizer for ``optimizer`` (a name, an optimizer over ``model``'s parameters, or a factory)."""
     spec = cfg.optimizer
+    params = trainable(model)
     if isinstance(spec, str):
         cls = _OPTIMIZERS[spec.lower()]
         return cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if hasattr(spec, "param_groups"):
-        return spec
-    opt = spec(model.parameters())
-    if not hasattr(opt, "param_groups"):
-        raise ConfigError(f"optimizer factory returned {type(opt).__name__}, not a torch optimizer")
+        opt = spec
+    else:
+        try:
+            opt = spec(model.parameters())
+        except TypeError as exc:
+            raise ConfigTypeError(
+                f"optimizer factory {getattr(spec, '__name__', type(spec).__name__)} failed ({exc}): "
+                f"give a callable params -> optimizer, e.g. lambda p: torch.optim.SGD(p, lr=0.1)"
+            ) from exc
+        if not hasattr(opt, "param_groups"):
+            raise ConfigTypeError(
+                f"optimizer factory returned {type(opt).__name__}, not a torch optimizer: return "
+                f"e.g. torch.optim.SGD(params, lr=0.1)"
+            )
+    _check_covers(opt, model, params)
     return opt
+
+
+def _check_covers(opt: Any, model: torch.nn.Module, params: list[torch.nn.Parameter]) -> None:
+    """An optimizer that updates none of the model's trainable parameters would train nothing: refuse it;
+    one that misses some is warned about (those get gradients but never change)."""
+    held = {id(p) for group in opt.param_groups for p in group["params"]}
+    missing = [p for p in params if id(p) not in held]
+    if not missing:
+        return
+    if len(missing) == len(params):
+        raise ConfigError(
+            f"optimizer holds none of the {len(params)} trainable parameter tensors of model "
+            f"{type(model).__name__} (built for another model, or before the model was re-created?), so "
+            f"training would change nothing: build it from this model, "
+            f"torch.optim.Adam(model.parameters()), or pass a name ('adam') or a factory lambda p: ..."
+        )
+    names = {id(p): n for n, p in model.named_parameters()}
+    first = ", ".join(repr(names.get(id(p), "?")) for p in missing[:3])
+    more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+    log.warning(
+        "optimizer updates %d of the model's %d trainable parameter tensors; %s%s get gradients but "
+        "never change: add them to the optimizer or set requires_grad=False on them",
+        len(params) - len(missing),
+        len(params),
+        first,
+        more,
+    )
 
 
 def seed_all(seed: int) -> None:

@@ -10,9 +10,11 @@ epoch accumulators), each written with ``torch.save`` of plain tensors/container
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 import shutil
+import threading
 import time
 import uuid
 import zipfile
@@ -38,6 +40,8 @@ __all__ = [
     "read_meta",
     "save_checkpoint",
 ]
+
+log = logging.getLogger("epochpilot")
 
 #: bumped when the checkpoint layout changes.
 FORMAT_VERSION = 1
@@ -169,6 +173,10 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"{path} is not a checkpoint directory")
+    if map_location == "cpu":
+        handed = _take_handoff(path)
+        if handed is not None:
+            return handed
     meta = read_meta(path)
     out: dict[str, Any] = {"meta": meta, "path": path, "optimizer": None, "state": None}
     contents = meta.get("contents", FILES)
@@ -181,6 +189,37 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
     for fname in contents:
         out[fname[:-3]] = _load(path / fname, map_location)
     return out
+
+
+#: The checkpoint that ``CheckpointDir.latest()`` verified by loading it, kept for the one ``load_checkpoint``
+#: that follows (the resume), so a resume reads each file once; dropped if any file changed in between.
+_handoff: dict[Path, tuple[Any, dict[str, Any]]] = {}
+_handoff_lock = threading.Lock()
+
+
+def _stamp(path: Path) -> Any:
+    try:
+        return sorted(
+            (f.name, st.st_size, st.st_mtime_ns, st.st_ino)
+            for f in path.iterdir()
+            for st in [f.stat()]
+        )
+    except OSError:
+        return None
+
+
+def _give_handoff(path: Path, parts: dict[str, Any]) -> None:
+    with _handoff_lock:
+        _handoff.clear()
+        _handoff[Path(path)] = (_stamp(Path(path)), parts)
+
+
+def _take_handoff(path: Path) -> dict[str, Any] | None:
+    with _handoff_lock:
+        entry = _handoff.pop(Path(path), None)
+    if entry is None or entry[0] is None or entry[0] != _stamp(Path(path)):
+        return None
+    return entry[1]
 
 
 class CheckpointDir:
@@ -230,7 +269,8 @@ class CheckpointDir:
             if holds_best:
                 self._holder = (name, parts["meta"])
             if self._known is None:  # list once; afterwards this process knows what it wrote
-                self._known = [p.name for p in list_checkpoints(self.root) if p.name != name]
+                good, bad = scan_checkpoints(self.root)  # damaged ones (unknown position) go first
+                self._known = [p.name for p in [*(b for b, _ in bad), *good] if p.name != name]
             if name in self._known:
                 self._known.remove(name)
             self._known.append(name)
@@ -302,9 +342,15 @@ class CheckpointDir:
                 self._pool = None
 
     def latest(self) -> Path | None:
-        """The most advanced checkpoint (by training position), or None."""
-        found = list_checkpoints(self.root)
-        return found[-1] if found else None
+        """The most advanced checkpoint whose files all load safely and whose meta is valid, or None when
+        there is none at all. Damaged newer ones are skipped with one warning line naming the file and why;
+        a CheckpointError when checkpoints exist but none is usable."""
+        from epochpilot.train.checkpoint_check import newest_loadable
+
+        path, parts = newest_loadable(self.root)
+        if path is not None:
+            _give_handoff(path, parts)
+        return path
 
 
 def best_weights(
@@ -312,22 +358,12 @@ def best_weights(
 ) -> tuple[dict[str, torch.Tensor] | None, Path | None]:
     """The best weights as of checkpoint ``path`` (loaded as ``parts``) and where they came from: its own
     weights when its epoch was the best, else the best epoch's sibling checkpoint while it exists (it holds
-    them until it is rotated out), else ``best/``; ``(None, None)`` when nothing improved yet."""
-    path = Path(path)
-    counters = parts["meta"]["counters"]
-    best_epoch = counters.get("best_epoch")
-    if best_epoch is None:
-        return None, None
-    at_end = not counters.get("best_mid", False)
-    if at_end and counters["batch"] == 0 and best_epoch == counters["epochs_done"]:
-        return {k: v.clone() for k, v in parts["model"].items()}, path
-    held = path.parent / f"epoch-{int(best_epoch):04d}"
-    if at_end and held.is_dir() and _position(held) == (int(best_epoch), 0):
-        return load_checkpoint(held)["model"], held
-    best_dir = path.parent / "best"
-    if best_dir.is_dir():
-        return load_checkpoint(best_dir)["model"], best_dir
-    return None, None
+    them until it is rotated out), else ``best/`` when it holds that same best; ``(None, None)`` when nothing
+    improved yet or the best weights cannot be read (see :func:`checkpoint_check.find_best` for why)."""
+    from epochpilot.train.checkpoint_check import find_best
+
+    weights, source, _ = find_best(Path(path), parts)
+    return weights, source
 
 
 def _position(path: Path) -> tuple[int, int]:
@@ -336,13 +372,29 @@ def _position(path: Path) -> tuple[int, int]:
     return (int(counters.get("epochs_done", 0)), int(counters.get("batch", 0)))
 
 
-def list_checkpoints(root: Path) -> list[Path]:
-    """Checkpoints under ``root`` except ``best`` and temporaries, oldest training position first."""
+def scan_checkpoints(root: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """``(readable, damaged)``: the checkpoints under ``root`` (not ``best``, not temporaries) whose meta gives
+    their training position, oldest first, and those whose meta cannot be read, each with why."""
     root = Path(root)
     if not root.is_dir():
-        return []
+        return [], []
     recover(root)
     found = [
         p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "best"
     ]
-    return sorted(found, key=lambda p: (_position(p), p.name))
+    good: list[tuple[tuple[int, int], Path]] = []
+    bad: list[tuple[Path, str]] = []
+    for p in sorted(found):
+        try:
+            good.append((_position(p), p))
+        except CheckpointError as exc:
+            bad.append((p, str(exc)))
+        except (TypeError, ValueError, AttributeError):
+            bad.append((p, f"{p / 'meta.json'} has no valid training position (counters)"))
+    return [p for _, p in sorted(good, key=lambda x: (x[0], x[1].name))], bad
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    """Checkpoints under ``root`` except ``best``, temporaries and those whose meta cannot be read (see
+    :func:`scan_checkpoints`), oldest training position first."""
+    return scan_checkpoints(root)[0]

@@ -9,13 +9,14 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from epochpilot.errors import ConfigError
+from epochpilot.errors import ConfigError, ConfigTypeError
 
 __all__ = ["TrainConfig", "parse_every", "to_toml"]
 
@@ -76,6 +77,46 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_number(value: object) -> bool:
+    """A finite int or float that is not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+#: fields that take True or False only (a string such as "no" would be truthy)
+_BOOLS = ("deterministic", "shuffle", "drop_last", "overwrite", "tensorboard")
+#: what the loop reads from every callback (besides at least one ``on_<event>`` method)
+_CALLBACK_NEEDS = ("state_key", "state_dict", "load_state_dict")
+_EVENTS = ("fit_start", "epoch_start", "step_end", "validation_end", "epoch_end", "fit_end")
+
+
+def _check_callbacks(callbacks: Any) -> tuple[Any, ...]:
+    """``callbacks`` as a tuple; anything that is not a list of callbacks is a ConfigTypeError naming the item."""
+    if callbacks is None:
+        return ()
+    if isinstance(callbacks, (str, bytes, Mapping)) or not isinstance(callbacks, Sequence):
+        fix = "wrap it in a list: callbacks=[cb]" if _is_callback(callbacks) else "give a list"
+        raise ConfigTypeError(
+            f"callbacks must be a list of callbacks, got {type(callbacks).__name__}: {fix}"
+        )
+    for i, cb in enumerate(callbacks):
+        if not _is_callback(cb):
+            missing = [a for a in _CALLBACK_NEEDS if not hasattr(cb, a)]
+            what = f"lacks {', '.join(missing)}" if missing else "has no on_<event> method"
+            if isinstance(cb, type):
+                what = f"a class: pass an instance, {cb.__name__}()"
+            raise ConfigTypeError(
+                f"callbacks[{i}] ({type(cb).__name__}) is not a callback ({what}): subclass "
+                f"epochpilot.train.Callback and override on_<event> (one of {', '.join(_EVENTS)})"
+            )
+    return tuple(callbacks)
+
+
+def _is_callback(obj: object) -> bool:
+    if isinstance(obj, type) or not all(hasattr(obj, a) for a in _CALLBACK_NEEDS):
+        return False
+    return any(callable(getattr(obj, f"on_{event}", None)) for event in _EVENTS)
+
+
 @dataclass
 class TrainConfig:
     """Trainer settings. See ``Trainer`` for what each does; units: epochs are 1-based, steps are updates."""
@@ -120,10 +161,15 @@ class TrainConfig:
                 self.loss_fn in LOSSES,
                 f"loss_fn={self.loss_fn!r} is unknown: use one of {LOSSES} or a callable",
             )
-        else:
-            _check(
-                self.loss_fn is None or callable(self.loss_fn),
-                "loss_fn must be a callable, a name or None",
+        elif isinstance(self.loss_fn, type):
+            raise ConfigTypeError(
+                f"loss_fn={self.loss_fn.__module__}.{self.loss_fn.__qualname__} is a class: pass an "
+                f"instance, e.g. {self.loss_fn.__name__}()"
+            )
+        elif self.loss_fn is not None and not callable(self.loss_fn):
+            raise ConfigTypeError(
+                f"loss_fn must be a callable (output, target) -> scalar tensor, a name from {LOSSES} "
+                f"or None, got {type(self.loss_fn).__name__}"
             )
         if isinstance(self.optimizer, str):
             _check(
@@ -143,8 +189,8 @@ class TrainConfig:
             f"lr must be a positive number, got {self.lr!r}: try 1e-3",
         )
         _check(
-            isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0,
-            f"weight_decay must be >= 0, got {self.weight_decay!r}",
+            _is_number(self.weight_decay) and self.weight_decay >= 0,
+            f"weight_decay must be >= 0 (a number), got {self.weight_decay!r}: try 0.0 or 0.01",
         )
         _check(
             self.schedule is None or callable(self.schedule) or isinstance(self.schedule, str),
@@ -190,8 +236,8 @@ class TrainConfig:
         )
         if self.clip_grad_norm is not None:
             _check(
-                isinstance(self.clip_grad_norm, (int, float)) and self.clip_grad_norm > 0,
-                f"clip_grad_norm must be > 0 or None, got {self.clip_grad_norm!r}",
+                _is_number(self.clip_grad_norm) and self.clip_grad_norm > 0,
+                f"clip_grad_norm must be > 0 (a number) or None, got {self.clip_grad_norm!r}: try 1.0",
             )
         self.precision = str(self.precision)
         _check(
@@ -208,9 +254,23 @@ class TrainConfig:
         )
         self.metrics = self._normalise_metrics(self.metrics)
         _check(
-            self.seed is None or _is_int(self.seed),
-            f"seed must be an int or None, got {self.seed!r}",
+            self.seed is None or (_is_int(self.seed) and 0 <= self.seed < 2**62),
+            f"seed must be an int from 0 to 2**62 - 1, or None, got {self.seed!r}",
         )
+        for name in _BOOLS:
+            value = getattr(self, name)
+            _check(isinstance(value, bool), f"{name} must be True or False, got {value!r}")
+        if self.run_dir is not None:
+            _check(
+                isinstance(self.run_dir, (str, os.PathLike)) and str(self.run_dir).strip() != "",
+                f"run_dir must be a folder path (str or Path) or None, got {self.run_dir!r}",
+            )
+        if self.val_every_steps is not None:
+            _check(
+                _is_int(self.val_every_steps) and self.val_every_steps >= 0,
+                f"val_every_steps must be an int >= 1 (updates between validations), or None to "
+                f"validate once per epoch, got {self.val_every_steps!r}",
+            )
         _check(
             _is_int(self.num_workers) and self.num_workers >= 0,
             f"num_workers must be an int >= 0, got {self.num_workers!r}",
@@ -244,7 +304,7 @@ class TrainConfig:
             self.progress is None or isinstance(self.progress, bool),
             "progress must be True, False or None (auto)",
         )
-        self.callbacks = tuple(self.callbacks or ())
+        self.callbacks = _check_callbacks(self.callbacks)
 
     @staticmethod
     def _normalise_metrics(metrics: Any) -> dict[str, Any]:

@@ -18,27 +18,54 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from epochpilot.errors import DataError
 
-__all__ = ["Batches", "EpochBatchSampler", "as_tensor", "make_batches"]
+__all__ = ["Batches", "EpochBatchSampler", "as_tensor", "check_finite", "make_batches"]
 
 
 def as_tensor(value: Any, what: str) -> torch.Tensor:
     """Array-like -> tensor: float64 becomes float32, other integer kinds become int64 (class labels)."""
-    if isinstance(value, np.ndarray):
-        if value.dtype == object:
-            raise DataError(f"{what} has dtype object: convert it to a numeric array first")
-        value = torch.from_numpy(np.ascontiguousarray(value))
-    elif not isinstance(value, torch.Tensor):
+    if not isinstance(value, (np.ndarray, torch.Tensor)):
         try:
-            value = torch.as_tensor(np.asarray(value))
+            value = np.asarray(value)
         except (TypeError, ValueError) as exc:
             raise DataError(
-                f"{what} cannot be turned into a tensor ({exc}): give a numpy array or tensor"
+                f"{what} cannot be turned into an array ({_first_line(exc)}): give a numpy array or tensor"
             ) from None
+    if value.ndim == 0:
+        raise DataError(f"{what} is a single value: give an array with one row per sample")
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            kind = "text" if value.dtype.kind in "US" else "not numbers"
+            raise DataError(
+                f"{what} has dtype {value.dtype} ({kind}): encode it as numbers first (floats for "
+                f"features, integer class labels or float targets for y)"
+            )
+        value = torch.from_numpy(np.ascontiguousarray(value))
     if value.dtype == torch.float64:
         value = value.float()
     elif value.dtype in (torch.int8, torch.int16, torch.int32, torch.uint8):
         value = value.long()
     return value
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def check_finite(tensors: tuple[torch.Tensor, ...], what: str) -> None:
+    """Refuse NaN or infinite values in in-memory data: one DataError line with the count and the fix."""
+    for i, t in enumerate(tensors):
+        if not (t.is_floating_point() or t.is_complex()):
+            continue
+        bad = ~torch.isfinite(t)
+        if bool(bad.any()):
+            count = int(bad.sum())
+            rows = int(bad.reshape(len(t), -1).any(dim=1).sum()) if t.ndim > 1 else count
+            first = int(bad.reshape(len(t), -1).any(dim=1).nonzero()[0, 0])
+            raise DataError(
+                f"{what}[{i}] has {count:,} non-finite values (NaN or inf) in {rows:,} of "
+                f"{len(t):,} rows (first: row {first}): drop or impute them before training"
+            )
 
 
 def epoch_order(
@@ -302,14 +329,17 @@ def make_batches(
             )
         batches: Batches = LoaderBatches(data)
     elif isinstance(data, (tuple, list)):
-        if len(data) < 1:
-            raise DataError(f"{what} is an empty tuple: give (X, y) arrays or tensors")
+        if len(data) < 2:
+            raise DataError(
+                f"{what} holds {len(data)} array(s): give (X, y), the inputs then the targets"
+            )
         tensors = tuple(as_tensor(t, f"{what}[{i}]") for i, t in enumerate(data))
         lengths = {len(t) for t in tensors}
         if len(lengths) != 1:
             raise DataError(
                 f"{what} arrays have different lengths {[len(t) for t in tensors]}: give one row per sample in each"
             )
+        check_finite(tensors, what)
         batches = TensorBatches(tensors, batch_size, **kw)
     elif isinstance(data, Dataset) and hasattr(data, "__len__"):
         batches = DatasetBatches(data, batch_size, num_workers=num_workers, **kw)

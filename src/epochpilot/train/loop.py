@@ -15,12 +15,13 @@ from typing import Any
 
 import torch
 
-from epochpilot.errors import DataError
+from epochpilot.errors import ConfigError, ConfigTypeError, DataError
 from epochpilot.stopping.base import Reason
 from epochpilot.train import distributed as D
 from epochpilot.train.budgets import apply_budget
 from epochpilot.train.events import EVENTS, Request, TrainState, as_requests, hooks
 from epochpilot.train.persist import Persistence
+from epochpilot.train.signals import Interruptible, active
 from epochpilot.train.validate import Validation
 
 __all__ = ["Loop"]
@@ -34,12 +35,20 @@ def _shape(value: Any) -> Any:
     return tuple(value.shape) if hasattr(value, "shape") else type(value).__name__
 
 
+def _finite(value: Any) -> bool:
+    """False for NaN or inf (None and non-numbers pass: they carry no value to judge)."""
+    try:
+        return value is None or math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return True
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class Loop(Validation, Persistence):
+class Loop(Validation, Persistence, Interruptible):
     """One fit: owns the state, the model/optimizer and the callbacks (built by ``Trainer``)."""
 
     def __init__(self, **parts: Any) -> None:
@@ -53,6 +62,9 @@ class Loop(Validation, Persistence):
         self.best_dirty = False
         self._mid = False
         self.snapshot: dict[str, Any] | None = None
+        self._saved_at: tuple[int, int] | None = None  # (step, batch) of the last checkpoint requested
+        self.signals = active()  # SIGINT/SIGTERM during fit: a final checkpoint, then stop (train.signals)
+        self.signals.where = self._position
         self._reset_accumulators()
 
     # -- helpers -------------------------------------------------------------------------------------------
@@ -100,9 +112,21 @@ class Loop(Validation, Persistence):
             try:
                 loss = self.loss_fn(out, target)
             except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+                text = _first_line(exc)
+                fix = (
+                    "make the model's last layer produce what the loss expects (class scores (N, C) with "
+                    "labels (N,), or the target's shape)"
+                )
+                if any(
+                    w in text.lower() for w in ("dtype", "type float", "type long", "cast", "bool")
+                ):
+                    fix = (
+                        f"y has dtype {getattr(target, 'dtype', '?')}: give integer class labels for "
+                        f"cross_entropy (y.astype('int64')), float targets for mse/l1/huber/bce_with_logits "
+                        f"(y.astype('float32'))"
+                    )
                 raise DataError(
-                    f"loss_fn failed on the first batch: {shapes} ({_first_line(exc)}); make the model's last layer "
-                    f"produce what the loss expects (class scores (N, C) with labels (N,), or the target's shape)"
+                    f"loss_fn failed on the first batch: {shapes} ({text}); {fix}"
                 ) from None
         for w in caught:
             if "size" in str(w.message) and "target" in str(w.message):
@@ -111,12 +135,41 @@ class Loop(Validation, Persistence):
                     f"(e.g. y.reshape(-1, 1) or out.squeeze(-1))"
                 )
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if not isinstance(loss, torch.Tensor):
+            raise ConfigTypeError(
+                f"loss_fn returned a {type(loss).__name__}, not a tensor: return a scalar tensor computed "
+                f"from the model output with torch operations (no .item(), float() or numpy)"
+            )
         if loss.ndim != 0:
             raise DataError(
                 f"loss_fn returned shape {tuple(loss.shape)}, not a scalar: use reduction='mean'"
             )
+        if torch.is_grad_enabled() and not loss.requires_grad:
+            if isinstance(out, torch.Tensor) and not out.requires_grad:
+                raise ConfigError(
+                    f"model {type(self.module).__name__}'s output has no gradient (its forward detaches it "
+                    f"or runs under torch.no_grad()): return the output of its layers as is"
+                )
+            raise ConfigError(
+                "loss_fn returned a tensor without a gradient (requires_grad=False): compute it from the "
+                "model output with torch operations (no .detach(), .item(), numpy or torch.no_grad())"
+            )
+        self._check_metrics(out, target)
         self.checked = True
         return loss
+
+    def _check_metrics(self, out: Any, target: torch.Tensor) -> None:
+        """Run each metric once on the first batch: a failure is a ConfigError naming ``metrics[name]``."""
+        for name, fn in self.metrics.items():
+            try:
+                value = fn(out.detach().float(), target)
+                torch.zeros((), dtype=torch.float64, device=self.device).add_(value)
+            except (RuntimeError, ValueError, IndexError, TypeError, AttributeError) as exc:
+                raise ConfigError(
+                    f"metrics[{name!r}] failed on the first batch ({_first_line(exc)}): give a function "
+                    f"(output, target) -> scalar tensor that fits output shape {_shape(out)} and target "
+                    f"shape {_shape(target)}"
+                ) from exc
 
     # -- the loop ------------------------------------------------------------------------------------------
     def run(self) -> None:
@@ -129,6 +182,8 @@ class Loop(Validation, Persistence):
         if self.cfg.on_nan == "rollback":
             self.snapshot = self._capture()
         while not st.stop and st.epochs_done < st.max_epochs:
+            if self.signals.signum:
+                self._interrupt(mid_epoch=st.batch > 0)
             st.epoch = st.epochs_done + 1
             if st.batch == 0:
                 self._reset_accumulators()
@@ -145,6 +200,8 @@ class Loop(Validation, Persistence):
         if not st.stop:
             st.stop = True
             st.stop_reason, st.stop_message = self.budget.end_reason(st.max_epochs)
+        if self.signals.signum:  # it came during the last epoch: its checkpoint is the run's end
+            self._interrupt(mid_epoch=st.batch > 0)
 
     def _train_epoch(self) -> bool:
         """One pass over the training batches from ``state.batch``; False when the loss went non-finite.
@@ -157,6 +214,7 @@ class Loop(Validation, Persistence):
         n = len(self.train)
         k = cfg.accumulation
         step_hooks = self.events["step_end"]
+        signals = self.signals
         metric_fns = list(self.metrics.values())
         msums = acc["metrics"]
         loss_sum = acc["loss"]
@@ -215,6 +273,8 @@ class Loop(Validation, Persistence):
                             self._handle(as_requests(answer), mid_epoch=True)
                     if st.stop and not ddp:
                         break
+                if signals.signum:
+                    self._interrupt(mid_epoch=True)
                 if max_steps and st.step >= max_steps:
                     break  # the step budget ends mid-epoch: the epoch ends (and validates) here
                 if val_every and st.step % val_every == 0 and i < n:
@@ -228,7 +288,7 @@ class Loop(Validation, Persistence):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward (under autocast when mixed precision), loss (checked on the first batch), scaled backward."""
         with self.autocast or contextlib.nullcontext():
-            out = self.model(*xs)
+            out = self.model(*xs) if self.checked else self._first_forward(self.model, xs)
             loss = self._loss(out, y)
         scaled = loss / size if size > 1 else loss
         if self.scaler is not None:
@@ -357,6 +417,11 @@ class Loop(Validation, Persistence):
         save = False
         for req in requests:
             if req.action == "best":
+                if not _finite(req.value) or not _finite(st.row.get(st.monitor)):
+                    log.warning(
+                        "epoch %d: not kept as the best, its %s is not finite", st.epoch, st.monitor
+                    )
+                    continue
                 st.best_epoch, st.best_value = st.epoch, req.value
                 self.keep_best()
             elif req.action == "extend":
@@ -378,3 +443,4 @@ class Loop(Validation, Persistence):
                 save = True
         if save:
             self.save(mid_epoch=mid_epoch)
+            self._saved_at = (st.step, st.batch)

@@ -8,11 +8,13 @@ import logging
 import math
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from epochpilot.errors import CheckpointError
 from epochpilot.stopping.base import Reason
 from epochpilot.train import distributed as D
 from epochpilot.train.serial import sanitize, snapshot
@@ -190,7 +192,12 @@ class Persistence:
                 self.best_dirty = False
 
     def _restore(self, parts: dict[str, Any], best: dict[str, torch.Tensor] | None = None) -> None:
-        """Load a checkpoint or snapshot into model, optimizer, callbacks, data position, RNG and counters."""
+        """Load a checkpoint or snapshot into model, optimizer, callbacks, data position, RNG and counters.
+
+        Checkpoint parts (from ``load_checkpoint``: they carry a ``path``) are checked against this model and
+        optimizer first; see :meth:`_resume_parts` for what happens when they do not fit."""
+        if "path" in parts:
+            parts, best = self._resume_parts(parts, best)
         st = self.state
         self.module.load_state_dict(parts["model"])
         self.optimizer.load_state_dict(parts["optimizer"])
@@ -241,3 +248,122 @@ class Persistence:
             self.best_weights = parts["best"]
         elif best is not None:
             self.best_weights = best
+
+    # -- checking a checkpoint before resuming from it ---------------------------------------------------------
+    def _model_misfit(self, weights: dict[str, Any]) -> str | None:
+        from epochpilot.train.checkpoint_check import state_dict_misfit
+
+        return state_dict_misfit(weights, self.module.state_dict())
+
+    def _misfit(self, parts: dict[str, Any]) -> str | None:
+        """Why checkpoint ``parts`` cannot be restored into this model, optimizer and loop (naming the file), or
+        None. Nothing is changed, so a misfit can fall back to another checkpoint."""
+        path = Path(parts["path"])
+        problem = self._model_misfit(parts["model"])
+        if problem is not None:
+            return f"{path / 'model.pt'} {problem}"
+        opt, live = parts["optimizer"], self.optimizer.param_groups
+        groups = opt["param_groups"]
+        sizes, live_sizes = [len(g["params"]) for g in groups], [len(g["params"]) for g in live]
+        if sizes != live_sizes:
+            return (
+                f"{path / 'optimizer.pt'} does not match the optimizer (parameter groups of sizes {sizes}, "
+                f"the optimizer's are {live_sizes})"
+            )
+        ids = [i for g in groups for i in g["params"]]
+        params = dict(zip(ids, [p for g in live for p in g["params"]]))
+        for pid, entry in opt["state"].items():
+            param = params.get(pid)
+            if param is None or not isinstance(entry, dict):
+                return f"{path / 'optimizer.pt'} holds state for an unknown parameter {pid!r}"
+            for key, value in entry.items():
+                if (
+                    isinstance(value, torch.Tensor)
+                    and value.dim() > 0
+                    and value.shape != param.shape
+                ):
+                    return (
+                        f"{path / 'optimizer.pt'} does not match the model ({key} of parameter {pid} is "
+                        f"{list(value.shape)}, the parameter's is {list(param.shape)})"
+                    )
+        counters = parts["meta"]["counters"]
+        unknown = sorted(set(counters) - set(self.state.counters()) - {"extended", "budget"})
+        if unknown:
+            return f"{path / 'meta.json'} has unknown counters {unknown[:5]}"
+        try:
+            Reason(counters.get("stop_reason", Reason.CONTINUE.value))
+        except ValueError:
+            return f"{path / 'meta.json'} has an unknown stop_reason {counters['stop_reason']!r}"
+        return None
+
+    def _check_parts(
+        self, parts: dict[str, Any], best: dict[str, torch.Tensor] | None = None
+    ) -> tuple[str | None, dict[str, torch.Tensor] | None, str | None]:
+        """``(misfit, best weights, why the best weights are lost)`` for checkpoint ``parts``."""
+        from epochpilot.train.checkpoint_check import find_best
+
+        problem = self._misfit(parts)
+        if problem is not None:
+            return problem, None, None
+        if best is not None and self._model_misfit(best) is None:
+            return None, best, None
+        weights, _, why = find_best(Path(parts["path"]), parts, self._model_misfit)
+        return None, weights, why
+
+    def _resume_parts(
+        self, parts: dict[str, Any], best: dict[str, torch.Tensor] | None
+    ) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
+        """The checkpoint to restore and its best weights: ``parts`` when they fit this loop and their best
+        weights are found. Otherwise, when the checkpoint was chosen automatically (``resume`` True or
+        "auto"), the newest older checkpoint that is usable, announced in one warning line, so the run goes on
+        exactly as from that checkpoint; failing that, the newest one usable but for its best weights. A
+        checkpoint given by path, or a run with no usable checkpoint, raises one CheckpointError line."""
+        from epochpilot.train.checkpoint import list_checkpoints
+        from epochpilot.train.checkpoint_check import one_line, verify_checkpoint
+
+        path = Path(parts["path"])
+        problem, weights, lost = self._check_parts(parts, best)
+        self.resumed_from = path
+        if problem is None and lost is None:
+            return parts, weights
+        auto = self.cfg.resume is True or self.cfg.resume == "auto"
+        if not auto:
+            if problem is not None:
+                raise CheckpointError(f"{problem}: resume from a checkpoint of this model")
+            log.warning("%s: resuming %s without them", lost, path.name)
+            return parts, None
+        problems = [problem or lost]
+        partial = (path, parts) if problem is None else None  # usable but for its best weights
+        known = list_checkpoints(path.parent)
+        older = known[: known.index(path)] if path in known else known
+        for cand_path in reversed(older):
+            try:
+                cand = verify_checkpoint(cand_path)
+            except CheckpointError as exc:
+                problems.append(str(exc))
+                continue
+            problem, weights, lost = self._check_parts(cand)
+            if problem is None and lost is None:
+                log.warning(
+                    "unusable checkpoint: %s; resuming from %s, the newest usable checkpoint",
+                    one_line(problems),
+                    cand_path.name,
+                )
+                self.resumed_from = cand_path
+                return cand, weights
+            problems.append(problem or lost)
+            if partial is None and problem is None:
+                partial = (cand_path, cand)
+        if partial is not None:
+            log.warning(
+                "unusable checkpoint: %s; resuming from %s without its best weights: the final model will be "
+                "the best epoch trained from here on, or the last",
+                one_line(problems),
+                partial[0].name,
+            )
+            self.resumed_from = partial[0]
+            return partial[1], None
+        raise CheckpointError(
+            f"no usable checkpoint in {path.parent}: {one_line(problems)}; restore the damaged files, or "
+            f"start the run again with overwrite (CLI: --overwrite)"
+        )

@@ -7,11 +7,11 @@ import csv
 import io
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from epochpilot._files import atomic_open
 from epochpilot.train.events import Callback, TrainState
 from epochpilot.train.serial import sanitize
 
@@ -19,14 +19,10 @@ __all__ = ["HistoryWriter", "TensorBoardLogger", "atomic_write_text", "write_sum
 
 
 def atomic_write_text(path: Path, text: str, sync: bool = True) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never a half-written file)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename: a kill or a full
+    disk leaves the old file whole (and no temporary file behind); ``sync`` fsyncs it before the rename."""
+    with atomic_open(path, "w", sync=sync, encoding="utf-8", newline="") as fh:
         fh.write(text)
-        if sync:
-            fh.flush()
-            os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _csv_value(value: Any) -> Any:

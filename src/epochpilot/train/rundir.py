@@ -1,23 +1,144 @@
-"""The run directory: refuse to damage an existing run, decide what to resume from, save ``config.toml``."""
+"""The run directory: what counts as one, refuse to damage an existing run (or a folder of other files),
+decide what to resume from, replace a run safely, save ``config.toml``.
+
+A folder is an epochpilot run directory when it holds the marker file ``.epochpilot`` (written when a command
+or ``fit`` first claims the folder) or, for runs written before the marker existed, a file only epochpilot
+writes (``config.toml`` with a ``[run] config_hash``, ``job.toml``, ``summary.json`` or ``history.jsonl``
+written by epochpilot, a checkpoint, a tune study or a cv selection). :func:`check_run_dir` is the one test
+every command and ``fit`` apply before writing.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
-import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import tomllib
 
-from epochpilot.errors import CheckpointError, ConfigError
+from epochpilot._files import atomic_write_text, path_error
+from epochpilot.errors import ConfigError, short_list
 from epochpilot.train.checkpoint import CheckpointDir
 from epochpilot.train.config import TrainConfig, to_toml
+from epochpilot.train.guard import disk_error
+from epochpilot.train.replace import Replacement, recover, settle
 
-__all__ = ["prepare_run_dir", "write_config"]
+__all__ = [
+    "MARKER",
+    "check_for_command",
+    "check_run_dir",
+    "claim_run_dir",
+    "claimed_run_dir",
+    "is_run_dir",
+    "mark_run_dir",
+    "prepare_run_dir",
+    "write_config",
+]
 
 log = logging.getLogger("epochpilot")
 OURS = ("config.toml", "history.jsonl", "history.csv", "summary.json", "checkpoints", "tb")
+#: The marker file that makes a folder an epochpilot run directory.
+MARKER = ".epochpilot"
+#: Files the operating system or a file manager leaves in any folder: they never make one "not empty".
+LITTER = frozenset({".DS_Store", "Thumbs.db", "desktop.ini", ".directory"})
+
+
+def _toml(path: Path) -> dict[str, Any] | None:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _json_first(path: Path) -> Any:
+    """The JSON value of ``path`` (its first line for a ``.jsonl``), None when unreadable."""
+    try:
+        if not path.is_file():
+            return None
+        with open(path, encoding="utf-8") as fh:
+            text = fh.readline() if path.suffix == ".jsonl" else fh.read(1_000_000)
+        return json.loads(text)
+    except (OSError, ValueError):
+        return None
+
+
+def _written_by_us(path: Path) -> bool:
+    """A run written before the marker existed: a file whose name and content only epochpilot writes."""
+    config = _toml(path / "config.toml")
+    if isinstance(config, dict) and "config_hash" in config.get("run", {}):
+        return True
+    job = _toml(path / "job.toml")
+    if isinstance(job, dict) and {"data", "train"} <= set(job):
+        return True
+    summary = _json_first(path / "summary.json")
+    if isinstance(summary, dict) and ({"epochpilot_version", "stop_reason"} & set(summary)):
+        return True
+    row = _json_first(path / "history.jsonl")
+    if isinstance(row, dict) and "epoch" in row:
+        return True
+    selection = _json_first(path / "selection.json")
+    if isinstance(selection, dict) and "per_fold_best" in selection:
+        return True
+    if (path / "study.db").is_file() and (path / "trials").is_dir():
+        return True
+    if (path / "fold-1").is_dir() and _written_by_us(path / "fold-1"):  # a cross-validation
+        return True
+    ckpts = path / "checkpoints"
+    return ckpts.is_dir() and any(
+        (p / "meta.json").is_file() for p in ckpts.iterdir() if not p.name.startswith(".")
+    )
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """True when ``path`` is a folder epochpilot wrote a run in (see the module docstring)."""
+    path = Path(path)
+    try:
+        return path.is_dir() and ((path / MARKER).is_file() or _written_by_us(path))
+    except OSError:
+        return False
+
+
+def check_run_dir(path: str | Path, field: str = "run_dir") -> str:
+    """Classify ``path`` before anything is written: ``"missing"``, ``"empty"`` or ``"run"``.
+
+    A file, or a folder that holds files and is not an epochpilot run directory, is refused with a one-line
+    :class:`ConfigError` naming ``field``: a command never writes into, or deletes, files it did not create.
+    """
+    path = Path(path)
+    if not path.exists():
+        return "missing"
+    if not path.is_dir():
+        raise ConfigError(f"{field} {str(path)!r} is a file: give a folder path")
+    try:
+        names = sorted(p.name for p in path.iterdir() if p.name not in LITTER)
+    except OSError as exc:
+        raise path_error(exc, path, field) from None
+    if not names:
+        return "empty"
+    if is_run_dir(path):
+        return "run"
+    raise ConfigError(
+        f"{field} {str(path)!r} is not empty and is not an epochpilot run directory (it holds "
+        f"{short_list(names, 3)}): epochpilot never writes into or deletes files it did not create; "
+        f"choose a new or empty folder"
+    )
+
+
+def mark_run_dir(path: str | Path) -> None:
+    """Create ``path`` if needed and write the marker that makes it a run directory (kept if present)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    marker = path / MARKER
+    if not marker.exists():
+        from epochpilot import __version__
+
+        atomic_write_text(
+            marker,
+            f"This folder is an epochpilot run directory (epochpilot {__version__}).\n",
+        )
 
 
 def _check_writable(run_dir: Path) -> None:
@@ -60,37 +181,40 @@ def prepare_run_dir(
 ) -> Path | None:
     """Check ``run_dir`` and return the checkpoint to resume from (None: start fresh).
 
-    An existing run is refused unless ``resume`` or ``overwrite`` says what to do with it; a refusal touches
-    no file. ``resume="auto"`` continues only a run of the same config (same hash).
+    A folder of other files is refused (see :func:`check_run_dir`); an existing run is refused unless
+    ``resume`` or ``overwrite`` says what to do with it; a refusal touches no file. ``resume="auto"`` continues
+    only a run of the same config (same hash). ``overwrite=True`` moves the old run aside (see
+    :mod:`epochpilot.train.replace`): it is deleted once the new run has its first checkpoint, and comes
+    back if the fit fails before that.
     """
     resume = cfg.resume
     explicit = isinstance(resume, (str, Path)) and resume != "auto"
     if cfg.run_dir is None:
         return Path(resume) if explicit else None
     run_dir = Path(cfg.run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"run_dir {str(run_dir)!r} is a file: give a directory path")
-    _check_writable(run_dir)
-    ckpts = CheckpointDir(run_dir / "checkpoints", cfg.keep_last)
-    old = _old_config(run_dir)
-    has_run = old is not None or any((run_dir / name).exists() for name in OURS)
+    recover(run_dir, "run_dir")
+    kind = check_run_dir(run_dir, "run_dir")
+    old = _old_config(run_dir) if kind == "run" else None
+    has_run = old is not None or (kind == "run" and any((run_dir / name).exists() for name in OURS))
     same = old is not None and old.get("run", {}).get("config_hash") == config_hash
     if explicit:
+        _claim(run_dir)
         return Path(resume)
     if not has_run:
         if resume is True:
             raise ConfigError(
                 f"resume=True but run_dir {str(run_dir)!r} holds no run: use resume='auto' or False"
             )
+        _claim(run_dir)
         return None
     if cfg.overwrite:
-        for name in OURS:
-            path = run_dir / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-        log.info("overwrite=True: removed the previous run in %s", run_dir)
+        _check_writable(run_dir)
+        Replacement.begin(run_dir, "run_dir")
+        _claim(run_dir)
+        log.info(
+            "overwrite=True: the previous run in %s is kept aside until this one writes its first checkpoint",
+            run_dir,
+        )
         return None
     what = "a run" if same else "a run of a different config"
     diff = "" if same or old is None else f" (differs in {', '.join(_differences(old, tables))})"
@@ -104,24 +228,87 @@ def prepare_run_dir(
             f"run_dir {str(run_dir)!r} holds a run of a different config{diff}: resume=True continues it anyway, "
             f"overwrite=True replaces it, or use another run_dir"
         )
-    try:
-        latest = ckpts.latest()
-    except CheckpointError:
-        raise
+    latest = CheckpointDir(run_dir / "checkpoints", cfg.keep_last).latest()
     if latest is None:
         if resume is True:
             raise ConfigError(
                 f"resume=True but run_dir {str(run_dir)!r} has no checkpoint: use resume='auto'"
             )
         log.info("run_dir %s has no checkpoint yet: starting from scratch", run_dir)
-        return None
-    if not same:
+    elif not same:
         log.warning("resuming %s with a changed config%s", latest, diff)
+    _claim(run_dir)
     return latest
+
+
+def _claim(run_dir: Path) -> None:
+    """The run directory exists, is writable and carries the marker."""
+    _check_writable(run_dir)
+    try:
+        mark_run_dir(run_dir)
+    except OSError as exc:
+        raise path_error(exc, run_dir, "run_dir") from None
 
 
 def write_config(run_dir: Path, tables: Mapping[str, Mapping[str, Any]]) -> None:
     """Save the resolved config as ``run_dir/config.toml``."""
-    from epochpilot.train.record import atomic_write_text
-
     atomic_write_text(Path(run_dir) / "config.toml", to_toml(tables))
+
+
+# -- the commands' run directories (train, cv, tune, demo, finetune, continue) --------------------------
+def check_for_command(
+    path: str | Path, *, overwrite: bool, resume: bool, field: str = "--run-dir"
+) -> str:
+    """Refuse, before any work, a run directory this command may not write (a file, a folder of files
+    epochpilot did not write, an existing run without ``--resume``/``--overwrite``); bring back what a killed
+    command left aside. Returns ``"missing"``, ``"empty"`` or ``"run"``; writes nothing else."""
+    if overwrite and resume:
+        raise ConfigError("--overwrite and --resume contradict each other: keep one")
+    recover(path, field)
+    kind = check_run_dir(path, field)
+    if kind == "run" and not (overwrite or resume):
+        raise FileExistsError(
+            f"run directory {path} already holds a run: pass --resume to continue it or --overwrite to replace it"
+        )
+    return kind
+
+
+def claim_run_dir(
+    path: str | Path, *, overwrite: bool, resume: bool, field: str = "--run-dir"
+) -> None:
+    """Claim ``path`` for a command's run, once its input is validated: :func:`check_for_command`, then (with
+    ``overwrite``) move the old run aside, create the folder and mark it as a run directory.
+
+    The old run is deleted once the new run is durable (its first checkpoint, or a finished fit), and comes
+    back if it fails before that; use :func:`claimed_run_dir` to cover failures outside ``fit`` too.
+    """
+    kind = check_for_command(path, overwrite=overwrite, resume=resume, field=field)
+    if overwrite and kind == "run":
+        Replacement.begin(path, field)
+    try:
+        mark_run_dir(path)
+    except OSError as exc:
+        settle(path, ok=False)  # the old run comes back
+        raise path_error(exc, path, field) from None
+
+
+@contextlib.contextmanager
+def claimed_run_dir(
+    path: str | Path, *, overwrite: bool, resume: bool, field: str = "--run-dir"
+) -> Iterator[Path]:
+    """:func:`claim_run_dir` for the commands' writing part: a failure inside (an exception, Ctrl-C)
+    before the new run is durable brings the old run back; a clean exit keeps the new one. A full disk or
+    a read-only folder while writing is one line naming ``field``."""
+    claim_run_dir(path, overwrite=overwrite, resume=resume, field=field)
+    try:
+        yield Path(path)
+    except OSError as exc:
+        settle(path, ok=False)
+        error = disk_error(exc, path, field)
+        if error is None:
+            raise
+        raise error from None
+    except BaseException:
+        settle(path, ok=False)
+        raise
+    settle(path, ok=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from epochpilot.errors import CheckpointError, ConfigError
+from epochpilot.errors import CheckpointError, ConfigError, ConfigTypeError
 from epochpilot.stopping.base import Reason
 from epochpilot.train import distributed as D
 from epochpilot.train.budgets import Budget, build_schedule
@@ -22,6 +22,7 @@ from epochpilot.train.build import (
     build_loss,
     build_optimizer,
     build_stopper,
+    check_device,
     check_monitor,
     seed_all,
 )
@@ -35,10 +36,13 @@ from epochpilot.train.checkpoint import CheckpointDir, best_weights, load_checkp
 from epochpilot.train.config import TrainConfig, parse_every
 from epochpilot.train.data import make_batches
 from epochpilot.train.events import TrainState
+from epochpilot.train.guard import fit_guard
 from epochpilot.train.loop import Loop
 from epochpilot.train.progress import ProgressBar, want_progress
 from epochpilot.train.record import HistoryWriter, TensorBoardLogger, write_summary
+from epochpilot.train.replace import settle
 from epochpilot.train.rundir import prepare_run_dir, write_config
+from epochpilot.train.validate import dry_forward
 
 __all__ = ["FitResult", "Trainer", "fit"]
 
@@ -88,23 +92,36 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig | None = None, **kwargs: Any) -> None:
-        if config is not None and kwargs:
-            config = dataclasses.replace(config, **kwargs)
+        if config is not None and not isinstance(config, TrainConfig):
+            raise ConfigTypeError(
+                f"config must be a TrainConfig, got {type(config).__name__}: or give the settings as "
+                f"keywords, Trainer(max_epochs=10, lr=1e-3)"
+            )
+        _check_names(kwargs)
         try:
-            self.config = config if config is not None else TrainConfig(**kwargs)
+            self.config = (
+                dataclasses.replace(config, **kwargs)
+                if config is not None
+                else TrainConfig(**kwargs)
+            )
+        except ConfigError:
+            raise
         except TypeError as exc:
-            raise ConfigError(f"{exc}: see TrainConfig for the accepted fields") from None
+            raise ConfigTypeError(f"{exc}: see TrainConfig for the accepted fields") from None
 
     def fit(self, model: torch.nn.Module, train_data: Any, val_data: Any = None) -> FitResult:
         """Train ``model`` on ``train_data`` ((X, y), Dataset or DataLoader), validating on ``val_data``."""
         if not isinstance(model, torch.nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+            raise ConfigTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         cfg = self.config
-        info, device = D.setup(cfg.device)
-        try:
-            return self._fit(cfg, info, device, model, train_data, val_data)
-        finally:
-            D.teardown(info)
+        # signals, a replaced run kept aside until the new one is durable, disk errors (see train.guard)
+        with fit_guard(cfg.run_dir, int(os.environ.get("WORLD_SIZE", "1")) > 1):
+            check_device(cfg.device)
+            info, device = D.setup(cfg.device)
+            try:
+                return self._fit(cfg, info, device, model, train_data, val_data)
+            finally:
+                D.teardown(info)
 
     def _fit(
         self,
@@ -157,6 +174,9 @@ class Trainer:
 
         model.to(device)
         optimizer = build_optimizer(cfg, model)
+        dry_forward(
+            model, [("train_data", train), ("val_data", val)], device, cfg.precision, cfg.batch_size
+        )
         wrapped = D.wrap(model, info, device)
         loss_fn = build_loss(cfg.loss_fn, device)
         scaler = torch.amp.GradScaler("cuda") if cfg.precision == "16-mixed" else None
@@ -299,7 +319,12 @@ class Trainer:
 
             def summary_writer() -> Any:
                 snap = summary()  # taken now, written by the checkpoint worker after the save
-                return lambda: write_summary(run_dir, snap, sync=False)
+
+                def after() -> None:
+                    write_summary(run_dir, snap, sync=False)
+                    settle(run_dir, ok=True, covering=True)  # durable now: a replaced run's old copy goes
+
+                return after
 
             loop.summary_writer = summary_writer
         if resume_from is not None:
@@ -360,6 +385,22 @@ class Trainer:
             elapsed_s=result_summary["elapsed_s"],
             summary=result_summary,
         )
+
+
+def _check_names(kwargs: dict[str, Any]) -> None:
+    """Unknown settings are a ConfigTypeError naming the closest field (``epochs`` -> ``max_epochs``)."""
+    import difflib
+
+    fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    for name in kwargs:
+        if name not in fields:
+            close = difflib.get_close_matches(name, fields, n=1, cutoff=0.6)
+            close = close or [f for f in fields if name in f][:1]
+            close = close or (["lr"] if "learning" in name or "rate" in name else [])
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigTypeError(
+                f"unknown setting {name!r}: {hint}(see TrainConfig for the accepted fields)"
+            )
 
 
 def _version() -> str:

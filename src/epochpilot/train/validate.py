@@ -1,19 +1,146 @@
 """Validation: the pass over the validation data, mid-epoch checks (``val_every_steps``) and feeding each
-validation's row to the ``validation_end`` callbacks. Mixed into ``Loop``."""
+validation's row to the ``validation_end`` callbacks. Mixed into ``Loop``.
+
+Also the checks of the model against the data before training: a dry forward on the first batch of the
+in-memory data, and a one-line :class:`DataError` for a forward that fails on a first batch.
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
+from epochpilot.errors import DataError
 from epochpilot.train import distributed as D
 
-__all__ = ["Validation"]
+__all__ = ["Validation", "dry_forward", "forward_error"]
+
+#: errors a forward raises when the data does not fit the model (NotImplementedError is a missing forward)
+_SHAPE_ERRORS = (RuntimeError, TypeError, ValueError, IndexError)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def _first_linear(model: torch.nn.Module) -> tuple[str, int] | None:
+    """The name and input width of the model's first layer with an ``in_features`` (a Linear)."""
+    for name, module in model.named_modules():
+        width = getattr(module, "in_features", None)
+        if isinstance(width, int) and not isinstance(width, bool) and width > 0:
+            return name or type(module).__name__, width
+    return None
+
+
+def _columns(x: torch.Tensor) -> str:
+    return "1-D inputs (one value per sample)" if x.ndim == 1 else f"{x.shape[-1]} columns"
+
+
+def forward_error(
+    exc: BaseException,
+    model: torch.nn.Module,
+    xs: Sequence[Any],
+    what: str,
+    train_xs: Sequence[Any] | None = None,
+) -> DataError:
+    """The one-line DataError for a model forward that failed on the first batch of ``what``: names the
+    model, the batch's shapes and, where it can tell, the mismatch and the fix."""
+    shapes = ", ".join(str(tuple(x.shape)) if hasattr(x, "shape") else type(x).__name__ for x in xs)
+    head = f"model {type(model).__name__} failed on the first batch of {what} (inputs {shapes or 'none'})"
+    fix = "check that the model's input layer fits the data's columns"
+    x = xs[0] if len(xs) == 1 and isinstance(xs[0], torch.Tensor) else None
+    layer = _first_linear(model)
+    params = next(model.parameters(), None)
+    t0 = train_xs[0] if train_xs and isinstance(train_xs[0], torch.Tensor) else None
+    if x is not None and t0 is not None and (x.shape[1:] != t0.shape[1:] or x.dtype != t0.dtype):
+        fix = (
+            f"{what} has {_columns(x)} ({x.dtype}), train_data has {_columns(t0)} ({t0.dtype}): "
+            f"give {what} the same columns as train_data"
+        )
+    elif x is not None and layer is not None and (x.ndim == 1 or x.shape[-1] != layer[1]):
+        name, width = layer
+        fix = (
+            f"model expects {width} input features (layer {name!r}), the data has {_columns(x)}: build "
+            f"the model for the data's columns or give it the {width} columns it was built for"
+        )
+        if x.ndim == 1:
+            fix += " (X.reshape(-1, 1) for one feature)"
+    elif (
+        x is not None
+        and params is not None
+        and not x.is_floating_point()
+        and params.is_floating_point()
+    ):
+        fix = (
+            f"the inputs have dtype {x.dtype} but the model's weights are {params.dtype}: convert X to "
+            f"floats (X.astype('float32') or x.float())"
+        )
+    elif not xs:
+        fix = f"{what} has no inputs: give (X, y), the inputs then the targets"
+    return DataError(f"{head}: {_first_line(exc)}; {fix}")
+
+
+def _autocast(precision: str, device: torch.device) -> Any:
+    if precision == "32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def dry_forward(
+    model: torch.nn.Module,
+    data: Sequence[tuple[str, Any]],
+    device: torch.device,
+    precision: str = "32",
+    batch_size: int = 32,
+) -> None:
+    """Before training, run ``model`` on the first batch of each in-memory data set (``("train_data",
+    batches), ("val_data", batches)``) in eval mode without gradients, so a model that does not fit the
+    data fails in one line before any work. RNG states, the model's mode and its weights are left as
+    they were; data read through a Dataset or DataLoader is checked on its first real batch instead."""
+    from epochpilot.train.persist import get_rng, set_rng
+
+    rng = get_rng()
+    was = model.training
+    model.eval()
+    train_xs: list[Any] | None = None
+    try:
+        for what, batches in data:
+            tensors = getattr(batches, "tensors", None)
+            if not tensors:
+                continue
+            xs = [t[:batch_size].to(device) for t in tensors[:-1]]
+            try:
+                with torch.no_grad(), _autocast(precision, device):
+                    model(*xs)
+            except NotImplementedError:
+                raise
+            except _SHAPE_ERRORS as exc:
+                raise forward_error(exc, model, xs, what, train_xs) from exc
+            if what == "train_data":
+                train_xs = xs
+    finally:
+        model.train(was)
+        set_rng(rng)
 
 
 class Validation:
     """Validation passes and decisions (the attributes come from ``Loop``)."""
+
+    def _first_forward(
+        self, module: torch.nn.Module, xs: list[Any], what: str = "train_data"
+    ) -> Any:
+        """The model's forward on a first batch: a failure there is a DataError naming the shapes."""
+        try:
+            return module(*xs)
+        except NotImplementedError:
+            raise
+        except _SHAPE_ERRORS as exc:
+            raise forward_error(exc, D.unwrap(module), xs, what) from exc
 
     @torch.no_grad()
     def _validate(self) -> tuple[torch.Tensor, int, list[torch.Tensor]]:
@@ -31,7 +158,11 @@ class Validation:
                     xs = [x.to(self.device, non_blocking=True) for x in xs]
                     y = y.to(self.device, non_blocking=True)
                 with self._autocast():
-                    out = module(*xs)
+                    if self.__dict__.get("_val_ok"):
+                        out = module(*xs)
+                    else:
+                        out = self._first_forward(module, xs, "val_data")
+                        self._val_ok = True
                     loss = self._loss(out, y)
                 bs = len(y)
                 loss_sum += loss.float() * bs
