@@ -52,17 +52,26 @@ def path_error(exc: OSError, path: str | Path, field: str) -> ConfigError:
     """One line for an unusable output path: which field, which path, what went wrong, what to do."""
     reason = exc.strerror or type(exc).__name__
     fix = _FIXES.get(exc.errno or -1, "choose another path")
-    return ConfigError(f"{field} {str(path)!r}: cannot write there ({reason}): {fix}")
+    return ConfigError(f"{field} {_short(str(path))!r}: cannot write there ({reason}): {fix}")
+
+
+def _short(text: str, keep: int = 60) -> str:
+    """A path cut in the middle when it is longer than a line can hold."""
+    return text if len(text) <= 2 * keep + 3 else f"{text[:keep]}...{text[-keep:]}"
 
 
 def check_output_path(path: str | Path, field: str) -> Path:
     """Check, before any work is done, that a file can be created at ``path`` (its folder exists and is
     writable, the name is not too long); nothing is left behind. Returns the path."""
     path = Path(path)
-    if path.is_dir():
+    try:
+        is_dir, folder_exists = path.is_dir(), path.parent.exists()
+    except OSError as exc:  # e.g. ENAMETOOLONG from stat itself
+        raise path_error(exc, path, field) from None
+    if is_dir:
         raise path_error(OSError(errno.EISDIR, "Is a directory"), path, field)
     folder = path.parent
-    if not folder.exists():
+    if not folder_exists:
         raise path_error(OSError(errno.ENOENT, "the folder does not exist"), path, field)
     if not folder.is_dir():
         raise path_error(OSError(errno.ENOTDIR, "Not a directory"), path, field)

@@ -256,8 +256,13 @@ def argv_for(draw: st.DrawFn, command: str) -> list[str]:
     """One command line: the command's base arguments, positionals from pools, a few fuzzed options."""
     parser = subparser(command)
     argv = [command, *BASE.get(command, [])]
-    options = [a for a in parser._actions if a.option_strings and a.dest != "help"]
-    for action in draw(st.lists(st.sampled_from(options), max_size=4, unique_by=lambda a: a.dest)):
+    options = [a for a in parser._actions if a.option_strings and a.dest not in ("help", "debug")]
+    chosen = (
+        draw(st.lists(st.sampled_from(options), max_size=4, unique_by=lambda a: a.dest))
+        if options
+        else []
+    )
+    for action in chosen:
         flag = max(action.option_strings, key=len)
         if action.nargs == 0:
             argv.append(flag)
@@ -354,7 +359,9 @@ def test_wrong_type(new_case, command: str) -> None:
         case = new_case(with_runs=False)
         case.snapshot()
         flag = argv[-1].split("=")[0]
-        case.run(argv, note="a value argparse refuses", codes=frozenset({2}), names=[flag])
+        case.run(
+            argv, note="a value argparse refuses", codes=frozenset({2}), names=[flag, "required"]
+        )
 
     H.UNNAMED.clear()
     test()

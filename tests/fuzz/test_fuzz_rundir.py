@@ -210,7 +210,9 @@ def test_factory_never_runs(new_case, command: str, variant: str) -> None:
     case = new_case()
     factory_module(case.root / "runs" / "a", case.marker(), variant)
     case.snapshot()
-    codes = frozenset({2}) if command in ("predict", "evaluate") else frozenset({0, 2})  # continue: job.toml
+    codes = (
+        frozenset({2}) if command in ("predict", "evaluate") else frozenset({0, 2})
+    )  # continue: job.toml
     case.run(argv, note=f"model.json: {variant}", may_change=may_change, codes=codes)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -80,13 +81,21 @@ def test_resume_auto_continues_with_more_epochs(blobs, make_mlp, tmp_path):
     ]
 
 
-def test_malicious_pickle_is_refused_and_does_not_run(blobs, make_mlp, tmp_path):
+def test_malicious_pickle_is_refused_and_does_not_run(blobs, make_mlp, tmp_path, caplog):
     _train(blobs, make_mlp, tmp_path / "run", max_epochs=2)
     latest = list_checkpoints(tmp_path / "run" / "checkpoints")[-1]
     marker = tmp_path / "pwned"
     torch.save({"weight": Payload(marker)}, latest / "model.pt")
-    with pytest.raises(CheckpointError, match=r"model\.pt was refused") as err:
+    # resume="auto" skips it with one warning line and resumes from the checkpoint before it
+    with caplog.at_level(logging.WARNING, logger="epochpilot"):
         _train(blobs, make_mlp, tmp_path / "run", max_epochs=2, resume="auto")
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert f"{latest / 'model.pt'} was refused" in warning and "resuming from epoch-0001" in warning
+    assert not marker.exists()
+    # a checkpoint named explicitly is never swapped for another one
+    torch.save({"weight": Payload(marker)}, latest / "model.pt")
+    with pytest.raises(CheckpointError, match=r"model\.pt was refused") as err:
+        _train(blobs, make_mlp, None, max_epochs=2, resume=latest)
     assert str(latest / "model.pt") in str(err.value) and "\n" not in str(err.value)
     assert not marker.exists()
     with pytest.raises(CheckpointError, match="refused"):

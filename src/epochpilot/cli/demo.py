@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from epochpilot.cli.summary import print_summary
     from epochpilot.job import DataSpec, JobSpec, RunSpec, TrainSpec
     from epochpilot.pipeline import check_run_dir, load_table, run_job, split
-    from epochpilot.train.signals import TrainingInterrupted, TrainingTerminated
+    from epochpilot.train.signals import TrainingTerminated, exit_code
 
     # the demo replaces its own earlier run, never a folder of other files (refused before any work)
     check_run_dir(args.run_dir, overwrite=True, resume=False)
@@ -78,7 +78,10 @@ def run(args: argparse.Namespace) -> int:
     worked_example(n_train, spec.train.batch_size, spec.train.max_epochs, spec.train.lr)
     try:
         result = run_job(spec, run_dir=args.run_dir)
-    except (TrainingInterrupted, TrainingTerminated) as exc:
-        return exc.exit_code
+    except (KeyboardInterrupt, TrainingTerminated) as exc:  # stopped by a signal
+        code = exit_code(exc)
+        if code is None:
+            raise
+        return code
     print_summary(result)
     return 0

@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     from epochpilot.cli._finetune_mixed import mixed_requested, run_mixed
     from epochpilot.errors import ConfigError
     from epochpilot.pipeline import check_run_dir
-    from epochpilot.train.signals import TrainingInterrupted, TrainingTerminated
+    from epochpilot.train.signals import TrainingTerminated, exit_code
 
     if not 0 < args.val_fraction < 0.5:
         raise ConfigError(f"--val-fraction must be in (0, 0.5), got {args.val_fraction}")
@@ -130,8 +130,11 @@ def run(args: argparse.Namespace) -> int:
     data = _texts(args)
     try:
         return _report(args, *(run_mixed(args, data) if mixed else _run_task(args, data)))
-    except (TrainingInterrupted, TrainingTerminated) as exc:
-        return exc.exit_code  # the line on how to resume was logged by fit
+    except (KeyboardInterrupt, TrainingTerminated) as exc:
+        code = exit_code(exc)  # stopped by a signal: fit logged the line on how to resume
+        if code is None:
+            raise
+        return code
 
 
 def _run_task(args: argparse.Namespace, data: Any) -> tuple[Any, dict[str, Any], str]:

@@ -143,13 +143,16 @@ def train_and_print(spec: Any, run_dir: Path) -> int:
     one line on how to resume (logged by ``fit``), exit code 130/143."""
     from epochpilot.cli.summary import print_summary
     from epochpilot.pipeline import check_run_dir, run_job
-    from epochpilot.train.signals import TrainingInterrupted, TrainingTerminated
+    from epochpilot.train.signals import TrainingTerminated, exit_code
 
     check_run_dir(run_dir, overwrite=spec.run.overwrite, resume=spec.run.resume)
     try:
         result = run_job(spec, run_dir=run_dir)
-    except (TrainingInterrupted, TrainingTerminated) as exc:
-        return exc.exit_code
+    except (KeyboardInterrupt, TrainingTerminated) as exc:  # stopped by a signal
+        code = exit_code(exc)
+        if code is None:
+            raise
+        return code
     print_summary(result)
     return 0
 

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 from typing import Any
 
 import numpy as np
 import torch
 
-from epochpilot.errors import ConfigError, ConfigTypeError
+from epochpilot.errors import ConfigError, ConfigTypeError, EpochpilotError
 from epochpilot.train.config import TrainConfig
 
 __all__ = [
     "AutoLoss",
     "build_loss",
     "build_optimizer",
+    "build_schedule_checked",
     "build_stopper",
     "check_device",
     "check_monitor",
@@ -138,6 +140,38 @@ def _check_covers(opt: Any, model: torch.nn.Module, params: list[torch.nn.Parame
         first,
         more,
     )
+
+
+def build_schedule_checked(cfg: TrainConfig, total_steps: int) -> tuple[Any, Any]:
+    """``budgets.build_schedule`` for ``cfg.schedule``, its failures and a schedule that does not give a
+    learning rate (a finite number >= 0) at update 0 as one ConfigError line naming ``schedule``."""
+    from epochpilot.train.budgets import build_schedule
+
+    spec = cfg.schedule
+    name = spec if isinstance(spec, str) else getattr(spec, "__name__", type(spec).__name__)
+    try:
+        schedule, factory = build_schedule(spec, total_steps, cfg.lr)
+    except EpochpilotError:
+        raise
+    except (ValueError, TypeError, ArithmeticError) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"schedule={name!r} does not fit this run of {total_steps} updates: {text}"
+        ) from exc
+    if schedule is None:
+        return None, None
+    try:
+        lr = float(schedule(0))
+    except (ValueError, TypeError, ArithmeticError) as exc:
+        raise ConfigTypeError(
+            f"schedule={name!r} gave no learning rate at update 0 ({exc}): a schedule maps an update "
+            f"number to a float lr, e.g. epochpilot.schedules.parse('cosine', lr=1e-3, total_steps=n)"
+        ) from exc
+    if not math.isfinite(lr) or lr < 0:
+        raise ConfigError(
+            f"schedule={name!r} gives lr={lr} at update 0: a learning rate must be a finite number >= 0"
+        )
+    return schedule, factory
 
 
 def seed_all(seed: int) -> None:

@@ -78,8 +78,10 @@ def _is_int(value: object) -> bool:
 
 
 def _is_number(value: object) -> bool:
-    """A finite int or float that is not a bool."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite float, or an int a float holds exactly (torch takes these as scalars); not a bool."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return abs(value) <= 2**53 if isinstance(value, int) else math.isfinite(value)
 
 
 #: fields that take True or False only (a string such as "no" would be truthy)
@@ -108,6 +110,13 @@ def _check_callbacks(callbacks: Any) -> tuple[Any, ...]:
                 f"callbacks[{i}] ({type(cb).__name__}) is not a callback ({what}): subclass "
                 f"epochpilot.train.Callback and override on_<event> (one of {', '.join(_EVENTS)})"
             )
+    keys = [cb.state_key for cb in callbacks]
+    dupes = sorted({k for k in keys if keys.count(k) > 1})
+    if dupes:
+        raise ConfigError(
+            f"callbacks share the state_key {dupes}: give each a distinct state_key (it names the "
+            f"callback's state in checkpoints)"
+        )
     return tuple(callbacks)
 
 
@@ -182,10 +191,7 @@ class TrainConfig:
                 "optimizer must be a name, a torch optimizer or a factory callable(params) -> optimizer",
             )
         _check(
-            isinstance(self.lr, (int, float))
-            and not isinstance(self.lr, bool)
-            and math.isfinite(self.lr)
-            and self.lr > 0,
+            _is_number(self.lr) and self.lr > 0,
             f"lr must be a positive number, got {self.lr!r}: try 1e-3",
         )
         _check(
@@ -272,8 +278,8 @@ class TrainConfig:
                 f"validate once per epoch, got {self.val_every_steps!r}",
             )
         _check(
-            _is_int(self.num_workers) and self.num_workers >= 0,
-            f"num_workers must be an int >= 0, got {self.num_workers!r}",
+            _is_int(self.num_workers) and 0 <= self.num_workers <= 1024,
+            f"num_workers must be an int from 0 to 1024 (0 loads in this process), got {self.num_workers!r}",
         )
         parse_every(self.checkpoint_every)
         _check(

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from epochpilot._files import path_error
 from epochpilot.train.replace import settle
-from epochpilot.train.signals import StopSignals, TrainingInterrupted, TrainingTerminated
+from epochpilot.train.signals import StopSignals, TrainingTerminated, exit_code
 
 __all__ = ["disk_error", "fit_guard"]
 
@@ -52,10 +52,11 @@ def fit_guard(run_dir: str | Path | None, distributed: bool = False) -> Iterator
     try:
         with signals:
             yield signals
-    except (TrainingInterrupted, TrainingTerminated) as exc:
+    except (KeyboardInterrupt, TrainingTerminated) as exc:
         if run_dir is not None:
             settle(run_dir, ok=False)
-        log.warning("%s", exc)
+        if exit_code(exc) is not None:  # stopped by a signal: the one line on how to resume
+            log.warning("%s", exc)
         raise
     except OSError as exc:
         if run_dir is None:

@@ -2,10 +2,13 @@
 
 While ``fit`` runs in the main thread of a single process, both signals only set a flag; the loop answers it
 at the next optimizer-update boundary (or epoch boundary) by saving a checkpoint there, so that resuming
-continues exactly as if nothing had happened, and ``fit`` then raises :class:`TrainingInterrupted` (SIGINT,
-a ``KeyboardInterrupt``) or :class:`TrainingTerminated` (SIGTERM, a ``SystemExit`` with code 143), after
-logging one line that says how to resume. A second signal stops at once, without waiting for the checkpoint.
-The previous handlers come back when ``fit`` returns. Under DDP (torchrun) the handlers are not installed.
+continues exactly as if nothing had happened, and ``fit`` then logs one line that says how to resume and
+raises: for SIGINT a plain ``KeyboardInterrupt`` (so an uncaught one ends a script as Ctrl-C always does,
+exit status 130), for SIGTERM :class:`TrainingTerminated`, a ``SystemExit`` with code 143 (an uncaught one
+ends the process with 143, without a traceback). Both carry ``checkpoint`` (the checkpoint to resume from,
+None without a ``run_dir``), ``run_dir`` and ``exit_code`` (130 / 143). A second signal stops at once,
+without waiting for the checkpoint. The previous handlers come back when ``fit`` returns. Under DDP
+(torchrun) the handlers are not installed.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ from typing import Any
 __all__ = [
     "Interruptible",
     "StopSignals",
-    "TrainingInterrupted",
     "TrainingTerminated",
     "active",
+    "exit_code",
     "interruption",
 ]
 
@@ -29,28 +32,10 @@ _NAMES = {signal.SIGINT: "SIGINT (Ctrl-C)", signal.SIGTERM: "SIGTERM"}
 _LOCAL = threading.local()
 
 
-class TrainingInterrupted(KeyboardInterrupt):
-    """Training stopped by SIGINT (Ctrl-C) after a final checkpoint; ``exit_code`` is 130.
-
-    ``checkpoint`` is the checkpoint to resume from (None without a ``run_dir``), ``run_dir`` the run.
-    """
-
-    exit_code = 130
-
-    def __init__(
-        self, message: str = "", checkpoint: Path | None = None, run_dir: Path | None = None
-    ) -> None:
-        super().__init__(message)
-        self.message, self.checkpoint, self.run_dir = message, checkpoint, run_dir
-
-    def __str__(self) -> str:
-        return self.message
-
-
 class TrainingTerminated(SystemExit):
-    """Training stopped by SIGTERM after a final checkpoint: a ``SystemExit`` with code 143, so an
-    uncaught one ends the process as a terminated process would; ``checkpoint`` and ``run_dir`` as for
-    :class:`TrainingInterrupted`."""
+    """Training stopped by SIGTERM after a final checkpoint: a ``SystemExit`` with code 143, so an uncaught
+    one ends the process as a terminated process would; ``checkpoint`` is the checkpoint to resume from
+    (None without a ``run_dir``), ``run_dir`` the run."""
 
     exit_code = 143
 
@@ -71,8 +56,9 @@ def interruption(
     checkpoint: Path | None,
     where: str,
     at_once: bool = False,
-) -> TrainingInterrupted | TrainingTerminated:
-    """The exception (with its one-line message) for a fit stopped by ``signum`` at ``where``."""
+) -> BaseException:
+    """The exception (with its one-line message) for a fit stopped by ``signum`` at ``where``: a
+    ``KeyboardInterrupt`` for SIGINT, a :class:`TrainingTerminated` for SIGTERM."""
     name = _NAMES.get(signum, f"signal {signum}")
     if run_dir is None:
         text = (
@@ -90,8 +76,17 @@ def interruption(
             else f"fit(..., run_dir={str(run_dir)!r}, resume=True)"
         )
         text = f"training stopped by {name} {where}: {saved}; resume with: {how}"
-    cls = TrainingTerminated if signum == signal.SIGTERM else TrainingInterrupted
-    return cls(text, checkpoint, run_dir)
+    if signum == signal.SIGTERM:
+        return TrainingTerminated(text, checkpoint, run_dir)
+    exc = KeyboardInterrupt(text)  # the exact type: Python's own Ctrl-C exit status when uncaught
+    exc.message, exc.checkpoint, exc.run_dir, exc.exit_code = text, checkpoint, run_dir, 130  # type: ignore[attr-defined]
+    return exc
+
+
+def exit_code(exc: BaseException) -> int | None:
+    """130 / 143 for an exception raised by a fit that a signal stopped, None for any other."""
+    code = getattr(exc, "exit_code", None)
+    return code if isinstance(exc, (KeyboardInterrupt, TrainingTerminated)) else None
 
 
 class StopSignals:

@@ -17,10 +17,11 @@ import torch
 from epochpilot.errors import CheckpointError, ConfigError, ConfigTypeError
 from epochpilot.stopping.base import Reason
 from epochpilot.train import distributed as D
-from epochpilot.train.budgets import Budget, build_schedule
+from epochpilot.train.budgets import Budget
 from epochpilot.train.build import (
     build_loss,
     build_optimizer,
+    build_schedule_checked,
     build_stopper,
     check_device,
     check_monitor,
@@ -177,6 +178,11 @@ class Trainer:
         dry_forward(
             model, [("train_data", train), ("val_data", val)], device, cfg.precision, cfg.batch_size
         )
+        steps_per_epoch = math.ceil(len(train) / cfg.accumulation)
+        budget = Budget(cfg.max_epochs, cfg.max_steps, cfg.max_time)
+        budget.plan(steps_per_epoch)
+        total = budget.total_steps(steps_per_epoch)
+        schedule, factory = build_schedule_checked(cfg, total)
         wrapped = D.wrap(model, info, device)
         loss_fn = build_loss(cfg.loss_fn, device)
         scaler = torch.amp.GradScaler("cuda") if cfg.precision == "16-mixed" else None
@@ -217,12 +223,7 @@ class Trainer:
             raise resume_from
         run_dir = Path(cfg.run_dir) if cfg.run_dir is not None else None
 
-        steps_per_epoch = math.ceil(len(train) / cfg.accumulation)
-        budget = Budget(cfg.max_epochs, cfg.max_steps, cfg.max_time)
-        budget.plan(steps_per_epoch)
         callbacks: list[Any] = []
-        total = budget.total_steps(steps_per_epoch)
-        schedule, factory = build_schedule(cfg.schedule, total, cfg.lr)
         if schedule is not None:
             callbacks.append(ScheduleCallback(schedule, factory, total))
         callbacks.append(
@@ -322,7 +323,9 @@ class Trainer:
 
                 def after() -> None:
                     write_summary(run_dir, snap, sync=False)
-                    settle(run_dir, ok=True, covering=True)  # durable now: a replaced run's old copy goes
+                    settle(
+                        run_dir, ok=True, covering=True
+                    )  # durable now: a replaced run's old copy goes
 
                 return after
 
