@@ -205,10 +205,16 @@ def ratio(mean: float, front_mean: float) -> float:
 
 
 def forecast_stops(
-    row: Row, p: np.ndarray, confidence: float, floor: int = 0, blank_guard: bool = False
+    row: Row,
+    p: np.ndarray,
+    confidence: float,
+    floor: int = 0,
+    min_fraction: float = 0.0,
+    blank_guard: bool = False,
 ) -> np.ndarray:
-    """Stop epochs of Forecast given P(improve) ``p`` at every feature row (excursion guard, floor, NaN)."""
-    cond = (p < 1.0 - confidence) & (row.since >= floor)
+    """Stop epochs of Forecast given P(improve) ``p`` at every feature row (excursion guard, floors, NaN)."""
+    first = np.ceil(min_fraction * row.budgets[row.curve_of] - 1e-9)
+    cond = (p < 1.0 - confidence) & (row.since >= floor) & (row.epoch >= first)
     if not blank_guard:
         cond &= ~row.excursion
     first = np.full(len(row), BIG)

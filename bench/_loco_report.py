@@ -32,7 +32,9 @@ from epochpilot.stopping import _prior
 BASE = tuple(f for f in _prior.FEATURES if f not in _prior.CONTEXT_FEATURES)
 FEATURE_SETS = {"base": BASE, "context": _prior.FEATURES}
 LABEL_RELS = (0.005, 0.015)
-FLOORS = (0, 3, 6)
+FLOORS = (0, 3)
+MIN_FRACTIONS = (0.0, 0.1, 0.2)
+CAPS = (0, 10, 15, 20)
 SWEEP = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 
 
@@ -41,12 +43,20 @@ class Setting:
     features: str
     label_rel: float
     floor: int
+    min_fraction: float
+    cap: int
     confidence: float
 
     def __str__(self) -> str:
         return (
             f"features={self.features} label_rel={self.label_rel:g} floor={self.floor} "
-            f"confidence={self.confidence:g}"
+            f"min_fraction={self.min_fraction:g} cap={self.cap} confidence={self.confidence:g}"
+        )
+
+    def at(self, confidence: float) -> Setting:
+        """The same setting at another confidence."""
+        return Setting(
+            self.features, self.label_rel, self.floor, self.min_fraction, self.cap, confidence
         )
 
 
@@ -80,9 +90,13 @@ class Loco:
         self.rows = rows
         self.corpora = sorted({r.corpus for r in rows})
         self.per_row, self.l2 = per_row, l2
+        #: only settings with a patience cap (the cap as a fixed part of the design)
+        self.capped = False
         self.fronts = {r.title: frontier(r) for r in rows}
         self._fits: dict = {}
         self._p: dict = {}
+        self._caps: dict = {}
+        self._cells: dict = {}
 
     def weights(self, exclude: frozenset, features: str, label_rel: float) -> dict:
         key = (exclude, features, label_rel)
@@ -105,16 +119,32 @@ class Loco:
         return Cell(c, m, q, fm, fq)
 
     def score(self, row: Row, s: Setting, exclude: frozenset) -> Cell:
+        key = (row.title, s, exclude)
+        if key not in self._cells:
+            self._cells[key] = self._score(row, s, exclude)
+        return self._cells[key]
+
+    def _score(self, row: Row, s: Setting, exclude: frozenset) -> Cell:
         p = self.probs(row, exclude, s.features, s.label_rel)
-        return self.cell(row, forecast_stops(row, p, s.confidence, s.floor))
+        stops = forecast_stops(row, p, s.confidence, s.floor, s.min_fraction)
+        if s.cap:
+            key = (row.title, s.cap)
+            if key not in self._caps:
+                self._caps[key] = patience_stops(row, s.cap)
+            stops = np.minimum(stops, self._caps[key])
+        return self.cell(row, stops)
 
     def settings(self):
-        for fs, lr, fl, q in itertools.product(FEATURE_SETS, LABEL_RELS, FLOORS, SWEEP):
-            yield Setting(fs, lr, fl, q)
+        caps = [c for c in CAPS if c] if self.capped else CAPS
+        for fs, lr, fl, mf, cap, q in itertools.product(
+            FEATURE_SETS, LABEL_RELS, FLOORS, MIN_FRACTIONS, caps, SWEEP
+        ):
+            yield Setting(fs, lr, fl, mf, cap, q)
 
     def choose(self, among: list[str], also_exclude: frozenset = frozenset()) -> Setting:
         """The setting with the best worst ratio over the rows of corpora ``among``, each scored with a
-        prior fitted without it (and without ``also_exclude``); p90 no worse wherever possible."""
+        prior fitted without it (and without ``also_exclude``): fewest rows with p90 worse than the
+        frontier's first, then the worst ratio, then the most compute (the safer of two ties)."""
         best, best_key = None, None
         for s in self.settings():
             cells = [
@@ -129,17 +159,20 @@ class Loco:
         return best
 
 
-def run(rows: list[Row], log=print) -> dict:
-    """Nested LOCO: the chosen setting and its cell per held-out row, the sweep, and the shipped setting."""
-    lo = Loco(rows)
-    out: dict = {"held_out": {}, "rows": rows, "loco": lo}
+def run(rows: list[Row], log=print, lo: Loco | None = None, capped: bool = False) -> dict:
+    """Nested LOCO: the chosen setting and its cell per held-out row, the sweep, and the shipped setting.
+
+    ``capped``: choose only among settings with a patience cap (the cap fixed by design, not chosen)."""
+    lo = lo or Loco(rows)
+    lo.capped = capped
+    out: dict = {"held_out": {}, "rows": rows, "loco": lo, "capped": capped}
     for h in lo.corpora:
         others = [c for c in lo.corpora if c != h]
         s = lo.choose(others, also_exclude=frozenset({h}))
         log(f"held out {h}: chose {s}")
         for r in (r for r in rows if r.corpus == h):
             ex = frozenset({h})
-            sweep = [lo.score(r, Setting(s.features, s.label_rel, s.floor, q), ex) for q in SWEEP]
+            sweep = [lo.score(r, s.at(q), ex) for q in SWEEP]
             out["held_out"][r.title] = (s, lo.score(r, s, ex), sweep)
     ship = lo.choose(lo.corpora)
     out["ship"] = ship

@@ -186,3 +186,16 @@ def test_missing_columns_at_prediction_are_listed_briefly():
         pre.transform(frame[["c0", "y"]])
     message = str(info.value)
     assert "... and 494 more" in message and len(message) < 300
+
+
+def test_audit_refuses_inf_naming_the_file_and_columns(tmp_path):
+    path = csv(tmp_path, "inf.csv", "a,b,y\n" + ROWS + "1,-inf,0\n2,inf,1\n")
+    with pytest.raises(DataError) as info:
+        audit(str(path), target="y")
+    message = str(info.value)
+    assert message.startswith(f"train ({path}): infinite values (inf) in 2 row(s) of columns ['b']")
+
+
+def test_empty_csv_path_is_named():
+    with pytest.raises(DataError, match=r"--data is empty \(''\): give a CSV file"):
+        read_frame("", "--data")

@@ -105,9 +105,10 @@ def _frame_from_arrays(
 def load_split(data: Any, name: str, *, target: str | None, text_column: str | None) -> Split:
     """Normalise one split; ``data`` is an array, (X, y) tuple, DataFrame, torch Dataset, list of
     strings or CSV path."""
-    label = target
+    label, where = target, name
     if isinstance(data, (str, os.PathLike)):
         frame = read_csv(data, name)
+        where = f"{name} ({os.fspath(data)})"  # later messages name the file too
     elif isinstance(data, pd.DataFrame):
         frame = data.reset_index(drop=True)
     elif isinstance(data, pd.Series):
@@ -134,20 +135,24 @@ def load_split(data: Any, name: str, *, target: str | None, text_column: str | N
             "torch Dataset or CSV path"
         )
     if len(frame) == 0 or frame.shape[1] == 0:
-        raise DataError(f"{name}: the data is empty (0 rows): pass at least one row")
+        raise DataError(f"{where}: the data is empty (0 rows): pass at least one row")
     if label is not None and label not in frame.columns:
         raise DataError(
-            f"{name}: target column {label!r} not found; columns are {short_list(frame.columns)}"
+            f"{where}: target column {label!r} not found (--target); columns are "
+            f"{short_list(frame.columns)}"
         )
     if text_column is not None and text_column not in frame.columns:
         raise DataError(
-            f"{name}: text_column {text_column!r} not found; columns are {short_list(frame.columns)}"
+            f"{where}: text_column {text_column!r} not found (--text-column); columns are "
+            f"{short_list(frame.columns)}"
         )
     labels = frame[label].reset_index(drop=True) if label is not None else None
     features = frame.drop(columns=[label]) if label is not None else frame
     if features.shape[1] == 0:
-        raise DataError(f"{name}: no feature columns besides the target {label!r}")
-    return Split(name, _normalise(features, name, text_column), labels, text_column)
+        raise DataError(
+            f"{where}: no feature columns besides the target {label!r}: add feature columns"
+        )
+    return Split(name, _normalise(features, where, text_column), labels, text_column)
 
 
 def _normalise(features: pd.DataFrame, name: str, text_column: str | None) -> pd.DataFrame:
@@ -157,6 +162,13 @@ def _normalise(features: pd.DataFrame, name: str, text_column: str | None) -> pd
         series = features[column]
         if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
             out[column] = series.astype("float64")
+            if np.isinf(out[column].to_numpy()).any():
+                inf = [c for c in features.columns if _has_inf(features[c])]
+                rows = int(np.isinf(features[inf].to_numpy(dtype="float64")).any(axis=1).sum())
+                raise DataError(
+                    f"{name}: infinite values (inf) in {rows:,} row(s) of columns [{short_list(inf)}]: "
+                    "replace them with numbers or drop those rows"
+                )
         elif column == text_column:
             out[column] = series.astype("string").fillna("").astype(object)
         elif text_column is None:
@@ -167,3 +179,8 @@ def _normalise(features: pd.DataFrame, name: str, text_column: str | None) -> pd
         else:  # other categorical columns alongside a text column: compared as strings
             out[column] = series.astype("string").fillna("<NA>").astype(object)
     return pd.DataFrame(out, index=range(len(features)))
+
+
+def _has_inf(series: pd.Series) -> bool:
+    numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+    return bool(numeric and np.isinf(series.to_numpy(dtype="float64")).any())

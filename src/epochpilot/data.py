@@ -7,11 +7,8 @@ training data.
 
 from __future__ import annotations
 
-import collections
-import csv
 import difflib
 import json
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from epochpilot._csv import read_frame
 from epochpilot.errors import DataError, short_list
 
 __all__ = [
@@ -95,76 +93,6 @@ def write_builtin_csv(name: str, path: str | Path, **kwargs: Any) -> Path:
     return path
 
 
-#: Byte-order marks of the encodings a spreadsheet may save that are not UTF-8.
-_BOMS = {
-    b"\xff\xfe\x00\x00": "UTF-32",
-    b"\x00\x00\xfe\xff": "UTF-32",
-    b"\xff\xfe": "UTF-16",
-    b"\xfe\xff": "UTF-16",
-}
-
-
-_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
-
-
-def read_frame(path: str | Path, field: str | None = None) -> pd.DataFrame:
-    """Read a CSV with a header row, as text in UTF-8; every problem is one DataError line naming the file (and
-    ``field``, the flag or key that gave it, when known) and the fix: missing, a folder, empty, binary or
-    UTF-16, unparsable, or with duplicate column names (which pandas would silently rename ``a.1``)."""
-    path = Path(path)
-    label = f"{field} {path}" if field else str(path)
-    if not path.exists():
-        raise DataError(f"{label}: no such file; check the path")
-    if path.is_dir():
-        raise DataError(f"{label} is a directory; give a CSV file")
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(8192)
-    except OSError as exc:
-        raise DataError(
-            f"{label}: cannot read it ({exc.strerror}): check its permissions"
-        ) from None
-    save = "save it as UTF-8 CSV (in a spreadsheet: Save As > CSV UTF-8)"
-    for bom, name in _BOMS.items():
-        if head.startswith(bom):
-            raise DataError(f"{label} is {name} text, not UTF-8: {save}")
-    if b"\x00" in head:
-        raise DataError(f"{label} is a binary file, not CSV text: {save}")
-    try:
-        frame = pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{label} is empty: give a CSV with a header row and data rows") from None
-    except pd.errors.ParserError as exc:
-        match = _FIELDS.search(str(exc))
-        where = (
-            "at line {1}: expected {0} fields, saw {2}".format(*match.groups())
-            if match
-            else " ".join(str(exc).split())
-        )
-        raise DataError(f"{label} cannot be parsed as CSV {where}: fix that line") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"{label} is not UTF-8 text (byte {exc.object[exc.start : exc.start + 1]!r} at offset "
-            f"{exc.start:,}): {save}"
-        ) from None
-    duplicates = _duplicate_columns(path)
-    if duplicates:
-        raise DataError(
-            f"{label} has duplicate column names {short_list(duplicates)}: give each column its own name"
-        )
-    return frame
-
-
-def _duplicate_columns(path: Path) -> list[str]:
-    """Names that appear more than once in the header row (the first non-blank line)."""
-    with path.open(encoding="utf-8", newline="") as fh:
-        for row in csv.reader(fh):
-            if any(cell.strip() for cell in row):
-                counts = collections.Counter(cell for cell in row if cell)
-                return [name for name, n in counts.items() if n > 1]
-    return []
-
-
 def read_csv(path: str | Path, target: str) -> Table:
     """Read a CSV with a header row; errors name the file, the line or the column, and the fix."""
     path = Path(path)
@@ -215,7 +143,7 @@ class Preprocessor:
         if impute is not None and impute not in IMPUTE:
             raise DataError(f"impute must be one of {', '.join(IMPUTE)}, got {impute!r}")
         frame, target = table.frame, table.target
-        where = f"{table.source}: " if table.source else ""
+        where = _where(frame, table.source)
         y = frame[target]
         if y.isna().any():
             rows = [int(i) + 2 for i in np.flatnonzero(y.isna().to_numpy())[:5]]
@@ -295,29 +223,30 @@ class Preprocessor:
         self, frame: pd.DataFrame, *, with_target: bool = True
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Features as float32 (and encoded targets) for new rows; column mismatches raise a DataError."""
+        where = _where(frame)
         absent = [c for c in self.features if c not in frame.columns]
         if absent:
             raise DataError(
-                f"missing feature columns [{short_list(absent)}]: the model was trained with "
+                f"{where}missing feature columns [{short_list(absent)}]: the model was trained with "
                 f"{len(self.features):,} columns ({short_list(self.features)})"
             )
         extra = [c for c in frame.columns if c not in self.features and c != self.target]
         if extra:
             raise DataError(
-                f"unexpected columns [{short_list(extra)}]: drop them (the model uses "
+                f"{where}unexpected columns [{short_list(extra)}]: drop them (the model uses "
                 f"{short_list(self.features)})"
             )
         bad = [c for c in self.features if not pd.api.types.is_numeric_dtype(frame[c])]
         if bad:
             raise DataError(
-                f"non-numeric values in columns [{short_list(bad)}]: the model needs numbers there"
+                f"{where}non-numeric values in columns [{short_list(bad)}]: the model needs numbers there"
             )
         X = frame[self.features].to_numpy(dtype=np.float64)
-        _refuse_inf(X, self.features, "")
+        _refuse_inf(X, self.features, where)
         nan_cols = [c for c, m in zip(self.features, np.isnan(X).any(axis=0)) if m]
         if nan_cols and self.impute is None:
             raise DataError(
-                f"missing values in columns [{short_list(nan_cols)}]: fill them (the model was "
+                f"{where}missing values in columns [{short_list(nan_cols)}]: fill them (the model was "
                 f"trained without --impute)"
             )
         X = np.where(np.isnan(X), np.asarray(self.fill), X)
@@ -427,6 +356,12 @@ class Preprocessor:
         if data.get("y_scale", 1.0) == 0:
             raise bad("'y_scale' is zero")
         return cls(**data)
+
+
+def _where(frame: pd.DataFrame, source: str | None = None) -> str:
+    """``"FILE: "`` for messages about rows read from FILE (by :func:`read_frame`), else ``""``."""
+    source = source or frame.attrs.get("source")
+    return f"{source}: " if source else ""
 
 
 def _refuse_inf(X: np.ndarray, columns: list[str], where: str) -> None:

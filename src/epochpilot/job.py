@@ -39,6 +39,11 @@ The TOML schema (every key optional; unknown keys are refused with the nearest v
     [run]
     dir = "runs/digits"
     overwrite = false
+
+Every value is checked when a section is built (types from the annotations, then ranges and choices: see
+``epochpilot._jobcheck``); a bad one is a :class:`~epochpilot.errors.FieldError` named as the user wrote it:
+``[train] max_epochs in job.toml must be an integer, got 'ten'`` for a file, ``--max-epochs must be >= 1, got
+0`` for a flag applied by :func:`override`.
 """
 
 from __future__ import annotations

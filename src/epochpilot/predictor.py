@@ -85,13 +85,9 @@ class Predictor:
 
 
 def _read_frame(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file; check the path")
-    try:
-        frame = pd.read_csv(path)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
-        raise DataError(f"{path} cannot be read as CSV: {' '.join(str(exc).split())}") from None
+    from epochpilot._csv import read_frame
+
+    frame = read_frame(path, "--data")
     if frame.empty:
         raise DataError(f"{path} has no data rows")
     return frame

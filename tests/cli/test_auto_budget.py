@@ -55,7 +55,7 @@ def test_max_steps_flag_and_toml(cli, tmp_path):
 def test_bad_max_time_flag(cli):
     proc = cli("train", "--builtin", "wine", "--max-time", "ten minutes")
     assert proc.returncode != 0
-    assert "max_time" in proc.stderr and "10min" in proc.stderr
+    assert "--max-time" in proc.stderr and "10min" in proc.stderr
 
 
 @pytest.mark.parametrize(("field", "value"), [("max_steps", 0), ("max_time", "soon")])

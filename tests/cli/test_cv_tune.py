@@ -43,7 +43,7 @@ def test_cv_writes_folds_selection_report_and_a_refit_predictor(cli, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--folds", "1"], "k=1: cross-validation needs k >= 2"),
+        (["--folds", "1"], "--folds must be >= 2, got 1"),
         (["--folds", "60"], "k=60 is larger than the smallest class (48 rows of class 2)"),
     ],
 )

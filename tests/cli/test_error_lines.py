@@ -59,11 +59,12 @@ def test_zero_epochs_is_refused_naming_the_flag(cli, tmp_path, command):
         (["train", *WINE, "--max-epochs", "ten"], "--max-epochs must be an integer, got 'ten'"),
         (["train", *WINE, "--lr", "nan"], "--lr must be a number > 0, got nan"),
         (["train", *WINE, "--lr", "-0.1"], "--lr must be a number > 0, got -0.1"),
-        (["train", *WINE, "--val-fraction", "1.5"], "--val-fraction must be a number in (0, 1), got 1.5"),
+        (["train", *WINE, "--val-fraction", "1.5"], "--val-fraction must be in (0, 1), got 1.5"),
         (["train", *WINE, "--patience", "-1"], "--patience must be >= 0, got -1"),
         (["cv", *WINE, "--folds", "1"], "--folds must be >= 2, got 1"),
         (["plan", "1000", "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
         (["plan", "1000", "--world-size", "0"], "--world-size must be >= 1, got 0"),
+        (["plan", "0"], "error: the sample count must be >= 1, got 0"),
         (["schedule", "cosine", "--steps", "0"], "--steps must be >= 1, got 0"),
         (["train", *WINE, "--stopper", "erly"], "did you mean 'early'?"),
         (["trian"], "did you mean 'train'?"),
@@ -335,3 +336,20 @@ def test_compare_names_the_bad_run(cli, tmp_path):
     _run(tmp_path / "b", b"\x00\x01\x02")
     line = one_line(cli("compare", "a", "b", "--out", "cmp.html"))
     assert str(Path("b") / "history.jsonl") in line
+
+
+def test_device_check_counts_gpus_and_knows_mps(monkeypatch):
+    from epochpilot._jobcheck import check_device
+    from epochpilot.errors import FieldError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    check_device("cuda")
+    check_device("cuda:0")
+    with pytest.raises(FieldError, match=r"is 'cuda:3' but this machine has 1 CUDA device\(s\)"):
+        check_device("cuda:3")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(FieldError, match="no MPS"):
+        check_device("mps")
+    check_device("auto")
+    check_device("cpu")

@@ -34,7 +34,7 @@ def needs_model_and_fortunes() -> None:
         (("--task-weight", "2"), "--task-weight needs general data"),
         (("--general-epochs", "1"), "--general-epochs needs general data"),
         ((*GENERAL, "--general-epochs", "-1"), "--general-epochs must be >= 0"),
-        ((*GENERAL, "--max-epochs", "0"), "the mixed stage needs epochs"),
+        ((*GENERAL, "--max-epochs", "0"), "--max-epochs must be >= 1, got 0"),
         ((*GENERAL, "--n-general", "0"), "--n-general must be >= 1"),
         ((*GENERAL, "--general-data", "g.csv"), "not both"),
         (("--general-fortunes", "computers"), "both task classes (--fortunes) and general data"),

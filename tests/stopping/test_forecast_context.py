@@ -66,7 +66,9 @@ def test_forecast_hands_the_schedule_and_resolution_to_the_prior():
     got = dict(zip(_prior.FEATURES, with_ctx.last_features))
     assert got["has_schedule"] == 1.0 and got["lr_drop_rest"] == pytest.approx(LOG10)
     assert got["resolution_z"] > 0.0
-    assert all(dict(zip(_prior.FEATURES, bare.last_features))[k] == 0 for k in _prior.CONTEXT_FEATURES)
+    assert all(
+        dict(zip(_prior.FEATURES, bare.last_features))[k] == 0 for k in _prior.CONTEXT_FEATURES
+    )
 
 
 def test_a_step_drop_still_to_come_holds_the_stop():
@@ -96,7 +98,12 @@ def test_val_accuracy_like_keras(n_val):
 
 def test_determinism_and_state_round_trip_with_context():
     values = step_drop_curve(seed=3)
-    kw = {"schedule": step_schedule(), "resolution": 0.001, "patience_floor": 2, "train_monitor": "loss"}
+    kw = {
+        "schedule": step_schedule(),
+        "resolution": 0.001,
+        "patience_floor": 2,
+        "train_monitor": "loss",
+    }
     extra = {"loss": 0.3}
     full = feed(Forecast("val_loss", "min", budget=40, **kw), values, extra=extra)
     assert full == feed(Forecast("val_loss", "min", budget=40, **kw), values, extra=extra)
@@ -162,3 +169,24 @@ def test_auto_stopper_schedule_survives_state_and_old_states_load():
     assert c.forecast.schedule is None
     with pytest.raises(ValueError, match="schedule"):
         a.set_schedule([0.1, -1.0])
+
+
+def test_patience_cap_stops_like_patience_when_the_forecast_does_not():
+    # still "improving" by the forecast's reading (a slow ramp) but no new best for 4 epochs
+    values = [1.0 / e for e in range(1, 13)] + [0.2] * 10
+    policy = Forecast("val_loss", "min", budget=100, patience_cap=4, confidence=0.999999)
+    out = feed(policy, values)
+    assert out[-1].stop and out[-1].reason is Reason.PATIENCE
+    assert len(out) == 12 + 4 and out[-1].best_epoch == 12
+    with pytest.raises(ValueError, match="patience_cap"):
+        Forecast("val_loss", "min", budget=10, patience_cap=-2)
+    with pytest.raises(ValueError, match="min_fraction"):
+        Forecast("val_loss", "min", budget=10, min_fraction=1.5)
+
+
+def test_min_fraction_holds_an_early_forecast_stop():
+    values = [0.9] * 40  # stuck at its starting level: looks converged to any fit
+    early = feed(Forecast("val_loss", "min", budget=40, confidence=0.5), values)
+    held = feed(Forecast("val_loss", "min", budget=40, confidence=0.5, min_fraction=0.25), values)
+    assert early[-1].reason is Reason.FORECAST and len(early) < 10
+    assert len(held) >= 10

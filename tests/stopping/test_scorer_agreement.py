@@ -80,13 +80,17 @@ def test_patience_frontier_and_forecast_agree_with_score_py(score):
         # Forecast as score.py replays it, as the bench replays it, and through the cached shortcut
         want = score.score(
             js,
-            score.policy_from(lambda mode, budget: Forecast("val", mode, budget, train_monitor="train")),
+            score.policy_from(
+                lambda mode, budget: Forecast("val", mode, budget, train_monitor="train")
+            ),
         )
         if kind != "rel":  # the bench flips AlgoPerf's "max" train curve; score.py feeds it raw
             res = _replay.evaluate(
                 cs,
                 "forecast",
-                lambda c: _replay.replay(c, Forecast("val", c.mode, c.budget, train_monitor="train")),
+                lambda c: _replay.replay(
+                    c, Forecast("val", c.mode, c.budget, train_monitor="train")
+                ),
             )
             assert np.allclose((res.compute, res.mean, res.p90), want, atol=1e-9)
             from epochpilot.stopping import _prior_weights

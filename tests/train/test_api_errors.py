@@ -173,7 +173,12 @@ BAD = [
         ConfigError,
         r"val_every_steps must be an int",
     ),
-    ("num_workers-bool", dict(num_workers=True), ConfigError, r"num_workers must be an int >= 0"),
+    (
+        "num_workers-bool",
+        dict(num_workers=True),
+        ConfigError,
+        r"num_workers must be an int from 0 to 1024",
+    ),
     ("max_time-neg", dict(max_time=-1), ConfigError, r"max_time must be a positive duration"),
     ("metrics-int", dict(metrics=3), ConfigError, r"metrics must be a dict"),
     (

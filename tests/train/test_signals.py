@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 TIMING = ("epoch_time_s", "samples_per_s")
 
 
-def _run(run_dir: Path, out: Path, when: str = "-", catch: str = "-") -> subprocess.CompletedProcess:
+def _run(
+    run_dir: Path, out: Path, when: str = "-", catch: str = "-"
+) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     return subprocess.run(
         [sys.executable, str(SCRIPT), str(run_dir), str(out), when, catch],
@@ -65,12 +67,17 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base / "out.pt"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "when, code, checkpoint",
     [
         ("INT:7", -signal.SIGINT, "step-0000007"),  # uncaught: Python's own Ctrl-C exit (130)
         ("TERM:7", 143, "step-0000007"),  # uncaught: a SystemExit(143)
-        ("TERM:e3", 143, "epoch-0003"),  # at an epoch end: that epoch's checkpoint, not a second one
+        (
+            "TERM:e3",
+            143,
+            "epoch-0003",
+        ),  # at an epoch end: that epoch's checkpoint, not a second one
     ],
 )
 def test_signal_checkpoints_and_resume_is_exact(tmp_path, reference, when, code, checkpoint):
@@ -119,7 +126,9 @@ def test_signal_without_run_dir_says_nothing_was_saved():
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt, match="no run_dir, so nothing was saved") as err:
         fit(torch.nn.Linear(4, 2), (X, y), max_epochs=5, batch_size=8, callbacks=[Send()])
-    assert type(err.value) is KeyboardInterrupt  # the exact type: Python's Ctrl-C exit when uncaught
+    assert (
+        type(err.value) is KeyboardInterrupt
+    )  # the exact type: Python's Ctrl-C exit when uncaught
     assert "after update 3" in str(err.value) and exit_code(err.value) == 130
     assert err.value.checkpoint is None
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
@@ -170,6 +179,7 @@ def _cli(args: list[str], cwd: Path) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_cli_train_signal_exit_code_line_and_resume(tmp_path, signum, code):
     """``epochpilot train`` signalled from outside mid-training: a checkpoint, the resume line, 130 / 143;
@@ -187,7 +197,9 @@ def test_cli_train_signal_exit_code_line_and_resume(tmp_path, signum, code):
     assert proc.returncode == code, err
     assert "Traceback" not in err
     last = _lines(err)[-1]
-    assert last.startswith("training stopped by") and last.endswith("resume with: epochpilot resume runs/w")
+    assert last.startswith("training stopped by") and last.endswith(
+        "resume with: epochpilot resume runs/w"
+    )
     ckpts = [p for p in (tmp_path / "runs/w/checkpoints").iterdir() if not p.name.startswith(".")]
     assert any(p.name != "best" for p in ckpts)
     done = _cli(["resume", "runs/w"], tmp_path)

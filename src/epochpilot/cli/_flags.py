@@ -80,7 +80,7 @@ def _problem(flag: str, kind: type, value: Any) -> str | None:
     if high is None:
         return f"must be a number {'>=' if low_ok else '>'} {low:g}, got {shown}"
     left, right = "[" if low_ok else "(", "]" if high_ok else ")"
-    return f"must be a number in {left}{low:g}, {high:g}{right}, got {shown}"
+    return f"must be in {left}{low:g}, {high:g}{right}, got {shown}"
 
 
 def check_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -89,10 +89,13 @@ def check_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
     for action in parser._actions:
         if action.type not in (int, float) or not action.option_strings:
             continue
+        flag = max(action.option_strings, key=len)
         values = getattr(args, action.dest, None)
+        if action.nargs is None and isinstance(values, list):  # argparse turns "--flag=--" into []
+            parser.error(f"argument {flag}: expected one value, got {values!r}")
         for value in values if isinstance(values, list) else [values]:
             if value is None or value is action.default:
                 continue
-            problem = _problem(max(action.option_strings, key=len), action.type, value)
+            problem = _problem(flag, action.type, value)
             if problem:
-                parser.error(f"argument {max(action.option_strings, key=len)}: {problem}")
+                parser.error(f"argument {flag}: {problem}")

@@ -195,6 +195,12 @@ def continue_run(
         )
     if lr_scale <= 0:
         raise ConfigError(f"--lr-scale must be > 0, got {lr_scale}")
+    if epochs is not None and (
+        isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1
+    ):
+        raise ConfigError(
+            f"--epochs must be an integer >= 1, got {epochs!r}: leave it out to use the planned budget"
+        )
     job = run_dir / "job.toml"
     spec = load_spec(job)
     check_factory(spec.model.factory, job, trust_factory)  # before anything is imported
@@ -254,7 +260,7 @@ def continue_run(
         seed=spec.train.seed,
     )
     planned, why = plan_budget(old_summary, n_old, n_new)
-    epochs = epochs or planned
+    epochs = planned if epochs is None else epochs
     echo(
         f"continuing {run_dir} from {source.name}: {n_new} new rows, {n_old} old rows replayed at {replay:.0%}"
     )

@@ -59,6 +59,10 @@ def _source(args: argparse.Namespace) -> Any:
 
     text = args.source
     if text.isdigit():
+        if int(text) < 1:
+            raise DataError(
+                f"the sample count must be >= 1, got {text}: give the number of training rows"
+            )
         return int(text)
     if os.path.exists(text):
         return audit(text, target=args.target, text_column=args.text_column)
@@ -76,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     """Print the plan; 0 on success; bad input: one line on stderr, exit code 2; a --json
     path that cannot be written is refused before the data is read."""
     from epochpilot._files import atomic_write_text, check_output_path
+    from epochpilot.errors import DataError
     from epochpilot.plan import plan
 
     try:
@@ -91,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
             table=args.table,
         )
     except (ValueError, TypeError) as exc:  # DataError and ConfigError are ValueErrors
+        if os.path.isfile(args.source) and args.source not in str(exc):
+            return _fail(DataError(f"{args.source}: {exc}"))  # the planner does not know the file
         return _fail(exc)
     payload = json.dumps(result.to_dict(), indent=2)
     if args.json == "-":

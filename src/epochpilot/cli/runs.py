@@ -45,6 +45,15 @@ def _command(
     )
 
 
+def run_dir_arg(text: str) -> Path:
+    """A RUN_DIR argument: an empty one would silently mean the current folder, so it is refused."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "RUN_DIR is empty: give the run directory 'epochpilot train' wrote"
+        )
+    return Path(text)
+
+
 def _run_dir(path: Path) -> Path:
     if not path.is_dir():
         raise ConfigError(
@@ -61,7 +70,7 @@ def add_predict(subparsers: argparse._SubParsersAction) -> None:
         "score new rows with a trained run (no training data needed)",
         "  epochpilot predict runs/wine --data new.csv --out predictions.csv\n",
     )
-    p.add_argument("run_dir", type=Path)
+    p.add_argument("run_dir", type=run_dir_arg)
     p.add_argument("--data", type=Path, required=True, help="CSV with the training feature columns")
     p.add_argument("--out", type=Path, help="write predictions here (default: print to stdout)")
     add_trust_flag(p)
@@ -92,7 +101,7 @@ def add_evaluate(subparsers: argparse._SubParsersAction) -> None:
         "score a trained run on labelled rows",
         "  epochpilot evaluate runs/wine --data test.csv\n  epochpilot evaluate runs/wine --data test.csv --json\n",
     )
-    p.add_argument("run_dir", type=Path)
+    p.add_argument("run_dir", type=run_dir_arg)
     p.add_argument(
         "--data", type=Path, required=True, help="CSV with the feature columns and the target"
     )
@@ -121,7 +130,7 @@ def add_resume(subparsers: argparse._SubParsersAction) -> None:
         "continue an interrupted run from its last checkpoint, exactly where it stopped",
         "  epochpilot resume runs/wine\n",
     )
-    p.add_argument("run_dir", type=Path)
+    p.add_argument("run_dir", type=run_dir_arg)
     add_trust_flag(p)
 
 
@@ -177,7 +186,7 @@ def add_report(subparsers: argparse._SubParsersAction) -> None:
         "(re)write report.html and plots/ for a run directory (from any adapter)",
         "  epochpilot report runs/wine\n",
     )
-    p.add_argument("run_dir", type=Path)
+    p.add_argument("run_dir", type=run_dir_arg)
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -196,7 +205,7 @@ def add_compare(subparsers: argparse._SubParsersAction) -> None:
         "overlay several runs' curves in one HTML page",
         "  epochpilot compare runs/a runs/b --out compare.html\n",
     )
-    p.add_argument("run_dirs", type=Path, nargs="+")
+    p.add_argument("run_dirs", type=run_dir_arg, nargs="+")
     p.add_argument("--out", type=Path, default=Path("compare.html"))
 
 

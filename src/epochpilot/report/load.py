@@ -237,6 +237,8 @@ def _choose_monitor(run: RunData) -> tuple[str | None, str | None]:
 
 def load_run(run_dir: str | Path) -> RunData:
     """Read ``run_dir``; raise ReportError naming the file and the fix when it cannot be reported on."""
+    if not str(run_dir).strip():
+        raise ReportError("a run directory was given as an empty path: pass the run's directory")
     path = Path(run_dir)
     if not path.is_dir():
         raise ReportError(
@@ -247,7 +249,7 @@ def load_run(run_dir: str | Path) -> RunData:
     if not hist_path.is_file():
         raise ReportError(
             f"{hist_path} not found: pass a run directory written by epochpilot (or an adapter), "
-            f"which holds history.jsonl with one JSON object per epoch"
+            f"which holds history.jsonl with one JSON object per epoch (got {str(path)!r})"
         )
     history, notes = _read_history(hist_path)
     history = _last_per_epoch(history, notes)

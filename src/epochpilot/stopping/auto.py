@@ -170,7 +170,9 @@ class AutoStopper(AnyOf):
         if "budget" not in inner:
             raise ValueError("AutoStopper state has no 'budget': give state_dict() output")
         budget = check_int("budget", inner.pop("budget"), minimum=1)
-        schedule = inner.pop("schedule", None)  # absent in states saved before schedules were passed
+        schedule = inner.pop(
+            "schedule", None
+        )  # absent in states saved before schedules were passed
         if schedule is not None:
             Forecast(self.monitor, self.mode, 1, schedule=schedule)  # validates
         super().load_state_dict(

@@ -62,8 +62,12 @@ class Loop(Validation, Persistence, Interruptible):
         self.best_dirty = False
         self._mid = False
         self.snapshot: dict[str, Any] | None = None
-        self._saved_at: tuple[int, int] | None = None  # (step, batch) of the last checkpoint requested
-        self.signals = active()  # SIGINT/SIGTERM during fit: a final checkpoint, then stop (train.signals)
+        self._saved_at: tuple[int, int] | None = (
+            None  # (step, batch) of the last checkpoint requested
+        )
+        self.signals = (
+            active()
+        )  # SIGINT/SIGTERM during fit: a final checkpoint, then stop (train.signals)
         self.signals.where = self._position
         self._reset_accumulators()
 

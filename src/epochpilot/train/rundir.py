@@ -19,7 +19,7 @@ from typing import Any
 
 import tomllib
 
-from epochpilot._files import atomic_write_text, path_error
+from epochpilot._files import atomic_open, atomic_write_text, path_error
 from epochpilot.errors import ConfigError, short_list
 from epochpilot.train.checkpoint import CheckpointDir
 from epochpilot.train.config import TrainConfig, to_toml
@@ -252,7 +252,8 @@ def _claim(run_dir: Path) -> None:
 
 def write_config(run_dir: Path, tables: Mapping[str, Mapping[str, Any]]) -> None:
     """Save the resolved config as ``run_dir/config.toml``."""
-    atomic_write_text(Path(run_dir) / "config.toml", to_toml(tables))
+    with atomic_open(Path(run_dir) / "config.toml", "w", sync=True, encoding="utf-8") as fh:
+        fh.write(to_toml(tables))
 
 
 # -- the commands' run directories (train, cv, tune, demo, finetune, continue) --------------------------
