@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -21,6 +22,7 @@ __all__ = [
     "build_stopper",
     "check_device",
     "check_monitor",
+    "check_settings",
     "seed_all",
 ]
 
@@ -54,6 +56,22 @@ class AutoLoss:
 
     def __repr__(self) -> str:
         return "auto"
+
+
+def check_settings(kwargs: dict[str, Any]) -> None:
+    """Unknown settings are a ConfigTypeError naming the closest field (``epochs`` -> ``max_epochs``)."""
+    import difflib
+
+    fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    for name in kwargs:
+        if name not in fields:
+            close = difflib.get_close_matches(name, fields, n=1, cutoff=0.6)
+            close = close or [f for f in fields if name in f][:1]
+            close = close or (["lr"] if "learning" in name or "rate" in name else [])
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigTypeError(
+                f"unknown setting {name!r}: {hint}(see TrainConfig for the accepted fields)"
+            )
 
 
 def check_device(device: str) -> None:

@@ -10,12 +10,10 @@ import contextlib
 import logging
 import math
 import time
-import warnings
 from typing import Any
 
 import torch
 
-from epochpilot.errors import ConfigError, ConfigTypeError, DataError
 from epochpilot.stopping.base import Reason
 from epochpilot.train import distributed as D
 from epochpilot.train.budgets import apply_budget
@@ -31,21 +29,12 @@ log = logging.getLogger("epochpilot")
 NAN_CHECK_EVERY = 16
 
 
-def _shape(value: Any) -> Any:
-    return tuple(value.shape) if hasattr(value, "shape") else type(value).__name__
-
-
 def _finite(value: Any) -> bool:
     """False for NaN or inf (None and non-numbers pass: they carry no value to judge)."""
     try:
         return value is None or math.isfinite(float(value))
     except (TypeError, ValueError):
         return True
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class Loop(Validation, Persistence, Interruptible):
@@ -62,12 +51,10 @@ class Loop(Validation, Persistence, Interruptible):
         self.best_dirty = False
         self._mid = False
         self.snapshot: dict[str, Any] | None = None
-        self._saved_at: tuple[int, int] | None = (
-            None  # (step, batch) of the last checkpoint requested
-        )
-        self.signals = (
-            active()
-        )  # SIGINT/SIGTERM during fit: a final checkpoint, then stop (train.signals)
+        # (step, batch) of the last checkpoint requested
+        self._saved_at: tuple[int, int] | None = None
+        # SIGINT/SIGTERM during fit: a final checkpoint, then stop (see train.signals)
+        self.signals = active()
         self.signals.where = self._position
         self._reset_accumulators()
 
@@ -100,80 +87,6 @@ class Loop(Validation, Persistence, Interruptible):
     def autocast(self) -> Any:
         """The autocast context for the training forward pass (None in full precision)."""
         return None if self.cfg.precision == "32" else self._autocast()
-
-    def _loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """The loss; on the first batch, shape mismatches become a DataError naming both shapes."""
-        if self.checked:
-            return self.loss_fn(out, target)
-        if not isinstance(out, torch.Tensor) and not callable(self.cfg.loss_fn):
-            raise DataError(
-                f"the model returned a {type(out).__name__}, not a tensor: return the logits tensor "
-                f"or give a loss_fn that accepts a {type(out).__name__}"
-            )
-        shapes = f"model output shape {_shape(out)} vs target shape {_shape(target)}"
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                loss = self.loss_fn(out, target)
-            except (RuntimeError, ValueError, IndexError, TypeError) as exc:
-                text = _first_line(exc)
-                fix = (
-                    "make the model's last layer produce what the loss expects (class scores (N, C) with "
-                    "labels (N,), or the target's shape)"
-                )
-                if any(
-                    w in text.lower() for w in ("dtype", "type float", "type long", "cast", "bool")
-                ):
-                    fix = (
-                        f"y has dtype {getattr(target, 'dtype', '?')}: give integer class labels for "
-                        f"cross_entropy (y.astype('int64')), float targets for mse/l1/huber/bce_with_logits "
-                        f"(y.astype('float32'))"
-                    )
-                raise DataError(
-                    f"loss_fn failed on the first batch: {shapes} ({text}); {fix}"
-                ) from None
-        for w in caught:
-            if "size" in str(w.message) and "target" in str(w.message):
-                raise DataError(
-                    f"loss_fn would broadcast: {shapes}; reshape the target or the model output to match "
-                    f"(e.g. y.reshape(-1, 1) or out.squeeze(-1))"
-                )
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        if not isinstance(loss, torch.Tensor):
-            raise ConfigTypeError(
-                f"loss_fn returned a {type(loss).__name__}, not a tensor: return a scalar tensor computed "
-                f"from the model output with torch operations (no .item(), float() or numpy)"
-            )
-        if loss.ndim != 0:
-            raise DataError(
-                f"loss_fn returned shape {tuple(loss.shape)}, not a scalar: use reduction='mean'"
-            )
-        if torch.is_grad_enabled() and not loss.requires_grad:
-            if isinstance(out, torch.Tensor) and not out.requires_grad:
-                raise ConfigError(
-                    f"model {type(self.module).__name__}'s output has no gradient (its forward detaches it "
-                    f"or runs under torch.no_grad()): return the output of its layers as is"
-                )
-            raise ConfigError(
-                "loss_fn returned a tensor without a gradient (requires_grad=False): compute it from the "
-                "model output with torch operations (no .detach(), .item(), numpy or torch.no_grad())"
-            )
-        self._check_metrics(out, target)
-        self.checked = True
-        return loss
-
-    def _check_metrics(self, out: Any, target: torch.Tensor) -> None:
-        """Run each metric once on the first batch: a failure is a ConfigError naming ``metrics[name]``."""
-        for name, fn in self.metrics.items():
-            try:
-                value = fn(out.detach().float(), target)
-                torch.zeros((), dtype=torch.float64, device=self.device).add_(value)
-            except (RuntimeError, ValueError, IndexError, TypeError, AttributeError) as exc:
-                raise ConfigError(
-                    f"metrics[{name!r}] failed on the first batch ({_first_line(exc)}): give a function "
-                    f"(output, target) -> scalar tensor that fits output shape {_shape(out)} and target "
-                    f"shape {_shape(target)}"
-                ) from exc
 
     # -- the loop ------------------------------------------------------------------------------------------
     def run(self) -> None:

@@ -25,6 +25,7 @@ from epochpilot.train.build import (
     build_stopper,
     check_device,
     check_monitor,
+    check_settings,
     seed_all,
 )
 from epochpilot.train.callbacks import (
@@ -98,7 +99,7 @@ class Trainer:
                 f"config must be a TrainConfig, got {type(config).__name__}: or give the settings as "
                 f"keywords, Trainer(max_epochs=10, lr=1e-3)"
             )
-        _check_names(kwargs)
+        check_settings(kwargs)
         try:
             self.config = (
                 dataclasses.replace(config, **kwargs)
@@ -323,9 +324,8 @@ class Trainer:
 
                 def after() -> None:
                     write_summary(run_dir, snap, sync=False)
-                    settle(
-                        run_dir, ok=True, covering=True
-                    )  # durable now: a replaced run's old copy goes
+                    # the run is durable now: the old copy of a run it replaces goes
+                    settle(run_dir, ok=True, covering=True)
 
                 return after
 
@@ -388,22 +388,6 @@ class Trainer:
             elapsed_s=result_summary["elapsed_s"],
             summary=result_summary,
         )
-
-
-def _check_names(kwargs: dict[str, Any]) -> None:
-    """Unknown settings are a ConfigTypeError naming the closest field (``epochs`` -> ``max_epochs``)."""
-    import difflib
-
-    fields = [f.name for f in dataclasses.fields(TrainConfig)]
-    for name in kwargs:
-        if name not in fields:
-            close = difflib.get_close_matches(name, fields, n=1, cutoff=0.6)
-            close = close or [f for f in fields if name in f][:1]
-            close = close or (["lr"] if "learning" in name or "rate" in name else [])
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ConfigTypeError(
-                f"unknown setting {name!r}: {hint}(see TrainConfig for the accepted fields)"
-            )
 
 
 def _version() -> str:

@@ -1,19 +1,21 @@
 """Validation: the pass over the validation data, mid-epoch checks (``val_every_steps``) and feeding each
 validation's row to the ``validation_end`` callbacks. Mixed into ``Loop``.
 
-Also the checks of the model against the data before training: a dry forward on the first batch of the
-in-memory data, and a one-line :class:`DataError` for a forward that fails on a first batch.
+Also the checks of the model against the data: a dry forward on the first batch of the in-memory data
+before training, then, on the first real batch, the model's forward, ``loss_fn``'s result (a scalar tensor
+with a gradient, shapes and dtypes that fit the targets) and each metric: one-line epochpilot errors.
 """
 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from epochpilot.errors import DataError
+from epochpilot.errors import ConfigError, ConfigTypeError, DataError
 from epochpilot.train import distributed as D
 
 __all__ = ["Validation", "dry_forward", "forward_error"]
@@ -25,6 +27,10 @@ _SHAPE_ERRORS = (RuntimeError, TypeError, ValueError, IndexError)
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def _shape(value: Any) -> Any:
+    return tuple(value.shape) if hasattr(value, "shape") else type(value).__name__
 
 
 def _first_linear(model: torch.nn.Module) -> tuple[str, int] | None:
@@ -129,7 +135,7 @@ def dry_forward(
 
 
 class Validation:
-    """Validation passes and decisions (the attributes come from ``Loop``)."""
+    """Validation passes, decisions and first-batch checks (the attributes come from ``Loop``)."""
 
     def _first_forward(
         self, module: torch.nn.Module, xs: list[Any], what: str = "train_data"
@@ -141,6 +147,80 @@ class Validation:
             raise
         except _SHAPE_ERRORS as exc:
             raise forward_error(exc, D.unwrap(module), xs, what) from exc
+
+    def _loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss; on the first batch, shape mismatches become a DataError naming both shapes."""
+        if self.checked:
+            return self.loss_fn(out, target)
+        if not isinstance(out, torch.Tensor) and not callable(self.cfg.loss_fn):
+            raise DataError(
+                f"the model returned a {type(out).__name__}, not a tensor: return the logits tensor "
+                f"or give a loss_fn that accepts a {type(out).__name__}"
+            )
+        shapes = f"model output shape {_shape(out)} vs target shape {_shape(target)}"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                loss = self.loss_fn(out, target)
+            except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+                text = _first_line(exc)
+                fix = (
+                    "make the model's last layer produce what the loss expects (class scores (N, C) with "
+                    "labels (N,), or the target's shape)"
+                )
+                if any(
+                    w in text.lower() for w in ("dtype", "type float", "type long", "cast", "bool")
+                ):
+                    fix = (
+                        f"y has dtype {getattr(target, 'dtype', '?')}: give integer class labels for "
+                        f"cross_entropy (y.astype('int64')), float targets for mse/l1/huber/bce_with_logits "
+                        f"(y.astype('float32'))"
+                    )
+                raise DataError(
+                    f"loss_fn failed on the first batch: {shapes} ({text}); {fix}"
+                ) from None
+        for w in caught:
+            if "size" in str(w.message) and "target" in str(w.message):
+                raise DataError(
+                    f"loss_fn would broadcast: {shapes}; reshape the target or the model output to match "
+                    f"(e.g. y.reshape(-1, 1) or out.squeeze(-1))"
+                )
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if not isinstance(loss, torch.Tensor):
+            raise ConfigTypeError(
+                f"loss_fn returned a {type(loss).__name__}, not a tensor: return a scalar tensor computed "
+                f"from the model output with torch operations (no .item(), float() or numpy)"
+            )
+        if loss.ndim != 0:
+            raise DataError(
+                f"loss_fn returned shape {tuple(loss.shape)}, not a scalar: use reduction='mean'"
+            )
+        if torch.is_grad_enabled() and not loss.requires_grad:
+            if isinstance(out, torch.Tensor) and not out.requires_grad:
+                raise ConfigError(
+                    f"model {type(self.module).__name__}'s output has no gradient (its forward detaches it "
+                    f"or runs under torch.no_grad()): return the output of its layers as is"
+                )
+            raise ConfigError(
+                "loss_fn returned a tensor without a gradient (requires_grad=False): compute it from the "
+                "model output with torch operations (no .detach(), .item(), numpy or torch.no_grad())"
+            )
+        self._check_metrics(out, target)
+        self.checked = True
+        return loss
+
+    def _check_metrics(self, out: Any, target: torch.Tensor) -> None:
+        """Run each metric once on the first batch: a failure is a ConfigError naming ``metrics[name]``."""
+        for name, fn in self.metrics.items():
+            try:
+                value = fn(out.detach().float(), target)
+                torch.zeros((), dtype=torch.float64, device=self.device).add_(value)
+            except (RuntimeError, ValueError, IndexError, TypeError, AttributeError) as exc:
+                raise ConfigError(
+                    f"metrics[{name!r}] failed on the first batch ({_first_line(exc)}): give a function "
+                    f"(output, target) -> scalar tensor that fits output shape {_shape(out)} and target "
+                    f"shape {_shape(target)}"
+                ) from exc
 
     @torch.no_grad()
     def _validate(self) -> tuple[torch.Tensor, int, list[torch.Tensor]]:
