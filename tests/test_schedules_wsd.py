@@ -101,3 +101,12 @@ def test_cooldown_is_monotone_and_bounded(lr, warmup, start, length, shape, fina
     final = min(s.final_lr, values[0])
     assert all(final - 1e-12 <= v <= lr + 1e-12 for v in values)
     assert values[-1] == pytest.approx(final)
+
+
+def test_docstring_example_runs() -> None:
+    import doctest
+
+    from epochpilot.schedules import wsd
+
+    result = doctest.testmod(wsd)
+    assert result.attempted > 0 and result.failed == 0

@@ -144,3 +144,40 @@ def atomic_write_text(
     with atomic_open(path, "w", field=field, encoding=encoding) as fh:
         fh.write(text)
     return Path(path)
+
+
+def read_json_file(path: str | Path, error: type[Exception], fix: str) -> Any:
+    """The JSON in ``path``; unreadable, non-UTF-8 or invalid JSON is one ``error`` line naming the file,
+    what is wrong and ``fix``."""
+    import json
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise error(f"{path} is not UTF-8 JSON text: {fix}") from None
+    except json.JSONDecodeError as exc:
+        raise error(
+            f"{path} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}): {fix}"
+        ) from None
+    except OSError as exc:
+        raise error(f"{path} cannot be read ({exc.strerror or exc}): {fix}") from None
+
+
+def read_toml_file(path: str | Path, error: type[Exception], fix: str) -> dict[str, Any]:
+    """The TOML tables in ``path``; unreadable, non-UTF-8 or invalid TOML is one ``error`` line naming the
+    file, what is wrong and ``fix``."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise error(f"{path} is not UTF-8 TOML text: {fix}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path} is not valid TOML ({exc}): {fix}") from None
+    except OSError as exc:
+        raise error(f"{path} cannot be read ({exc.strerror or exc}): {fix}") from None

@@ -38,6 +38,7 @@ from epochpilot.schedules.presets import (
     simulate,
     to_torch,
 )
+from epochpilot.schedules.wsd import WSD
 
 __all__ = [
     "Constant",
@@ -52,6 +53,7 @@ __all__ = [
     "Schedule",
     "Scaled",
     "StepDecay",
+    "WSD",
     "Warmup",
     "cosine_with_warmup",
     "linear_with_warmup",
