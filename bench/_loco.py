@@ -25,6 +25,7 @@ from epochpilot.stopping.forecast import Forecast
 PATIENCES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 25, 30)  # as score.py
 CACHE = Path(tempfile.gettempdir()) / "epochpilot-stopbench"
 BIG = 1 << 30
+TRACE_VERSION = 1
 
 
 def feed(c: Curve, i: int) -> dict[str, float]:
@@ -111,14 +112,23 @@ def _patience_waits(c: Curve) -> np.ndarray:
     return np.array(out)
 
 
+def trace_key(curves: list[Curve]) -> str:
+    """Cache key: the curves, their context, and the code that computes features (bump TRACE_VERSION
+    when ``_trace`` changes)."""
+    from epochpilot.stopping import _curvefit
+
+    return hashlib.sha1(
+        repr([(c.name, c.kind, c.valid.tobytes(), c.train.tobytes()) for c in curves]).encode()
+        + repr([(None if c.lr is None else c.lr.tobytes(), c.n_val) for c in curves]).encode()
+        + repr((_prior.FEATURES, TRACE_VERSION)).encode()
+        + Path(_prior.__file__).read_bytes()
+        + Path(_curvefit.__file__).read_bytes()
+    ).hexdigest()[:16]
+
+
 def build_row(title: str, corpus: str, unit: str, curves: list[Curve]) -> Row:
     """Replay every curve once; the result is cached on disk by the curves' content."""
-    h = hashlib.sha1(
-        repr([(c.name, c.kind, c.valid.tobytes(), c.train.tobytes()) for c in curves]).encode()
-        + repr(_prior.FEATURES).encode()
-        + Path(_prior.__file__).read_bytes()
-        + Path(__file__).read_bytes()
-    ).hexdigest()[:16]
+    h = trace_key(curves)
     CACHE.mkdir(parents=True, exist_ok=True)
     path = CACHE / f"{corpus}-{title.split()[-1]}-{h}.pkl"
     if path.exists():
@@ -294,3 +304,41 @@ def p_improve(row: Row, weights: dict) -> np.ndarray:
     z = (row.X[:, idx] - np.asarray(weights["mean"])) / np.asarray(weights["scale"])
     s = z @ np.asarray(weights["coef"]) + weights["bias"]
     return 1.0 / (1.0 + np.exp(-np.clip(s, -700, 700)))
+
+
+def check_shortcut(row, curves_of_row, weights: dict, setting, n: int = 12) -> None:
+    """The cached-feature shortcut must agree with the real Forecast on a few curves."""
+    from epochpilot.stopping import _prior_weights
+
+    saved = _prior_weights.WEIGHTS
+    _prior_weights.WEIGHTS = weights
+    try:
+        p = p_improve(row, weights)
+        fast = forecast_stops(row, p, setting.confidence, setting.floor, setting.min_fraction)
+        if setting.cap:
+            fast = np.minimum(fast, patience_stops(row, setting.cap))
+        for j in range(0, len(curves_of_row), max(1, len(curves_of_row) // n)):
+            c = curves_of_row[j]
+            pol = Forecast(
+                VAL,
+                c.mode,
+                budget=c.budget,
+                train_monitor=TRAIN,
+                grad_monitor=GRAD,
+                confidence=setting.confidence,
+                patience_floor=setting.floor,
+                min_fraction=setting.min_fraction,
+                patience_cap=setting.cap,
+                **context(c),
+            )
+            real = c.budget
+            for i in range(c.budget):
+                if pol.update(i + 1, feed(c, i)).stop:
+                    real = i + 1
+                    break
+            if real != fast[j]:
+                raise RuntimeError(
+                    f"shortcut disagrees with Forecast on {c.name}: {fast[j]} vs {real}"
+                )
+    finally:
+        _prior_weights.WEIGHTS = saved

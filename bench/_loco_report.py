@@ -214,6 +214,8 @@ def table(res: dict, extra: dict[str, dict[str, Cell]]) -> str:
             f"| {c.f_mean:.3f} | {c.f_p90:.3f} | {_fmt(c.ratio)} | {'no worse' if c.p90_ok else 'WORSE'} "
             f"| {'holds' if c.floor_ok else 'BROKEN'} |"
         )
+    if not extra:
+        return "\n".join(lines)
     lines += ["", "Other policies, same scoring (ratio / p90 vs frontier's p90 there):", ""]
     head = "| policy | " + " | ".join(r.title for r in res["rows"]) + " | worst ratio |"
     lines += [head, "|---|" + "---:|" * (len(res["rows"]) + 1)]

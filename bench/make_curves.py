@@ -14,8 +14,11 @@ uses one thread and fixed seeds, so curves repeat up to floating-point differenc
 Two more families (bench/_curve_families.py), written to bench/data/<family>.jsonl.gz, each with per-epoch
 learning rates (``lr``, the schedule known in advance) and the validation-set size (``n_val``):
 
-    .venv/bin/python bench/make_curves.py --family sched --n 220 --minutes 60 --seed 20261206
-    .venv/bin/python bench/make_curves.py --family conv --n 200 --minutes 60 --seed 20261207
+    .venv/bin/python bench/make_curves.py --family sched --n 215 --minutes 600 --seed 20261206
+    .venv/bin/python bench/make_curves.py --family conv --n 115 --minutes 600 --seed 20261207
+
+The committed files hold configs 0..214 (sched) and 0..114 (conv): what 60 minutes on 2 cores shared by
+five processes made (about 12 CPU-minutes each); configs are drawn in order, so ``--n`` reproduces them.
 
 sched: SGD + momentum MLPs under step / multi-step / cosine / one-cycle / constant schedules on synthetic
 tables (50-20,000 training rows) and the sklearn sets; conv: AdamW/SGD 2-D CNNs on digits images and 1-D CNNs

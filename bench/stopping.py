@@ -41,7 +41,6 @@ from _replay import (  # noqa: E402
     Result,
     evaluate,
     figure,
-    frontier_at,
     load_algoperf,
     load_generated,
     load_taskset,
@@ -211,37 +210,6 @@ def corpora(args) -> list[tuple[str, str, list[Curve]]]:
     return out
 
 
-def tune(args) -> None:
-    """Grid over Forecast's ensemble settings on the tuning split, regret on *validation* (never test)."""
-    import itertools
-
-    from epochpilot.stopping import forecast as fmod
-
-    grid = json.loads(args.grid)
-    keys = sorted(grid)
-    data = [(t, [c for c in cs if c.split() == "tune"]) for t, _, cs in corpora(args)]
-    fronts = {t: baselines(cs, "valid")[0] for t, cs in data}
-    saved = dict(fmod.FIT_OPTIONS)
-    for combo in itertools.product(*(grid[k] for k in keys)):
-        fmod.FIT_OPTIONS.update(saved)
-        fmod.FIT_OPTIONS.update(dict(zip(keys, combo)))
-        line = []
-        for t, cs in data:
-            trajs = {c.name: forecast_trajectory(c) for c in cs}
-            cells = []
-            for q in SWEEP:
-                r = evaluate(
-                    cs, "", lambda c, q=q, tj=trajs: stop_from(tj[c.name], q, c.budget), "valid"
-                )
-                at = frontier_at(fronts[t], r.compute)
-                ratio = f"{r.mean / at[0]:.2f}" if at and at[0] > 0 else "-"
-                cells.append(f"{q:g}:{r.compute:.2f}/{ratio}")
-            line.append(t.split(",")[0][:4] + t.split(",")[-1][-4:] + " " + " ".join(cells))
-        print(dict(zip(keys, combo)))
-        print("  " + "\n  ".join(line), flush=True)
-    fmod.FIT_OPTIONS.update(saved)
-
-
 def loco_rows(args) -> list:
     """Every visible corpus as LOCO rows (corpus x monitored metric), replayed once and cached."""
     import _loco
@@ -286,46 +254,6 @@ def loco_rows(args) -> list:
     return rows
 
 
-def check_shortcut(row, curves_of_row, weights: dict, setting, n: int = 12) -> None:
-    """The cached-feature shortcut must agree with the real Forecast on a few curves."""
-    import _loco
-
-    from epochpilot.stopping import _prior_weights
-
-    saved = _prior_weights.WEIGHTS
-    _prior_weights.WEIGHTS = weights
-    try:
-        p = _loco.p_improve(row, weights)
-        fast = _loco.forecast_stops(row, p, setting.confidence, setting.floor, setting.min_fraction)
-        if setting.cap:
-            fast = np.minimum(fast, _loco.patience_stops(row, setting.cap))
-        for j in range(0, len(curves_of_row), max(1, len(curves_of_row) // n)):
-            c = curves_of_row[j]
-            pol = Forecast(
-                VAL,
-                c.mode,
-                budget=c.budget,
-                train_monitor=TRAIN,
-                grad_monitor=GRAD,
-                confidence=setting.confidence,
-                patience_floor=setting.floor,
-                min_fraction=setting.min_fraction,
-                patience_cap=setting.cap,
-                **_loco.context(c),
-            )
-            real = c.budget
-            for i in range(c.budget):
-                if pol.update(i + 1, _loco.feed(c, i)).stop:
-                    real = i + 1
-                    break
-            if real != fast[j]:
-                raise RuntimeError(
-                    f"shortcut disagrees with Forecast on {c.name}: {fast[j]} vs {real}"
-                )
-    finally:
-        _prior_weights.WEIGHTS = saved
-
-
 def loco(args) -> None:
     """The leave-one-corpus-out table, figure and (with --fit-prior) the shipped weights."""
     import _loco
@@ -341,7 +269,7 @@ def loco(args) -> None:
         for r in rows:
             s, _, _ = v["held_out"][r.title]
             w = lo.weights(frozenset({r.corpus}), s.features, s.label_rel)
-            check_shortcut(r, r.curves, w, s)
+            _loco.check_shortcut(r, r.curves, w, s)
     print("shortcut agrees with the real Forecast on every corpus", flush=True)
     extra = lr.patience_rows(lo)
     before = json.loads(BEFORE.read_text())["WEIGHTS"]
@@ -417,15 +345,8 @@ def main() -> None:
     ap.add_argument(
         "--fit-prior", action="store_true", help="LOCO, then write the prior fitted on all corpora"
     )
-    ap.add_argument(
-        "--tune", action="store_true", help="grid over Forecast settings (tuning split, valid)"
-    )
-    ap.add_argument("--grid", default='{"noise_factor": [0, 0.5, 1], "start_frac": [0, 0.3]}')
     args = ap.parse_args()
     args.per_task = args.per_task or None
-    if args.tune:
-        tune(args)
-        return
     if args.split is None:
         loco(args)
         return

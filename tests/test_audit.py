@@ -298,5 +298,34 @@ def test_cli_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys):
     path.write_text("a,b\n1,2\n3,4,5\n")
     assert _cli(["audit", str(path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "line 3" in err and err.count("\n") == 1
+    assert err.startswith(f"epochpilot audit: error: {path} ") and "line 3" in err
+    assert err.count("\n") == 1
     assert _cli(["audit", str(tmp_path / "missing.csv")]) == 2
+
+
+@pytest.mark.parametrize(
+    "files, args, message",
+    [
+        ({"t.csv": "a,b,label\n"}, ["t.csv"], "t.csv: the data is empty (0 rows)"),
+        ({"t.csv": "a,label\n1,0\n2,1\n"}, ["t.csv", "--target", "y"], "t.csv: target column 'y'"),
+        ({"t.csv": "a,label\n1,0\n"}, ["t.csv", "--val", "v.csv"], "--val v.csv: no such file"),
+        (
+            {"t.csv": "a,b,label\n1,2,0\n", "v.csv": "a,label\n1,0\n"},
+            ["t.csv", "--val", "v.csv"],
+            "--val v.csv: missing feature columns ['b'] that t.csv has",
+        ),
+    ],
+)
+def test_cli_errors_name_the_command_the_flag_and_the_file(
+    tmp_path, monkeypatch, capsys, files, args, message
+):
+    """Audit errors are the CLI's one line "epochpilot audit: error: ..." naming the file (and --val/--test),
+    not the split's Python name ("train: ...")."""
+    monkeypatch.chdir(tmp_path)
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    target = [] if "--target" in args else ["--target", "label"]
+    assert _cli(["audit", *args, *target]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"epochpilot audit: error: {message}"), err
+    assert err.count("\n") == 1 and "train" not in err

@@ -199,3 +199,33 @@ def test_audit_refuses_inf_naming_the_file_and_columns(tmp_path):
 def test_empty_csv_path_is_named():
     with pytest.raises(DataError, match=r"--data is empty \(''\): give a CSV file"):
         read_frame("", "--data")
+
+
+def test_column_mismatch_in_new_rows_names_their_file_after_a_split(tmp_path):
+    """`continue runs/b --data tiny.csv`: rows read from a file and split into train/validation keep naming the
+    file when their columns do not match the model's (missing or unexpected columns)."""
+    from epochpilot.job import JobSpec
+    from epochpilot.pipeline import split
+
+    old = pd.DataFrame({"a": np.arange(8.0), "b": 1.0, "c": 2.0, "d": 3.0, "y": [0, 1] * 4})
+    pre = Preprocessor.fit(Table(old, "y"))
+    path = csv(tmp_path, "tiny.csv")  # a, b, y: no c, no d
+    train, val, _ = split(read_csv(path, "y"), JobSpec(), "classification")
+    for frame in (train, val):
+        with pytest.raises(DataError) as info:
+            pre.transform(frame)
+        assert str(info.value).startswith(f"{path}: missing feature columns ['c', 'd']")
+    wide = csv(
+        tmp_path, "wide.csv", "a,b,c,d,e,y\n" + "".join(f"{i},1,2,3,4,{i % 2}\n" for i in range(8))
+    )
+    with pytest.raises(DataError, match=rf"^{wide}: unexpected columns \['e'\]"):
+        pre.transform(read_csv(wide, "y").frame)
+
+
+def test_a_path_too_long_to_stat_is_one_data_error(tmp_path):
+    """stat() itself fails on a name longer than the file system allows: one DataError, not an OSError."""
+    path = tmp_path / ("x" * 300 + ".csv")
+    with pytest.raises(
+        DataError, match=r"--data .*x\.csv: cannot read it \(File name too long\): use a shorter"
+    ):
+        read_frame(path, "--data")

@@ -209,8 +209,28 @@ def test_cli_plan_from_csv_count_and_builtin(tmp_path, capsys):
 
 def test_cli_plan_errors_exit_2(tmp_path, capsys):
     assert _cli(["plan", "nonsense"]) == 2
-    assert capsys.readouterr().err.startswith("error: ")
+    assert capsys.readouterr().err.startswith("epochpilot plan: error: 'nonsense' is neither")
     one = tmp_path / "one.csv"
     one.write_text("a,y\n1,0\n2,0\n3,0\n")
     assert _cli(["plan", str(one), "--target", "y"]) == 2
-    assert "class" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith(f"epochpilot plan: error: {one}: ") and "class" in err
+
+
+@pytest.mark.parametrize(
+    "content, args, message",
+    [
+        ("a,b,label\n", ["--target", "label"], "the data is empty (0 rows)"),
+        ("a,b,label\n1,2,0\n3,4,1\n", ["--target", ""], "target column '' not found (--target)"),
+    ],
+)
+def test_cli_plan_csv_errors_name_the_command_and_the_file(
+    tmp_path, capsys, content, args, message
+):
+    """Every plan error is the CLI's one line: "epochpilot plan: error: FILE: ...", not a split name."""
+    path = tmp_path / "data.csv"
+    path.write_text(content)
+    assert _cli(["plan", str(path), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"epochpilot plan: error: {path}: {message}"), err
+    assert err.count("\n") == 1 and "train" not in err

@@ -20,3 +20,16 @@ def test_pure_core_does_not_import_torch():
         "epochpilot.EarlyStopping('val_loss', 'min').update(1, {'val_loss': 1.0})"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_training_terminated_is_public():
+    """What ``fit`` raises on SIGTERM can be caught by its public name, from the package and from train."""
+    import epochpilot.train
+    from epochpilot.train.signals import TrainingTerminated
+
+    assert (
+        "TrainingTerminated" in epochpilot.__all__
+        and "TrainingTerminated" in epochpilot.train.__all__
+    )
+    assert epochpilot.TrainingTerminated is TrainingTerminated
+    assert epochpilot.train.TrainingTerminated is TrainingTerminated

@@ -527,3 +527,58 @@ def test_workers_creating_a_fresh_database_at_once_all_succeed(tmp_path):
     for p in procs:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
+
+
+def test_a_bad_csv_is_one_data_error_before_the_study_exists(tmp_path):
+    """The job's data is read before the study is created: a bad CSV is its one DataError, and no study
+    database (nor a failed trial with Optuna's logged traceback) is left behind."""
+    from epochpilot.errors import DataError
+
+    (tmp_path / "bad.csv").write_text("a,b,label\n")  # a header and no rows
+    job = tmp_path / "job.toml"
+    job.write_text('[data]\ncsv = "bad.csv"\ntarget = "label"\n[train]\nmax_epochs = 2\n')
+    with pytest.raises(DataError, match="bad.csv") as info:
+        tune(job, {"lr": ("log", 1e-3, 1e-1)}, n_trials=2, run_dir=tmp_path / "t")
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "t").exists(), "the study was created before the data was checked"
+
+
+@pytest.mark.parametrize(
+    "space, match",
+    [
+        (
+            {"max_epochs": ("int", 1, 100_000_000_000)},
+            r"100000000000 is out of range: .* at most max_epochs = 100,000",
+        ),
+        ({"max_epochs": ("choice", [5, 10**9])}, r"1000000000 is out of range"),
+        ({"max_epochs": ("int", 0, 5)}, r"0 is out of range: max_epochs must be >= 1"),
+        ({"patience": ("int", -1, 5)}, r"-1 is out of range: patience must be >= 0"),
+        ({"lr": ("float", 0.0, 0.1)}, r"0\.0 is out of range: lr must be > 0"),
+        ({"batch_size": ("choice", [0, 16])}, r"0 is out of range: batch_size must be >= 1"),
+    ],
+)
+def test_job_spaces_are_range_checked_naming_the_key(space, match):
+    """A config-driven space may not ask for values the job refuses, nor for a trial too long to end
+    (max_epochs = 1e11 allocated an 81 GiB forecast horizon: MemoryError)."""
+    from epochpilot.tune_space import job_parameters
+
+    name = next(iter(space))
+    with pytest.raises(ValueError, match=rf"^{name} in s\.toml: {match}"):
+        parse_space(space, job_parameters(), where="s.toml")
+    with pytest.raises(ValueError, match=rf"^space\['{name}'\]: {match}"):
+        parse_space(space, job_parameters())
+    parse_space(space)  # an objective's own parameters: any range
+
+
+def test_job_space_limits_are_reachable():
+    from epochpilot.tune_space import job_parameters
+
+    params = parse_space(
+        {
+            "max_epochs": ("int", 1, 100_000),
+            "patience": ("choice", [0, 3]),
+            "warmup": ("float", 0, 0.2),
+        },
+        job_parameters(),
+    )
+    assert params["max_epochs"].high == 100_000

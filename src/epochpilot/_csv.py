@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import csv
+import errno
 import re
 from pathlib import Path
 
@@ -37,9 +38,14 @@ def read_frame(path: str | Path, field: str | None = None) -> pd.DataFrame:
         raise DataError(f"{field or 'the CSV path'} is empty ({str(path)!r}): give a CSV file")
     path = Path(path)
     label = f"{field} {path}" if field else str(path)
-    if not path.exists():
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except OSError as exc:  # a name too long, a loop of links: stat itself fails
+        fix = "use a shorter path" if exc.errno == errno.ENAMETOOLONG else "check the path"
+        raise DataError(f"{label}: cannot read it ({exc.strerror}): {fix}") from None
+    if not exists:
         raise DataError(f"{label}: no such file; check the path")
-    if path.is_dir():
+    if is_dir:
         raise DataError(f"{label} is a directory; give a CSV file")
     try:
         with path.open("rb") as fh:

@@ -19,6 +19,7 @@ candidate pairs then checked on their exact shingle Jaccard similarity) and quan
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ import pandas as pd
 
 from epochpilot.audit_load import DataError, Split, load_split
 from epochpilot.audit_near import NearIndex, text_lengths
+from epochpilot.errors import short_list
 
 __all__ = ["AuditReport", "DataError", "Overlap", "audit"]
 
@@ -208,6 +210,7 @@ def audit(
     numeric_resolution: float = 0.01,
     shingle: str = "char",
     num_perm: int = 128,
+    fields: Mapping[str, str] | None = None,
 ) -> AuditReport:
     """Audit a training split (and optional val/test splits) for the data problems that mislead training.
 
@@ -215,6 +218,8 @@ def audit(
     path; ``target`` names the label column of a frame or CSV. Text needs ``text_column``: any other
     non-numeric feature is an error (encode it first). A target with a single class is reported as a
     warning here (``plan`` and training refuse it). Raises ``DataError`` (a ValueError) on bad input.
+    ``fields`` maps a split given as a CSV path ("train", "val", "test") to the command-line flag that gave
+    it (``""`` for a positional argument), so that messages name the flag and the file the user wrote.
     """
     if not 0.0 < near_threshold <= 1.0:
         raise ValueError(f"near_threshold must be in (0, 1], got {near_threshold}: 0.8 is typical")
@@ -226,16 +231,22 @@ def audit(
         raise ValueError(f"shingle must be 'char' or 'word', got {shingle!r}")
     if isinstance(num_perm, bool) or not isinstance(num_perm, int) or num_perm < 16:
         raise ValueError(f"num_perm must be an int >= 16, got {num_perm!r}: 128 is typical")
-    tr = load_split(train, "train", target=target, text_column=text_column)
+    fields = dict(fields or {})
+    tr = load_split(
+        train, "train", target=target, text_column=text_column, field=fields.get("train")
+    )
     others = [
-        load_split(data, name, target=target, text_column=tr.text_column)
+        load_split(data, name, target=target, text_column=tr.text_column, field=fields.get(name))
         for name, data in (("val", val), ("test", test))
         if data is not None
     ]
     for other in others:
         missing = [c for c in tr.features.columns if c not in other.features.columns]
         if missing:
-            raise DataError(f"{other.name}: missing feature columns {missing[:5]} that train has")
+            raise DataError(
+                f"{other.where or other.name}: missing feature columns [{short_list(missing)}] that "
+                f"{tr.where or tr.name} has: give every split the same columns"
+            )
     text = tr.text_column
     n = len(tr.features)
     hashes = row_hashes(tr.features)

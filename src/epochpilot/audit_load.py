@@ -27,6 +27,9 @@ class Split:
     features: pd.DataFrame
     labels: pd.Series | None
     text_column: str | None
+    where: str = (
+        ""  # how messages name it: "train (data.csv)", or "--val val.csv" from the command line
+    )
 
 
 def read_csv(path: str | os.PathLike[str], name: str = "data") -> pd.DataFrame:
@@ -102,13 +105,27 @@ def _frame_from_arrays(
     return frame, label
 
 
-def load_split(data: Any, name: str, *, target: str | None, text_column: str | None) -> Split:
+def load_split(
+    data: Any,
+    name: str,
+    *,
+    target: str | None,
+    text_column: str | None,
+    field: str | None = None,
+) -> Split:
     """Normalise one split; ``data`` is an array, (X, y) tuple, DataFrame, torch Dataset, list of
-    strings or CSV path."""
+    strings or CSV path. ``field``, for a CSV path given on the command line, is the flag that gave it
+    (``--val``; ``""`` for a positional argument): messages then name the flag and the file, not the split."""
     label, where = target, name
     if isinstance(data, (str, os.PathLike)):
-        frame = read_csv(data, name)
-        where = f"{name} ({os.fspath(data)})"  # later messages name the file too
+        if field is None:
+            frame = read_csv(data, name)
+            where = f"{name} ({os.fspath(data)})"  # later messages name the file too
+        else:
+            from epochpilot.data import read_frame
+
+            frame = read_frame(os.fspath(data), field or None)
+            where = f"{field} {os.fspath(data)}".strip()
     elif isinstance(data, pd.DataFrame):
         frame = data.reset_index(drop=True)
     elif isinstance(data, pd.Series):
@@ -152,7 +169,7 @@ def load_split(data: Any, name: str, *, target: str | None, text_column: str | N
         raise DataError(
             f"{where}: no feature columns besides the target {label!r}: add feature columns"
         )
-    return Split(name, _normalise(features, where, text_column), labels, text_column)
+    return Split(name, _normalise(features, where, text_column), labels, text_column, where)
 
 
 def _normalise(features: pd.DataFrame, name: str, text_column: str | None) -> pd.DataFrame:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from epochpilot._csv import read_frame
+from epochpilot._files import atomic_write_text
 from epochpilot.errors import DataError, short_list
 
 __all__ = [
@@ -89,7 +90,7 @@ def write_builtin_csv(name: str, path: str | Path, **kwargs: Any) -> Path:
     """Write a built-in data set as a CSV with a ``target`` column (for trying the CLI on a file)."""
     table = load_builtin(name, **kwargs)
     path = Path(path)
-    table.frame.to_csv(path, index=False)
+    atomic_write_text(path, table.frame.to_csv(index=False))
     return path
 
 
@@ -278,7 +279,7 @@ class Preprocessor:
 
     def to_json(self, path: str | Path) -> None:
         """Save as plain JSON (no pickle)."""
-        Path(path).write_text(json.dumps(asdict(self), indent=2, default=_json_default))
+        atomic_write_text(path, json.dumps(asdict(self), indent=2, default=_json_default))
 
     @classmethod
     def from_json(cls, path: str | Path) -> Preprocessor:

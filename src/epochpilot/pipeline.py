@@ -21,15 +21,15 @@ import pandas as pd
 import torch
 
 from epochpilot import budget
-from epochpilot._files import atomic_write_bytes, atomic_write_text
+from epochpilot._files import atomic_write_text
 from epochpilot.data import Preprocessor, Table, load_builtin, read_csv
 from epochpilot.errors import DataError
 from epochpilot.job import JobSpec
 from epochpilot.models import build_model
 from epochpilot.predictor import Predictor, load
 from epochpilot.train.rundir import check_for_command as check_run_dir
+from epochpilot.train.rundir import check_space, claimed_run_dir, is_run_dir
 from epochpilot.train.rundir import claim_run_dir as prepare_run_dir
-from epochpilot.train.rundir import claimed_run_dir
 
 __all__ = [
     "JobResult",
@@ -290,10 +290,16 @@ def run_job(
         resume="auto" if spec.run.resume else False,
         overwrite=spec.run.overwrite,
     )
+    resuming = spec.run.resume and is_run_dir(run_dir) and (run_dir / "job.toml").is_file()
+    if resuming:  # continuing rewrites the run's files: room for them, before any is touched
+        check_space(run_dir)
     # everything is validated: only now is the run directory written (an old run kept until this one is safe)
     with claimed_run_dir(run_dir, overwrite=spec.run.overwrite, resume=spec.run.resume):
-        _write_job(run_dir, spec)
+        if not resuming:  # first, so that a run stopped at any point can be resumed
+            _write_job(run_dir, spec)
         result = trainer.fit(model, (X_tr, data.y_train), (data.X_val, data.y_val))
+        if resuming:  # once fit accepted the run (same config): a refused resume changes nothing
+            _write_job(run_dir, spec)
         run_dir = Path(result.run_dir or run_dir)
         save_predictor(run_dir, spec, pre, result.model)
     test_metrics: dict[str, float] = {}
@@ -320,25 +326,24 @@ def _search(spec: JobSpec) -> list[Path]:
 
 
 def _write_job(run_dir: Path, spec: JobSpec) -> None:
-    """Save the resolved job as job.toml (what ``epochpilot resume`` re-runs), atomically."""
+    """Save the resolved job as job.toml (what ``epochpilot resume`` re-runs), atomically. ``resume`` and
+    ``overwrite`` are what one command did, not part of the job: saved off, so resuming leaves the file as
+    it was (it is not rewritten when its text is the same)."""
     from epochpilot.train.config import to_toml
 
+    run = dataclasses.replace(spec.run, resume=False, overwrite=False)
+    text = to_toml(dataclasses.replace(spec, run=run).to_tables())
+    path = run_dir / "job.toml"
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        if path.is_file() and path.read_text(encoding="utf-8") == text:
+            return
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "job.toml", to_toml(spec.to_tables()))
+    atomic_write_text(path, text)
 
 
 def save_predictor(run_dir: Path, spec: JobSpec, pre: Preprocessor, model: torch.nn.Module) -> None:
-    """Write what a prediction needs besides the job (``preprocessor.json``, ``model.json``, ``model.pt``),
-    each to a temporary name and renamed."""
-    target = run_dir / "preprocessor.json"
-    tmp = run_dir / f".preprocessor.json.{os.getpid()}.tmp"
-    try:
-        pre.to_json(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    """Write what a prediction needs besides the job (``preprocessor.json``, ``model.json``, ``model.pt``):
+    all three to temporary names first, renamed only once all are written, so a full disk changes none."""
     info = {
         "factory": spec.model.factory,
         "search": [str(p.resolve()) for p in _search(spec)],
@@ -346,11 +351,28 @@ def save_predictor(run_dir: Path, spec: JobSpec, pre: Preprocessor, model: torch
         "n_features": len(pre.features),
         "n_outputs": pre.n_outputs,
     }
-    atomic_write_text(run_dir / "model.json", json.dumps(info, indent=2))
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     buf = io.BytesIO()
     torch.save(state, buf)
-    atomic_write_bytes(run_dir / "model.pt", buf.getvalue())
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for name, write in (
+            ("preprocessor.json", pre.to_json),
+            (
+                "model.json",
+                lambda tmp: tmp.write_text(json.dumps(info, indent=2), encoding="utf-8"),
+            ),
+            ("model.pt", lambda tmp: tmp.write_bytes(buf.getvalue())),
+        ):
+            tmp = run_dir / f".{name}.{os.getpid()}.tmp"
+            staged.append((tmp, run_dir / name))
+            write(tmp)
+        for tmp, target in staged:
+            os.replace(tmp, target)
+    finally:
+        for tmp, _ in staged:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 def _update_summary(run_dir: Path, extra: dict[str, Any]) -> None:

@@ -125,13 +125,19 @@ class JobObjective:
         """The study direction that matches the job's monitor mode."""
         return "maximize" if self.spec.train.mode == "max" else "minimize"
 
-    def __call__(self, trial: optuna.Trial, params: Mapping[str, Any]) -> float:
-        from epochpilot.pipeline import check_batch_size, job_model, prepare, trainer_kwargs
-        from epochpilot.train import Trainer
+    def prepare(self) -> Any:
+        """Read and check the job's data (once per process); raises its DataError or ConfigError."""
+        from epochpilot.pipeline import prepare
 
         if self._data is None:
             self._data = prepare(self.spec)
-        data = self._data
+        return self._data
+
+    def __call__(self, trial: optuna.Trial, params: Mapping[str, Any]) -> float:
+        from epochpilot.pipeline import check_batch_size, job_model, trainer_kwargs
+        from epochpilot.train import Trainer
+
+        data = self.prepare()
         spec = apply_params(self.spec, params)
         check_batch_size(spec, len(data.X_train))
         kwargs = trainer_kwargs(spec, len(data.X_train), data.classification)
@@ -291,8 +297,12 @@ def tune(
                 "a config-driven study needs a space, e.g. {'lr': ('log', 1e-4, 1e-1)}"
             )
         params: dict[str, Param] | None = parse_space(space, job_parameters())
-        objective: Callable[..., float] = JobObjective(spec, run_dir)
-        direction = direction or objective.direction  # type: ignore[attr-defined]
+        job_objective = JobObjective(spec, run_dir)
+        # the data is read and checked once, here, before the study exists: a bad CSV is one DataError,
+        # not a failed trial (and Optuna's logged traceback) per trial
+        job_objective.prepare()
+        objective: Callable[..., float] = job_objective
+        direction = direction or job_objective.direction
     elif callable(objective_or_config):
         objective = objective_or_config
         params = parse_space(space) if space is not None else None

@@ -15,7 +15,7 @@ from typing import Any
 
 import optuna
 
-__all__ = ["KINDS", "Param", "job_parameters", "parse_space", "space_key"]
+__all__ = ["JOB_RANGES", "KINDS", "Param", "job_parameters", "parse_space", "space_key"]
 
 KINDS = ("float", "log", "int", "choice")
 _SCALARS = (type(None), bool, int, float, str)
@@ -63,19 +63,58 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def _number(name: str, value: Any, what: str) -> float:
+def _number(label: str, value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"space[{name!r}]: {what} must be a finite number, got {value!r}")
+        raise ValueError(f"{label}: {what} must be a finite number, got {value!r}")
     return value
 
 
-def parse_space(space: Mapping[str, Any], allowed: Sequence[str] | None = None) -> dict[str, Param]:
+#: The job's numeric [train] settings a config-driven study may search: the smallest valid value (and whether
+#: it is excluded) and the largest a trial may ask for. The caps keep one trial finite: ``max_epochs`` of 1e11
+#: would allocate its forecast horizon (81 GiB) and never end.
+JOB_RANGES: dict[str, tuple[float, bool, float | None]] = {
+    "max_epochs": (1, False, 100_000),
+    "max_steps": (1, False, 1_000_000_000),
+    "batch_size": (1, False, 1_000_000),
+    "patience": (0, False, 100_000),
+    "accumulation": (1, False, 10_000),
+    "lr": (0.0, True, None),
+    "weight_decay": (0.0, False, None),
+    "warmup": (0.0, False, None),
+    "min_delta": (0.0, False, None),
+    "clip_grad_norm": (0.0, True, None),
+}
+
+
+def _check_job_range(label: str, name: str, values: Sequence[Any]) -> None:
+    """Refuse a value below what the job accepts or above what one trial may ask for, naming the key."""
+    if name not in JOB_RANGES:
+        return
+    lowest, open_low, highest = JOB_RANGES[name]
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            continue  # not a number: the job's own check names the type
+        if value < lowest or (open_low and value == lowest):
+            bound = f"> {lowest:g}" if open_low else f">= {lowest:g}"
+            raise ValueError(f"{label}: {value!r} is out of range: {name} must be {bound}")
+        if highest is not None and value > highest:
+            raise ValueError(
+                f"{label}: {value!r} is out of range: a trial may ask for at most {name} = {highest:,}; "
+                "lower it"
+            )
+
+
+def parse_space(
+    space: Mapping[str, Any], allowed: Sequence[str] | None = None, *, where: str | None = None
+) -> dict[str, Param]:
     """Validate a space such as ``{"lr": ("log", 1e-4, 1e-1), "batch_size": ("choice", [16, 32])}``.
 
     Kinds: ``("float", low, high)``, ``("log", low, high)`` (log-uniform, low > 0), ``("int", low, high)``
     (inclusive) and ``("choice", [options])`` (numbers, strings, booleans, None or lists of those). An
-    unknown kind, an empty range (low >= high) or, when ``allowed`` is given, an unknown name raise a
-    ValueError naming the parameter and the fix.
+    unknown kind, an empty range (low >= high) or, when ``allowed`` is given, an unknown name or a value the
+    job refuses or that is too large for one trial (:data:`JOB_RANGES`) raise a ValueError naming the parameter
+    and the fix. ``where`` (a file, ``--space``) names the parameter as ``NAME in WHERE`` instead of
+    ``space['NAME']``.
     """
     if not isinstance(space, Mapping) or not space:
         raise ValueError(
@@ -83,25 +122,25 @@ def parse_space(space: Mapping[str, Any], allowed: Sequence[str] | None = None) 
         )
     out: dict[str, Param] = {}
     for name, decl in space.items():
+        label = f"space[{name!r}]" if where is None else f"{name} in {where}"
         if allowed is not None and name not in allowed and not str(name).startswith("model."):
             near = difflib.get_close_matches(str(name), list(allowed), n=1)
             hint = f"did you mean {near[0]!r}?" if near else f"use one of {', '.join(allowed)}"
+            at = "" if where is None else f" in {where}"
             raise ValueError(
-                f"space has unknown parameter {name!r}: {hint} (or 'model.NAME' for a model argument)"
+                f"space has unknown parameter {name!r}{at}: {hint} (or 'model.NAME' for a model argument)"
             )
         if not isinstance(decl, (tuple, list)) or not decl or not isinstance(decl[0], str):
             raise ValueError(
-                f"space[{name!r}] must be a tuple (kind, ...) such as ('log', 1e-4, 1e-1), got {decl!r}"
+                f"{label} must be a tuple (kind, ...) such as ('log', 1e-4, 1e-1), got {decl!r}"
             )
         kind = decl[0]
         if kind not in KINDS:
-            raise ValueError(
-                f"space[{name!r}]: unknown kind {kind!r}: use one of {', '.join(KINDS)}"
-            )
+            raise ValueError(f"{label}: unknown kind {kind!r}: use one of {', '.join(KINDS)}")
         if kind == "choice":
             if len(decl) != 2 or not isinstance(decl[1], (list, tuple)) or not decl[1]:
                 raise ValueError(
-                    f"space[{name!r}]: write ('choice', [option, ...]) with at least one option"
+                    f"{label}: write ('choice', [option, ...]) with at least one option"
                 )
             for option in decl[1]:
                 ok = isinstance(option, _SCALARS) or (
@@ -110,25 +149,27 @@ def parse_space(space: Mapping[str, Any], allowed: Sequence[str] | None = None) 
                 )
                 if not ok:
                     raise ValueError(
-                        f"space[{name!r}]: option {option!r} is not a number, string, bool, None or list of those"
+                        f"{label}: option {option!r} is not a number, string, bool, None or list of those"
                     )
+            if allowed is not None:
+                _check_job_range(label, name, decl[1])
             choices = tuple(tuple(o) if isinstance(o, list) else o for o in decl[1])
             out[name] = Param(name, kind, choices=choices)
             continue
         if len(decl) != 3:
-            raise ValueError(f"space[{name!r}]: write ({kind!r}, low, high)")
-        low, high = _number(name, decl[1], "low"), _number(name, decl[2], "high")
+            raise ValueError(f"{label}: write ({kind!r}, low, high)")
+        low, high = _number(label, decl[1], "low"), _number(label, decl[2], "high")
         if low >= high:
             raise ValueError(
-                f"space[{name!r}] has an empty range ({low!r}, {high!r}): make low < high "
+                f"{label} has an empty range ({low!r}, {high!r}): make low < high "
                 f"(or use ('choice', [{low!r}]) for a fixed value)"
             )
         if kind == "log" and low <= 0:
-            raise ValueError(f"space[{name!r}]: a 'log' range needs low > 0, got {low!r}")
+            raise ValueError(f"{label}: a 'log' range needs low > 0, got {low!r}")
         if kind == "int" and not (float(low).is_integer() and float(high).is_integer()):
-            raise ValueError(
-                f"space[{name!r}]: an 'int' range needs whole numbers, got ({low}, {high})"
-            )
+            raise ValueError(f"{label}: an 'int' range needs whole numbers, got ({low}, {high})")
+        if allowed is not None:
+            _check_job_range(label, name, (low, high))
         out[name] = Param(name, kind, low, high)
     return out
 

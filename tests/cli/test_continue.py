@@ -71,3 +71,62 @@ def test_bad_inputs_are_one_line_errors(cli, tmp_path, old_run):
     proc = cli("continue", old_run, "--data", new)
     assert proc.returncode == 2 and "has no checkpoint to continue from" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_out_holding_a_run_is_refused_before_any_work(cli, tmp_path, old_run):
+    """--out is checked before the data is read, and the refusal names what `continue` accepts (--out,
+    --overwrite: it has no --resume)."""
+    target = tmp_path / "runs" / "a-continued"
+    shutil.copytree(old_run, target)
+    before = _files(target)
+    proc = cli("continue", old_run, "--data", tmp_path / "missing.csv", "--epochs", "1")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    line = proc.stderr.strip()
+    assert "--out" in line and "already holds a run" in line and "--overwrite" in line
+    assert "--resume" not in line and "missing.csv" not in line
+    assert _files(target) == before
+
+
+@pytest.mark.parametrize("failure", ["bad data", "full disk writing job.toml"])
+def test_overwrite_that_fails_keeps_the_old_out_run(cli, tmp_path, old_run, monkeypatch, failure):
+    """--overwrite replaces --out only once the new rows are validated, and keeps the old run aside until
+    the new one is safe: a broken CSV, or a write failing before the fit, leaves it as it was."""
+    import errno
+
+    from epochpilot import pipeline
+
+    target = tmp_path / "runs" / "a-continued"
+    shutil.copytree(old_run, target)
+    before = _files(target)
+    data = tmp_path / "new.csv"
+    if failure == "bad data":
+        data = tmp_path / "bad.csv"
+        data.write_text("x,y\n1,2\n")  # no target column
+    else:
+
+        def full(run_dir, spec):
+            raise OSError(errno.ENOSPC, "No space left on device", str(run_dir / "job.toml"))
+
+        monkeypatch.setattr(pipeline, "_write_job", full)
+    proc = cli("continue", old_run, "--data", data, "--epochs", "1", "--overwrite")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    if failure != "bad data":
+        assert "--out" in proc.stderr and "free some disk space" in proc.stderr
+    assert _files(target) == before
+    assert not [p.name for p in target.parent.iterdir() if ".epochpilot-" in p.name]
+
+
+def test_continue_run_refusal_reads_as_python(tmp_path, old_run):
+    from epochpilot.cli.continual import continue_run
+
+    with pytest.raises(FileExistsError) as err:
+        continue_run(old_run, tmp_path / "new.csv", out=old_run, epochs=1, echo=lambda *a: None)
+    text = str(err.value)
+    assert text.startswith("out ") and "overwrite=True" in text and "--" not in text
+    assert "resume" not in text

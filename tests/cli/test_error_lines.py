@@ -338,6 +338,31 @@ def test_compare_names_the_bad_run(cli, tmp_path):
     assert str(Path("b") / "history.jsonl") in line
 
 
+def test_compare_says_which_argument_is_not_a_run(cli, tmp_path):
+    """`compare runs/a userdir`: the line says which of the folders given is wrong and why."""
+    _run(tmp_path / "a")
+    (tmp_path / "userdir").mkdir()
+    (tmp_path / "userdir" / "notes.txt").write_text("mine")
+    line = one_line(cli("compare", "a", "userdir", "--out", "cmp.html"))
+    assert line.startswith(
+        "epochpilot compare: error: run 2 of 2: 'userdir' is not a run directory"
+    ), line
+    assert files_in(tmp_path / "userdir") == {"notes.txt"} and not (tmp_path / "cmp.html").exists()
+
+
+def test_continue_on_rows_with_other_columns_names_their_file(cli, tmp_path):
+    """`continue RUN --data new.csv` whose columns are not the model's: the line names new.csv."""
+    from epochpilot.data import load_builtin
+
+    assert cli("train", *WINE, "--max-epochs", "1", "--run-dir", "runs/w").returncode == 0
+    frame = load_builtin("wine").frame
+    frame.drop(columns=[frame.columns[0]]).to_csv(tmp_path / "new.csv", index=False)
+    line = one_line(cli("continue", "runs/w", "--data", "new.csv", "--epochs", "1"))
+    assert line.startswith(
+        f"epochpilot continue: error: new.csv: missing feature columns ['{frame.columns[0]}']"
+    ), line
+
+
 def test_device_check_counts_gpus_and_knows_mps(monkeypatch):
     from epochpilot._jobcheck import check_device
     from epochpilot.errors import FieldError
@@ -353,3 +378,30 @@ def test_device_check_counts_gpus_and_knows_mps(monkeypatch):
         check_device("mps")
     check_device("auto")
     check_device("cpu")
+
+
+# --- tune's space file: the key and the file -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        (
+            'max_epochs = ["int", 1, 100000000000]',
+            "max_epochs in s.toml: 100000000000 is out of range: a trial may ask for at most "
+            "max_epochs = 100,000",
+        ),
+        ('lr = ["uniform", 0, 1]', "lr in s.toml: unknown kind 'uniform'"),
+        (
+            'lrr = ["log", 0.1, 1]',
+            "space has unknown parameter 'lrr' in s.toml: did you mean 'lr'?",
+        ),
+        ('lr = "fast"', "lr in s.toml must be a tuple (kind, ...)"),
+        ("lr = [", "--space-file s.toml: TOML syntax error"),
+    ],
+)
+def test_space_file_errors_name_the_key_and_the_file(cli, tmp_path, line, expected):
+    (tmp_path / "s.toml").write_text(line + "\n")
+    got = one_line(cli("tune", *WINE, "--space-file", "s.toml", "--trials", "1", "--run-dir", "t"))
+    assert got.startswith(f"epochpilot tune: error: {expected}"), got
+    assert files_in(tmp_path) == {"s.toml"}  # refused before any run directory or study exists

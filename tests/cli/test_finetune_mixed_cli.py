@@ -38,7 +38,9 @@ def needs_model_and_fortunes() -> None:
         ((*GENERAL, "--n-general", "0"), "--n-general must be >= 1"),
         ((*GENERAL, "--general-data", "g.csv"), "not both"),
         (("--general-fortunes", "computers"), "both task classes (--fortunes) and general data"),
+        # checked before the task texts are loaded (runs without the fortune databases too)
         (("--general-data", "missing.csv"), "--general-data missing.csv: no such file"),
+        (("--general-data", "."), "--general-data . is a directory; give a CSV file"),
     ],
 )
 def test_bad_mixed_input_is_one_line_exit_2(cli, args, message):

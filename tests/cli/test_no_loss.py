@@ -544,3 +544,107 @@ def test_full_disk_predict_out_keeps_the_old_file(cli, tmp_path, old_run, tiny_d
     assert str(out) in line and "free some disk space" in line
     assert out.read_text() == "class\nold\n"
     assert sorted(p.name for p in tiny_disk.iterdir()) == ["ballast", "predictions.csv"]
+
+
+# -- the commands that read a run settle what a killed --overwrite left; resume validates before it writes ----
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "report", "compare"])
+def test_reading_commands_bring_back_a_run_left_aside(cli, tmp_path, old_run, caplog, command):
+    """A replacing command killed right after moving the old run aside leaves only the copy: the next
+    command that reads the run (not just the ones that write it) puts it back and works on it."""
+    before = snapshot(old_run)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs
+    old_run.rename(old_run.parent / f".w{ASIDE}{dead.pid}")
+    args = {
+        "predict": ["predict", "runs/w", "--data", "wine.csv"],
+        "evaluate": ["evaluate", "runs/w", "--data", "wine.csv"],
+        "report": ["report", "runs/w"],
+        "compare": ["compare", "runs/w", "runs/w", "--out", "cmp.html"],
+    }[command]
+    with caplog.at_level(logging.INFO, logger="epochpilot"):
+        proc = cli(*args)
+    assert proc.returncode == 0, proc.stderr
+    assert "restored the previous run" in caplog.text and leftovers(old_run.parent) == []
+    after = snapshot(old_run)
+    if command == "report":  # its purpose: the report and its plots are rewritten
+        after = {k: v for k, v in after.items() if k != "report.html" and not k.startswith("plots")}
+        before = {k: v for k, v in before.items() if k in after}
+    assert after == before
+
+
+def test_resume_with_a_damaged_config_changes_nothing(cli, old_run):
+    """config.toml cut short (no [run] config_hash left): one line naming it, before any file is written."""
+    config = old_run / "config.toml"
+    text = config.read_text()
+    config.write_text(text[: text.index("[run]")])
+    before = snapshot(old_run)
+    line = one_line(cli("resume", "runs/w"))
+    assert "runs/w/config.toml" in line and "config_hash" in line and "--overwrite" in line
+    assert "resume=True" not in line and "overwrite=True" not in line
+    assert snapshot(old_run) == before
+
+
+def test_resume_that_fit_refuses_leaves_job_toml_alone(cli, tmp_path, old_run):
+    """`train --resume` with other data: fit refuses the run (another config) after the data is read; the
+    new job must not have been written over the run's job.toml by then. The refusal names CLI flags."""
+    import pandas as pd
+
+    pd.read_csv("wine.csv").iloc[:100].to_csv("fewer.csv", index=False)
+    before = snapshot(old_run)
+    args = ["train", "--data", "fewer.csv", "--target", "target", *FAST, "--run-dir", "runs/w"]
+    line = one_line(cli(*args, "--resume"))
+    assert "different config" in line and "n_train" in line
+    assert "--overwrite" in line and "overwrite=True" not in line and "resume=True" not in line
+    assert snapshot(old_run) == before
+
+
+def test_a_successful_resume_keeps_job_toml_byte_for_byte(cli, old_run):
+    before = (old_run / "job.toml").read_bytes()
+    assert cli("resume", "runs/w").returncode == 0
+    assert (old_run / "job.toml").read_bytes() == before
+    assert b"resume = false" in before  # one command's flags are not part of the job
+
+
+def test_resume_refuses_a_folder_holding_a_users_job_file(cli, tmp_path):
+    """A user's job.toml (with [data] and [train]) does not make its folder a run directory."""
+    job = '[data]\nbuiltin = "wine"\n[train]\nmax_epochs = 2\n'
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "job.toml").write_text(job)
+    (folder / "notes.md").write_text("mine")
+    before = snapshot(folder)
+    line = one_line(cli("resume", folder))
+    assert "not an epochpilot run directory" in line and "job.toml" in line
+    assert snapshot(folder) == before and not is_run_dir(folder)
+    (folder / "notes.md").unlink()  # the job file alone
+    assert "not an epochpilot run directory" in one_line(cli("resume", folder))
+    assert (folder / "job.toml").read_text() == job
+
+
+def test_resume_without_room_on_the_disk_changes_nothing(cli, old_run, monkeypatch):
+    """Resuming rewrites the run's files and writes a checkpoint: without room for them it is one line,
+    before anything is written (the free space is faked; the tmpfs tests below use a real full disk)."""
+    real = shutil.disk_usage
+
+    def nearly_full(path):
+        usage = real(path)
+        return type(usage)(usage.total, usage.total - 4096, 4096)
+
+    monkeypatch.setattr(shutil, "disk_usage", nearly_full)
+    before = snapshot(old_run)
+    line = one_line(cli("resume", "runs/w"))
+    assert "RUN_DIR" in line and "runs/w" in line and "free some disk space" in line
+    assert snapshot(old_run) == before
+
+
+def test_resume_on_a_full_disk_changes_nothing(cli, tmp_path, good_run, tiny_disk):
+    run = tiny_disk / "runs" / "w"
+    shutil.copytree(good_run, run)
+    shutil.copy(good_run.parents[1] / "wine.csv", tmp_path / "wine.csv")
+    fill(tiny_disk, 64 * 1024)
+    before = snapshot(run)
+    line = one_line(cli("resume", run))
+    assert str(run) in line and "free some disk space" in line
+    assert snapshot(run) == before

@@ -282,3 +282,43 @@ def test_an_existing_compare_page_stays_whole_when_the_write_fails(cli, run, tmp
     proc = cli("compare", run, run, "--out", out)
     assert proc.returncode == 0, proc.stderr
     assert "<html" in out.read_text().lower() and oct(out.stat().st_mode & 0o777) != "0o600"
+
+
+def test_resumed_from_names_the_checkpoint_actually_used(cli, run, caplog):
+    """After a fallback, the "resumed from" line names the older checkpoint, not the damaged newest one."""
+    ckpts = sorted((run / "checkpoints").glob("epoch-*"))
+    newest, older = ckpts[-1], ckpts[-2]
+    weights = torch.load(newest / "model.pt", weights_only=True)
+    name = next(k for k, v in weights.items() if v.dim() == 2)
+    # loads fine but does not fit the model: found only when restoring
+    weights[name] = weights[name][:-1]
+    torch.save(weights, newest / "model.pt")
+    with caplog.at_level(logging.INFO, logger="epochpilot"):
+        proc = cli("resume", run)
+    assert proc.returncode == 0, proc.stderr
+    assert any(newest.name in w and "model.pt" in w for w in _warnings(caplog))
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("resumed from")]
+    assert older.name in line and newest.name not in line
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [b"\xff\xfe\x00garbage", b"[train\nlr = ", b"[train]\nlr = 0.001\n"],
+    ids=["binary", "not-toml", "cut-short"],
+)
+def test_fit_resume_auto_with_a_damaged_config_says_so(tmp_path, damage):
+    """fit(resume="auto") on a run whose config.toml is damaged: one line naming the file and the ways
+    out in Python's words, not "a run of a different config"."""
+    from epochpilot.errors import ConfigError
+    from epochpilot.train import fit
+
+    X, y = torch.randn(32, 4), torch.randint(0, 2, (32,))
+    run_dir = tmp_path / "r"
+    fit(torch.nn.Linear(4, 2), (X, y), max_epochs=1, run_dir=run_dir, seed=0)
+    (run_dir / "config.toml").write_bytes(damage)
+    with pytest.raises(ConfigError) as err:
+        fit(torch.nn.Linear(4, 2), (X, y), max_epochs=1, run_dir=run_dir, seed=0, resume="auto")
+    text = str(err.value)
+    assert "\n" not in text and str(run_dir / "config.toml") in text
+    assert "different config" not in text and "restore the file" in text
+    assert "resume=True" in text and "overwrite=True" in text and "--" not in text

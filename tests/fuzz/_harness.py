@@ -263,7 +263,7 @@ def check(
             problems.append(f"an error line of {len(long[0])} characters (at most {MAX_LINE})")
         if result.returncode == 2 and names and lines:
             text = "\n".join(lines)
-            if not any(n in text for n in names):
+            if not any(_named(n, text) for n in names):
                 UNNAMED.append(f"the error names none of {list(names)}\n" + result.describe())
     for marker in markers:
         if marker.exists():
@@ -328,3 +328,11 @@ class Case:
         result = run_subprocess(argv, self.root, note=note)
         check(result, root=self.root, before=self.before, markers=self.markers, **check_kwargs)  # type: ignore[arg-type]
         return result
+
+
+def _named(name: str, text: str) -> bool:
+    """Whether an error line names what the user typed: an empty argument is named by saying it is empty,
+    and a name longer than an error line can hold by its first 40 characters."""
+    if not name.strip():
+        return "''" in text or "is empty" in text
+    return (name[:40] if len(name) > 100 else name) in text

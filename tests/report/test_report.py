@@ -163,7 +163,10 @@ def test_open_browser_opens_the_file_uri(run_dir, monkeypatch):
     "setup, match",
     [
         (lambda d: d / "missing", r"run directory .*missing does not exist: pass the directory"),
-        (lambda d: d, r"history.jsonl not found: pass a run directory"),
+        (
+            lambda d: d,
+            r"is not a run directory \(.*history.jsonl not found\): pass a run directory",
+        ),
         (lambda d: (d / "history.jsonl").write_text("\n") and d, r"has no epochs"),
         (
             lambda d: (d / "history.jsonl").write_text('{"epoch": 1}\n{oops\n{"epoch": 3}\n') and d,
@@ -198,8 +201,16 @@ def test_compare_runs_overlays_runs_and_tables_their_summaries(tmp_path, run_dir
     assert f"{run_dir.parent.name}/digits-mlp" in html and "b/digits-mlp" in html
     with pytest.raises(ReportError, match="run_dirs must be a non-empty list"):
         compare_runs([], tmp_path / "x.html")
-    with pytest.raises(ReportError, match="does not exist"):
+    with pytest.raises(ReportError, match=r"^run 2 of 2: run directory .*nope does not exist"):
         compare_runs([run_dir, tmp_path / "nope"], tmp_path / "x.html")
+    (tmp_path / "userdir").mkdir()
+    with pytest.raises(ReportError, match=r"^run 1 of 2: .*'.*userdir' is not a run directory"):
+        compare_runs([tmp_path / "userdir", run_dir], tmp_path / "x.html")
+    with pytest.raises(
+        ReportError, match=r"^run 2 of 2: a run directory was given as an empty path"
+    ):
+        compare_runs([run_dir, ""], tmp_path / "x.html")
+    assert not (tmp_path / "x.html").exists()
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from epochpilot.stopping import AutoStopper, BlowUpGuard, Forecast, Reason, auto_stopper
+from epochpilot.stopping.auto import auto_settings
 
 
 def curve(n: int = 40, seed: int = 0) -> list[float]:
@@ -90,7 +91,7 @@ def test_auto_forecast_stop_on_overfitting_curve():
 def test_auto_matches_forecast_alone_without_blowup():
     values = curve(seed=4)
     auto = stream(auto_stopper("val_loss", "min", budget=40), values)
-    alone = stream(Forecast("val_loss", "min", budget=40), values)
+    alone = stream(Forecast("val_loss", "min", budget=40, **auto_settings()), values)
     assert [(d.stop, d.reason, d.best_epoch, d.extend_by) for d in auto] == [
         (d.stop, d.reason, d.best_epoch, d.extend_by) for d in alone
     ]
@@ -163,3 +164,18 @@ def test_decide_equals_stream(values):
         decided.best_epoch,
         decided.message,
     )
+
+
+def test_auto_uses_the_settings_shipped_with_the_prior():
+    from epochpilot.stopping import _prior_weights
+
+    shipped = _prior_weights.WEIGHTS["setting"]
+    assert auto_settings() == shipped
+    f = auto_stopper("val_loss", "min", budget=40).forecast
+    assert (f.confidence, f.patience_cap, f.patience_floor, f.min_fraction) == (
+        shipped["confidence"],
+        shipped["patience_cap"],
+        shipped["patience_floor"],
+        shipped["min_fraction"],
+    )
+    assert auto_stopper("val_loss", "min", budget=40, confidence=0.9).forecast.confidence == 0.9

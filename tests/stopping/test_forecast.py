@@ -221,14 +221,15 @@ def test_no_stop_in_an_early_spike_that_recovers(monkeypatch):
     from epochpilot.stopping import forecast as fmod
 
     values = spike_then_recover()
-    decisions = feed(Forecast("val_loss", "min", budget=len(values)), values)
+    # a confidence at which the unguarded forecast stops inside the spike (0.95 would not, whatever the guard)
+    decisions = feed(Forecast("val_loss", "min", budget=len(values), confidence=0.8), values)
     spike = [e for e, v in enumerate(values, 1) if v > 2 * values[0]]
     assert not any(d.stop for d in decisions[: max(spike) + 5])
     held = [d for d in decisions if "excursion" in d.message]
     assert held and all(not d.stop for d in held)
     # without the guard the forecast stops inside the spike, keeping epoch 1 (the bad checkpoint)
     monkeypatch.setattr(fmod, "EXCURSION", math.inf)
-    unguarded = feed(Forecast("val_loss", "min", budget=len(values)), values)
+    unguarded = feed(Forecast("val_loss", "min", budget=len(values), confidence=0.8), values)
     assert unguarded[-1].stop and unguarded[-1].reason is Reason.FORECAST
     assert len(unguarded) <= max(spike)
     assert unguarded[-1].best_epoch == 1

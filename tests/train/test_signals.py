@@ -207,3 +207,29 @@ def test_cli_train_signal_exit_code_line_and_resume(tmp_path, signum, code):
     assert done.returncode == 0, err
     rows = (tmp_path / "runs/w/history.jsonl").read_text().splitlines()
     assert [json.loads(r)["epoch"] for r in rows] == list(range(1, 61))
+
+
+def test_cli_main_after_a_fit_stopped_by_ctrl_c_adds_no_line(monkeypatch, capsys):
+    """A command that lets fit's KeyboardInterrupt through (cv, tune, continue): fit already logged the
+    line on how to resume, so main adds no "interrupted" and exits with the interruption's code; a Ctrl-C
+    outside a fit still says "interrupted" (130)."""
+    from epochpilot.cli import main, report
+    from epochpilot.train.signals import interruption
+
+    def stopped_in_fit(args):
+        raise interruption(
+            signal.SIGINT,
+            run_dir=Path("runs/w"),
+            checkpoint=Path("runs/w/checkpoints/epoch-0002"),
+            where="after epoch 2",
+        )
+
+    def ctrl_c(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "run", stopped_in_fit)
+    assert main(["report", "runs/w"]) == 130
+    assert "interrupted" not in capsys.readouterr().err
+    monkeypatch.setattr(report, "run", ctrl_c)
+    assert main(["report", "runs/w"]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"

@@ -97,6 +97,14 @@ def _check(args: argparse.Namespace) -> None:
         )
     if args.n_general is not None and args.n_general < 1:
         raise ConfigError(f"--n-general must be >= 1, got {args.n_general}")
+    general = args.general_data
+    if general is not None and not Path(general).is_file():  # before any text or model is loaded
+        what = (
+            " is a directory; give a CSV file"
+            if Path(general).is_dir()
+            else ": no such file; check the path"
+        )
+        raise ConfigError(f"--general-data {general}{what}")
     overlap = sorted(set(args.general_fortunes or ()) & set(args.fortunes or ()))
     if overlap:
         raise ConfigError(

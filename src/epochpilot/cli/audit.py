@@ -45,7 +45,12 @@ def run(args: argparse.Namespace) -> int:
         if args.json not in (None, "-"):
             check_output_path(args.json, "--json")
         report = audit(
-            args.file, args.val, args.test, target=args.target, text_column=args.text_column
+            args.file,
+            args.val,
+            args.test,
+            target=args.target,
+            text_column=args.text_column,
+            fields={"train": "", "val": "--val", "test": "--test"},  # messages name what was typed
         )
     except (ValueError, TypeError) as exc:  # DataError and ConfigError are ValueErrors
         return _fail(exc)
@@ -64,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _fail(exc: BaseException) -> int:
-    """One line on stderr (``error: ...``), exit code 2."""
+    """One line on stderr (``epochpilot audit: error: ...``, as every command's), exit code 2."""
     from epochpilot.cli.main import cap, error_line
 
-    print(f"error: {cap(error_line(exc))}", file=sys.stderr)
+    print(f"epochpilot audit: error: {cap(error_line(exc))}", file=sys.stderr)
     return 2

@@ -20,10 +20,14 @@ import numpy as np
 import torch
 
 from epochpilot.errors import CheckpointError, ConfigError
+from epochpilot.train.wording import Words
 
 __all__ = ["add_parser", "continue_run", "plan_budget", "run"]
 
 log = logging.getLogger("epochpilot")
+
+#: how refusals about ``continue_run(out=...)`` read in Python (the CLI's name ``--out``)
+PYTHON_OUT = Words("out", None, None, "pass overwrite=True to replace it", "pass another out")
 
 EXAMPLES = """examples:
   epochpilot continue runs/wine --data new_rows.csv
@@ -183,6 +187,7 @@ def continue_run(
     from epochpilot.models import check_factory
     from epochpilot.stopping import AnyOf, EarlyStopping, Retention
     from epochpilot.train import Trainer
+    from epochpilot.train.wording import speaking, words
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir() or not (run_dir / "job.toml").is_file():
@@ -201,6 +206,11 @@ def continue_run(
         raise ConfigError(
             f"--epochs must be an integer >= 1, got {epochs!r}: leave it out to use the planned budget"
         )
+    out = Path(out) if out is not None else run_dir.with_name(run_dir.name + "-continued")
+    wording = PYTHON_OUT if words().python else words()  # refusals name `out` / `--out`
+    # the new run's folder is checked before any work: nothing is written until everything is validated
+    with speaking(wording):
+        pipeline.check_run_dir(out, overwrite=overwrite, resume=False)
     job = run_dir / "job.toml"
     spec = load_spec(job)
     check_factory(spec.model.factory, job, trust_factory)  # before anything is imported
@@ -276,12 +286,12 @@ def continue_run(
     kwargs = pipeline.trainer_kwargs(cont_spec, len(sampler), classification)
     task = EarlyStopping(spec.train.monitor, spec.train.mode, patience=max(2, epochs // 3))
     kwargs["stopper"] = Probed(AnyOf(task, guard), {key: old_score})
-    out = Path(out) if out is not None else run_dir.with_name(run_dir.name + "-continued")
-    pipeline.prepare_run_dir(out, overwrite=overwrite, resume=False)
-    pipeline._write_job(out, spec)
     loader = sampler.loader(spec.train.batch_size)
-    result = Trainer(**kwargs, run_dir=out, overwrite=overwrite).fit(model, loader, new_va)
-    pipeline.save_predictor(out, spec, pre, result.model)
+    # an old run in --out is kept aside until the new one is safe, and comes back if this fails before that
+    with speaking(wording), pipeline.claimed_run_dir(out, overwrite=overwrite, resume=False):
+        pipeline._write_job(out, spec)
+        result = Trainer(**kwargs, run_dir=out, overwrite=overwrite).fit(model, loader, new_va)
+        pipeline.save_predictor(out, spec, pre, result.model)
     final_old = old_score()
     extra = {
         "task": pre.task,

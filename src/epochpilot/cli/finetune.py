@@ -92,23 +92,26 @@ def _texts(args: argparse.Namespace) -> Any:
 def csv_texts(path: Path, text_column: str, target: str, flag: str) -> Any:
     """A TextSet from a CSV's text and label columns (classes sorted by name); bad files are DataErrors."""
     import numpy as np
-    import pandas as pd
 
-    from epochpilot.errors import DataError
+    from epochpilot._csv import read_frame
+    from epochpilot.errors import DataError, short_list
     from epochpilot.textdata import TextSet
 
-    if not path.exists():
-        raise DataError(f"{flag} {path}: no such file; check the path")
-    frame = pd.read_csv(path)
+    frame = read_frame(
+        path, flag
+    )  # missing, empty, binary, UTF-16, unparsable: one line naming the file
     for column, option in ((text_column, "--text-column"), (target, "--target")):
         if column not in frame.columns:
             raise DataError(
-                f"{path} has no column {column!r}: set {option} (columns: {list(frame.columns)})"
+                f"{flag} {path} has no column {column!r}: set {option} "
+                f"(columns: {short_list(frame.columns)})"
             )
     frame = frame.dropna(subset=[text_column, target])
     classes = sorted(frame[target].astype(str).unique())
     if len(classes) < 2 and flag == "--data":
-        raise DataError(f"column {target!r} has a single class: fine-tuning a classifier needs two")
+        raise DataError(
+            f"{flag} {path}: column {target!r} has a single class: fine-tuning a classifier needs two"
+        )
     if not classes:
         raise DataError(f"{flag} {path} has no labelled rows")
     index = {c: i for i, c in enumerate(classes)}

@@ -198,9 +198,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    from epochpilot.train.wording import cli_words, speaking
+
     try:
-        return int(args.run(args) or 0)
-    except KeyboardInterrupt:
+        # refusals name what the user can type here (--overwrite, epochpilot resume RUN_DIR, ...)
+        with speaking(cli_words(args.command)):
+            return int(args.run(args) or 0)
+    except KeyboardInterrupt as exc:
+        code = getattr(exc, "exit_code", None)
+        if code:  # stopped by Ctrl-C during a fit: it logged the line on how to resume
+            return int(code)
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:

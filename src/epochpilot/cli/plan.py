@@ -65,7 +65,7 @@ def _source(args: argparse.Namespace) -> Any:
             )
         return int(text)
     if os.path.exists(text):
-        return audit(text, target=args.target, text_column=args.text_column)
+        return audit(text, target=args.target, text_column=args.text_column, fields={"train": ""})
     from epochpilot.data import BUILTINS, load_builtin
 
     if text in BUILTINS:
@@ -114,8 +114,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _fail(exc: BaseException) -> int:
-    """One line on stderr (``error: ...``), exit code 2."""
+    """One line on stderr (``epochpilot plan: error: ...``, as every command's), exit code 2."""
     from epochpilot.cli.main import cap, error_line
 
-    print(f"error: {cap(error_line(exc))}", file=sys.stderr)
+    print(f"epochpilot plan: error: {cap(error_line(exc))}", file=sys.stderr)
     return 2

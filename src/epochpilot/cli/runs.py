@@ -55,6 +55,11 @@ def run_dir_arg(text: str) -> Path:
 
 
 def _run_dir(path: Path) -> Path:
+    """``path`` as a run directory to read, once what a killed ``--overwrite`` left beside it is settled
+    (the old run comes back, or the old copy goes: see :func:`epochpilot.train.replace.recover`)."""
+    from epochpilot.train.replace import recover
+
+    recover(path, "RUN_DIR")
     if not path.is_dir():
         raise ConfigError(
             f"{path} is not a run directory: give the directory 'epochpilot train' wrote"
@@ -135,24 +140,16 @@ def add_resume(subparsers: argparse._SubParsersAction) -> None:
 
 
 def check_saved_config(run_dir: Path) -> None:
-    """A run's ``config.toml`` that is not readable TOML is one line naming it (resume compares with it)."""
-    import tomllib
+    """A run's ``config.toml`` that resume cannot compare with (not TOML, cut short, unreadable) is one line
+    naming it, before anything is written."""
+    from epochpilot.train.rundir import saved_config
 
-    file = run_dir / "config.toml"
-    if not file.is_file():
-        return
-    try:
-        tomllib.loads(file.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
+    _, damaged = saved_config(run_dir)
+    if damaged is not None:
         raise ConfigError(
-            f"{file} is not UTF-8 TOML text: the run's saved settings are damaged; restore the file"
-        ) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(
-            f"{file} is not valid TOML ({exc}): the run's saved settings are damaged; restore the file"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"{file} cannot be read ({exc.strerror or exc})") from None
+            f"{run_dir / 'config.toml'} {damaged}: the run's saved settings are damaged; restore the file, "
+            f"or start the run again with 'epochpilot train ... --run-dir {run_dir} --overwrite'"
+        )
 
 
 def run_resume(args: argparse.Namespace) -> int:
@@ -160,10 +157,19 @@ def run_resume(args: argparse.Namespace) -> int:
     import dataclasses
 
     from epochpilot.cli.train import train_and_print
+    from epochpilot.errors import short_list
     from epochpilot.job import load_spec
     from epochpilot.models import check_factory
+    from epochpilot.train.rundir import LITTER, is_run_dir
 
     run_dir = _run_dir(args.run_dir)
+    if not is_run_dir(run_dir):  # resume writes into it: only a folder epochpilot wrote a run in
+        names = sorted(p.name for p in run_dir.iterdir() if p.name not in LITTER)
+        held = f"it holds {short_list(names, 3)}" if names else "it is empty"
+        raise ConfigError(
+            f"RUN_DIR {str(run_dir)!r} is not an epochpilot run directory ({held}): give the folder "
+            f"'epochpilot train' wrote the run in"
+        )
     job = run_dir / "job.toml"
     if not job.exists():
         raise ConfigError(

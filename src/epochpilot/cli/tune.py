@@ -105,16 +105,24 @@ def parse_space_arg(text: str) -> tuple[str, tuple[Any, ...]]:
 
 def space_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The search space: --space-file, then --space flags; the default space when neither is given."""
+    from epochpilot.tune_space import job_parameters, parse_space
+
     space: dict[str, Any] = {}
     if args.space_file is not None:
         path = Path(args.space_file)
         if not path.exists():
-            raise FileNotFoundError(f"{path}: no such space file; check the path")
+            raise FileNotFoundError(f"--space-file {path}: no such space file; check the path")
         try:
             space.update(tomllib.loads(path.read_text()))
         except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{path}: TOML syntax error: {exc}") from None
+            raise ValueError(f"--space-file {path}: TOML syntax error: {exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(
+                f"--space-file {path}: cannot read it as UTF-8 TOML text ({exc})"
+            ) from None
         space = {k: tuple(v) if isinstance(v, list) else v for k, v in space.items()}
+        if space:  # each entry checked here, so that its error names the file
+            parse_space(space, job_parameters(), where=str(path))
     for text in args.space:
         name, decl = parse_space_arg(text)
         space[name] = decl

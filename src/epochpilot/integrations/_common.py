@@ -15,12 +15,12 @@ import json
 import logging
 import math
 import numbers
-import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from epochpilot._files import atomic_open
 from epochpilot.stopping.base import Decision, Policy, Reason
 
 __all__ = [
@@ -63,12 +63,10 @@ def _sanitize(obj: Any) -> Any:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+    """Write ``text`` through a uniquely named temporary file beside ``path`` (removed on any failure),
+    synced, then renamed over ``path``."""
+    with atomic_open(path, "w", sync=True, encoding="utf-8", newline="") as fh:
         fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:

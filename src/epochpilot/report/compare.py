@@ -41,7 +41,14 @@ def compare_runs(run_dirs: Sequence[str | Path], out_path: str | Path) -> Path:
     """Write one self-contained HTML page overlaying the runs' train/val curves, with a summary table."""
     if isinstance(run_dirs, (str, Path)) or not run_dirs:
         raise ReportError("run_dirs must be a non-empty list of run directories: pass at least one")
-    runs = [load_run(d) for d in run_dirs]
+    runs = []
+    for i, run_dir in enumerate(run_dirs, 1):
+        try:
+            runs.append(load_run(run_dir))
+        except ReportError as exc:  # say which of the runs given is wrong
+            if len(run_dirs) == 1:
+                raise
+            raise ReportError(f"run {i} of {len(run_dirs)}: {exc}") from None
     _names(runs)
     bases: list[str] = []
     for r in runs:

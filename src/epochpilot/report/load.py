@@ -248,8 +248,8 @@ def load_run(run_dir: str | Path) -> RunData:
     hist_path = path / "history.jsonl"
     if not hist_path.is_file():
         raise ReportError(
-            f"{hist_path} not found: pass a run directory written by epochpilot (or an adapter), "
-            f"which holds history.jsonl with one JSON object per epoch (got {str(path)!r})"
+            f"{str(path)!r} is not a run directory ({hist_path} not found): pass a run directory written "
+            "by epochpilot (or an adapter), which holds history.jsonl with one JSON object per epoch"
         )
     history, notes = _read_history(hist_path)
     history = _last_per_epoch(history, notes)

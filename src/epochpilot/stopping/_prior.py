@@ -1,13 +1,13 @@
 """Empirical prior for :class:`~epochpilot.stopping.forecast.Forecast`: curve features -> P(improve).
 
 A logistic model over scale-free features of the curve so far (the curve ensemble's own forecast, the
-recent trend's t-statistic, epochs since the best, the train curve's trend, how far into the budget). It was fitted by
-``bench/stopping.py --fit-prior`` on the *validation* curves of the tuning split of the benchmark corpora
-(generated MLP/CNN curves and TaskSet RNN curves), never on test metrics. The label at epoch ``e`` is
-"one of the next ``lookahead`` epochs beats the best so far by more than ``LABEL_NOISE`` times the curve's
-noise and by more than ``LABEL_REL`` of ``|best|``" (the 1.5% floor was chosen on the tuning split, over
-0.5% to 3%, together with the budget-position feature: without a floor, smooth curves that creep down forever
-never stop; 0.5% stopped less often but no better). Weights live in :mod:`epochpilot.stopping._prior_weights` (generated, plain floats). Pure numpy.
+recent trend's t-statistic, epochs since the best, the train curve's trend, how far into the budget, and the
+run's context when given: the lr schedule still to come and the metric's resolution). It was fitted by
+``bench/stopping.py --fit-prior`` on the *validation* curves of every benchmark corpus, never on test
+metrics; which features, label floor and decision settings ship was chosen leave-one-corpus-out (by the
+worst held-out ratio). The label at epoch ``e`` is "one of the next ``lookahead`` epochs beats the best so
+far by more than ``LABEL_NOISE`` times the curve's noise and by more than ``label_rel`` of ``|best|``"
+(``label_rel`` 0.5% or 1.5%, stored with the weights; ``LABEL_REL`` is the historical 1.5%). Weights live in :mod:`epochpilot.stopping._prior_weights` (generated, plain floats). Pure numpy.
 """
 
 from __future__ import annotations

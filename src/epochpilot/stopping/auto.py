@@ -24,7 +24,7 @@ from epochpilot.stopping.base import (
 from epochpilot.stopping.combine import AnyOf
 from epochpilot.stopping.forecast import Forecast
 
-__all__ = ["AutoStopper", "BlowUpGuard", "auto_stopper"]
+__all__ = ["AutoStopper", "BlowUpGuard", "auto_settings", "auto_stopper"]
 
 
 class BlowUpGuard(Policy):
@@ -182,6 +182,14 @@ class AutoStopper(AnyOf):
         self.forecast.schedule = schedule
 
 
+def auto_settings() -> dict[str, Any]:
+    """The Forecast settings ``auto_stopper`` uses unless told otherwise: those chosen by the
+    leave-one-corpus-out benchmark (``bench/stopping.py --fit-prior``), shipped with the prior's weights."""
+    from epochpilot.stopping import _prior_weights
+
+    return dict((_prior_weights.WEIGHTS or {}).get("setting", {}))
+
+
 def auto_stopper(
     monitor: str, mode: str, budget: int, *, blowup_factor: float = 5.0, **forecast_kwargs: Any
 ) -> AutoStopper:
@@ -189,16 +197,19 @@ def auto_stopper(
 
     Forecast stops at the forecast sweet spot, asks for more epochs at the budget when a gain is still
     likely, and stops on NaN/inf (``NOT_FINITE``); the guard stops on a blow-up (``DIVERGENCE``: the value
-    ``blowup_factor`` times worse than its first). On the benchmark (``bench/stopping.py``, README) Forecast
-    meets its target (at most half the patience frontier's mean regret at the same compute, p90 no worse)
-    when it sees the training loss too: pass ``train_monitor`` (e.g. ``"train_loss"``) in ``forecast_kwargs``.
+    ``blowup_factor`` times worse than its first). Unless ``forecast_kwargs`` says otherwise, Forecast runs
+    with :func:`auto_settings` (``confidence`` 0.5 and ``patience_cap`` 10: it stops no later than patience
+    10 would, and sooner when the forecast is confident), the setting whose worst held-out ratio was best
+    on the leave-one-corpus-out benchmark (README, "Stop sooner: Forecast"). Pass ``train_monitor`` (e.g.
+    ``"train_loss"``) when a training curve is logged, and ``schedule``/``resolution`` when known.
 
     >>> stopper = auto_stopper("val_loss", "min", budget=30)
     >>> decision = stopper.decide([{"val_loss": v} for v in [1.0, 0.7, 0.6, float("nan")]])
     >>> decision.stop, decision.reason.value, decision.best_epoch
     (True, 'not_finite', 3)
     """
+    kwargs = {**auto_settings(), **forecast_kwargs}
     return AutoStopper(
-        Forecast(monitor, mode, budget, **forecast_kwargs),
+        Forecast(monitor, mode, budget, **kwargs),
         BlowUpGuard(monitor, mode, factor=blowup_factor),
     )

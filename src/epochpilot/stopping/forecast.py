@@ -63,8 +63,10 @@ class Forecast(Policy):
        that forecasts the curve with an uncertainty;
     2. an empirical prior: a logistic model over that forecast and the curve's trend (slope t-statistics,
        epochs since the best, distance to the best, the train curve's trend when ``train_monitor`` is
-       given, the position in the budget: early stops forfeit more) fitted on the validation curves of the tuning split of ``bench/stopping.py`` (generated
-       MLP/CNN curves and TaskSet RNN curves). It turns the forecast into a calibrated probability. A
+       given, the position in the budget: early stops forfeit more; optionally the lr schedule and the
+       metric's resolution, below) fitted on the validation curves of every corpus of
+       ``bench/stopping.py`` (generated MLP/CNN, SGD-schedule and CNN families, TaskSet RNNs, AlgoPerf),
+       its settings chosen leave-one-corpus-out. It turns the forecast into a calibrated probability. A
        second weight set, fitted on the same samples with the train features blanked, serves runs
        without a train curve (the first would read "no train curve" as "train loss not improving").
 

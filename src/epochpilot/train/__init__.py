@@ -12,6 +12,7 @@ from epochpilot.train.checkpoint import list_checkpoints, load_checkpoint
 from epochpilot.train.config import TrainConfig
 from epochpilot.train.events import EVENTS, Callback, Request, TrainState
 from epochpilot.train.metrics import accuracy
+from epochpilot.train.signals import TrainingTerminated
 from epochpilot.train.trainer import FitResult, Trainer, fit
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "TrainConfig",
     "TrainState",
     "Trainer",
+    "TrainingTerminated",
     "accuracy",
     "fit",
     "list_checkpoints",

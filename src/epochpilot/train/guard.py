@@ -21,6 +21,7 @@ from pathlib import Path
 from epochpilot._files import path_error
 from epochpilot.train.replace import settle
 from epochpilot.train.signals import StopSignals, TrainingTerminated, exit_code
+from epochpilot.train.wording import words
 
 __all__ = ["disk_error", "fit_guard"]
 
@@ -32,8 +33,10 @@ _DISK = (errno.ENOSPC, errno.EDQUOT)
 _FOLDER = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
-def disk_error(exc: OSError, run_dir: str | Path, field: str = "run_dir") -> Exception | None:
-    """The one-line error for an ``OSError`` raised while writing ``run_dir`` (None: not a write problem)."""
+def disk_error(exc: OSError, run_dir: str | Path, field: str | None = None) -> Exception | None:
+    """The one-line error for an ``OSError`` raised while writing ``run_dir`` (None: not a write problem);
+    ``field`` names the folder's argument (default: as the caller can type it, see ``train.wording``)."""
+    field = field or words().field
     name = exc.filename if isinstance(exc.filename, (str, bytes, os.PathLike)) else None
     inside = False
     if name is not None:

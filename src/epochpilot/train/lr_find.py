@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from epochpilot._files import atomic_open
+
 __all__ = ["LRFindResult", "lr_find", "suggest_lr"]
 
 _METHODS = ("valley", "steepest", "minimum")
@@ -69,7 +71,8 @@ class LRFindResult:
         ax.legend()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, format="png", dpi=100)
+        with atomic_open(path, "wb") as fh:  # a kill or a full disk leaves the old plot whole
+            fig.savefig(fh, format="png", dpi=100)
         return path
 
 

@@ -3,8 +3,10 @@ decide what to resume from, replace a run safely, save ``config.toml``.
 
 A folder is an epochpilot run directory when it holds the marker file ``.epochpilot`` (written when a command
 or ``fit`` first claims the folder) or, for runs written before the marker existed, a file only epochpilot
-writes (``config.toml`` with a ``[run] config_hash``, ``job.toml``, ``summary.json`` or ``history.jsonl``
-written by epochpilot, a checkpoint, a tune study or a cv selection). :func:`check_run_dir` is the one test
+writes (``config.toml`` with a ``[run] config_hash``, ``summary.json`` or ``history.jsonl`` written by
+epochpilot, a checkpoint, a tune study or a cv selection). A ``job.toml`` alone does not count: it is also
+the name of the user's own job files. Refusals name the way out as the user can type it where they read it
+(see :mod:`epochpilot.train.wording`). :func:`check_run_dir` is the one test
 every command and ``fit`` apply before writing.
 """
 
@@ -25,16 +27,19 @@ from epochpilot.train.checkpoint import CheckpointDir
 from epochpilot.train.config import TrainConfig, to_toml
 from epochpilot.train.guard import disk_error
 from epochpilot.train.replace import Replacement, recover, settle
+from epochpilot.train.wording import words
 
 __all__ = [
     "MARKER",
     "check_for_command",
     "check_run_dir",
+    "check_space",
     "claim_run_dir",
     "claimed_run_dir",
     "is_run_dir",
     "mark_run_dir",
     "prepare_run_dir",
+    "saved_config",
     "write_config",
 ]
 
@@ -66,12 +71,10 @@ def _json_first(path: Path) -> Any:
 
 
 def _written_by_us(path: Path) -> bool:
-    """A run written before the marker existed: a file whose name and content only epochpilot writes."""
+    """A run written before the marker existed: a file whose name and content only epochpilot writes (not
+    ``job.toml``: a user's job file has the same name and tables)."""
     config = _toml(path / "config.toml")
     if isinstance(config, dict) and "config_hash" in config.get("run", {}):
-        return True
-    job = _toml(path / "job.toml")
-    if isinstance(job, dict) and {"data", "train"} <= set(job):
         return True
     summary = _json_first(path / "summary.json")
     if isinstance(summary, dict) and ({"epochpilot_version", "stop_reason"} & set(summary)):
@@ -149,19 +152,29 @@ def _check_writable(run_dir: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise ConfigError(
-            f"run_dir {str(run_dir)!r} is not writable ({type(exc).__name__}: {exc.strerror or exc}): "
+            f"{words().field} {str(run_dir)!r} is not writable ({type(exc).__name__}: {exc.strerror or exc}): "
             f"choose a directory you can write to"
         ) from None
 
 
-def _old_config(run_dir: Path) -> dict[str, Any] | None:
-    file = run_dir / "config.toml"
+def saved_config(run_dir: str | Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The run's saved ``config.toml`` and, when it cannot be compared with a new config, why (a phrase to
+    follow the file's name); ``(None, None)`` when there is no such file."""
+    file = Path(run_dir) / "config.toml"
     if not file.is_file():
-        return None
+        return None, None
     try:
-        return tomllib.loads(file.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return {}
+        old = tomllib.loads(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        return {}, "is not UTF-8 text"
+    except tomllib.TOMLDecodeError as exc:
+        return {}, f"is not valid TOML ({exc})"
+    except OSError as exc:
+        return {}, f"cannot be read ({exc.strerror or exc})"
+    run = old.get("run")
+    if not isinstance(run, dict) or not isinstance(run.get("config_hash"), str):
+        return old, "has no [run] config_hash (cut short or edited)"
+    return old, None
 
 
 def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
@@ -192,11 +205,12 @@ def prepare_run_dir(
     if cfg.run_dir is None:
         return Path(resume) if explicit else None
     run_dir = Path(cfg.run_dir)
-    recover(run_dir, "run_dir")
-    kind = check_run_dir(run_dir, "run_dir")
-    old = _old_config(run_dir) if kind == "run" else None
+    w = words()
+    recover(run_dir, w.field)
+    kind = check_run_dir(run_dir, w.field)
+    old, damaged = saved_config(run_dir) if kind == "run" else (None, None)
     has_run = old is not None or (kind == "run" and any((run_dir / name).exists() for name in OURS))
-    same = old is not None and old.get("run", {}).get("config_hash") == config_hash
+    same = damaged is None and old is not None and old["run"]["config_hash"] == config_hash
     if explicit:
         _claim(run_dir)
         return Path(resume)
@@ -209,25 +223,33 @@ def prepare_run_dir(
         return None
     if cfg.overwrite:
         _check_writable(run_dir)
-        Replacement.begin(run_dir, "run_dir")
+        Replacement.begin(run_dir, w.field)
         _claim(run_dir)
         log.info(
-            "overwrite=True: the previous run in %s is kept aside until this one writes its first checkpoint",
+            "%s: the previous run in %s is kept aside until this one writes its first checkpoint",
+            "overwrite=True" if w.python else "--overwrite",
             run_dir,
         )
         return None
-    what = "a run" if same else "a run of a different config"
-    diff = "" if same or old is None else f" (differs in {', '.join(_differences(old, tables))})"
+    where = f"{w.field} {str(run_dir)!r}"
+    what = "a run" if same or damaged else "a run of a different config"
+    diff = (
+        ""
+        if same or damaged or old is None
+        else f" (differs in {', '.join(_differences(old, tables))})"
+    )
     if resume is False:
+        ways = w.ways(run_dir, w.resume, w.overwrite, w.other)
+        raise ConfigError(f"{where} already holds {what}{diff}: {ways}")
+    if resume == "auto" and damaged:
+        ways = w.ways(run_dir, "restore the file", w.anyway, w.overwrite, w.other)
         raise ConfigError(
-            f"run_dir {str(run_dir)!r} already holds {what}{diff}: pass resume='auto' to continue it, "
-            f"overwrite=True to replace it, or another run_dir"
+            f"{where} holds a run whose {run_dir / 'config.toml'} {damaged}, so its config cannot be "
+            f"compared with this one: {ways}"
         )
     if resume == "auto" and not same:
-        raise ConfigError(
-            f"run_dir {str(run_dir)!r} holds a run of a different config{diff}: resume=True continues it anyway, "
-            f"overwrite=True replaces it, or use another run_dir"
-        )
+        ways = w.ways(run_dir, w.anyway, w.overwrite, w.other)
+        raise ConfigError(f"{where} holds a run of a different config{diff}: {ways}")
     latest = CheckpointDir(run_dir / "checkpoints", cfg.keep_last).latest()
     if latest is None:
         if resume is True:
@@ -235,10 +257,47 @@ def prepare_run_dir(
                 f"resume=True but run_dir {str(run_dir)!r} has no checkpoint: use resume='auto'"
             )
         log.info("run_dir %s has no checkpoint yet: starting from scratch", run_dir)
+    elif damaged:
+        log.warning("resuming %s without comparing configs: config.toml %s", latest, damaged)
     elif not same:
         log.warning("resuming %s with a changed config%s", latest, diff)
     _claim(run_dir)
     return latest
+
+
+def _size(path: Path) -> int:
+    """Bytes in the files at ``path`` (below it for a folder); what cannot be read counts 0."""
+    if path.is_file():
+        with contextlib.suppress(OSError):
+            return path.stat().st_size
+        return 0
+    return sum(_size(p) for p in path.iterdir()) if path.is_dir() else 0
+
+
+def check_space(run_dir: str | Path, field: str | None = None) -> None:
+    """Refuse, before anything is written, to continue the run in ``run_dir`` on a disk without room for
+    what continuing writes: a checkpoint as large as its largest one, and its other files rewritten (each
+    goes to a temporary name before the old one is replaced). One line naming ``field``."""
+    import shutil
+
+    run_dir = Path(run_dir)
+    field = field or words().field
+    try:
+        ckpts = [p for p in (run_dir / "checkpoints").iterdir() if p.is_dir()]
+    except OSError:
+        ckpts = []
+    try:
+        files = [p for p in run_dir.iterdir() if p.name not in ("checkpoints", "tb")]
+        free = shutil.disk_usage(run_dir).free
+    except OSError as exc:
+        raise path_error(exc, run_dir, field) from None
+    need = max(map(_size, ckpts), default=0) + sum(map(_size, files)) + 64 * 1024
+    if free < need:
+        raise ConfigError(
+            f"{field} {str(run_dir)!r}: its disk has {free / 1024:,.0f} KiB free; continuing this run writes "
+            f"about {need / 1024:,.0f} KiB (a checkpoint and its files rewritten): free some disk space, or "
+            f"move the run to a disk with room"
+        )
 
 
 def _claim(run_dir: Path) -> None:
@@ -247,7 +306,7 @@ def _claim(run_dir: Path) -> None:
     try:
         mark_run_dir(run_dir)
     except OSError as exc:
-        raise path_error(exc, run_dir, "run_dir") from None
+        raise path_error(exc, run_dir, words().field) from None
 
 
 def write_config(run_dir: Path, tables: Mapping[str, Mapping[str, Any]]) -> None:
@@ -258,24 +317,26 @@ def write_config(run_dir: Path, tables: Mapping[str, Mapping[str, Any]]) -> None
 
 # -- the commands' run directories (train, cv, tune, demo, finetune, continue) --------------------------
 def check_for_command(
-    path: str | Path, *, overwrite: bool, resume: bool, field: str = "--run-dir"
+    path: str | Path, *, overwrite: bool, resume: bool, field: str | None = None
 ) -> str:
     """Refuse, before any work, a run directory this command may not write (a file, a folder of files
     epochpilot did not write, an existing run without ``--resume``/``--overwrite``); bring back what a killed
-    command left aside. Returns ``"missing"``, ``"empty"`` or ``"run"``; writes nothing else."""
+    command left aside. Returns ``"missing"``, ``"empty"`` or ``"run"``; writes nothing else. ``field``
+    (default: the running command's, see :mod:`epochpilot.train.wording`) names the folder's argument."""
+    w = words()
+    field = field or w.field
     if overwrite and resume:
         raise ConfigError("--overwrite and --resume contradict each other: keep one")
     recover(path, field)
     kind = check_run_dir(path, field)
     if kind == "run" and not (overwrite or resume):
-        raise FileExistsError(
-            f"run directory {path} already holds a run: pass --resume to continue it or --overwrite to replace it"
-        )
+        ways = w.ways(path, w.resume, w.overwrite, w.other)
+        raise FileExistsError(f"{field} {str(path)!r} already holds a run: {ways}")
     return kind
 
 
 def claim_run_dir(
-    path: str | Path, *, overwrite: bool, resume: bool, field: str = "--run-dir"
+    path: str | Path, *, overwrite: bool, resume: bool, field: str | None = None
 ) -> None:
     """Claim ``path`` for a command's run, once its input is validated: :func:`check_for_command`, then (with
     ``overwrite``) move the old run aside, create the folder and mark it as a run directory.
@@ -283,6 +344,7 @@ def claim_run_dir(
     The old run is deleted once the new run is durable (its first checkpoint, or a finished fit), and comes
     back if it fails before that; use :func:`claimed_run_dir` to cover failures outside ``fit`` too.
     """
+    field = field or words().field
     kind = check_for_command(path, overwrite=overwrite, resume=resume, field=field)
     if overwrite and kind == "run":
         Replacement.begin(path, field)
@@ -295,11 +357,12 @@ def claim_run_dir(
 
 @contextlib.contextmanager
 def claimed_run_dir(
-    path: str | Path, *, overwrite: bool, resume: bool, field: str = "--run-dir"
+    path: str | Path, *, overwrite: bool, resume: bool, field: str | None = None
 ) -> Iterator[Path]:
     """:func:`claim_run_dir` for the commands' writing part: a failure inside (an exception, Ctrl-C)
     before the new run is durable brings the old run back; a clean exit keeps the new one. A full disk or
     a read-only folder while writing is one line naming ``field``."""
+    field = field or words().field
     claim_run_dir(path, overwrite=overwrite, resume=resume, field=field)
     try:
         yield Path(path)

@@ -14,9 +14,10 @@ from typing import Any
 
 import torch
 
-from epochpilot.errors import CheckpointError, ConfigError, ConfigTypeError
+from epochpilot.errors import ConfigError, ConfigTypeError
 from epochpilot.stopping.base import Reason
 from epochpilot.train import distributed as D
+from epochpilot.train.assemble import build_callbacks, restore
 from epochpilot.train.budgets import Budget
 from epochpilot.train.build import (
     build_loss,
@@ -28,20 +29,12 @@ from epochpilot.train.build import (
     check_settings,
     seed_all,
 )
-from epochpilot.train.callbacks import (
-    BestTracker,
-    CheckpointTimer,
-    ScheduleCallback,
-    StopperCallback,
-)
-from epochpilot.train.checkpoint import CheckpointDir, best_weights, load_checkpoint
-from epochpilot.train.config import TrainConfig, parse_every
+from epochpilot.train.config import TrainConfig
 from epochpilot.train.data import make_batches
 from epochpilot.train.events import TrainState
 from epochpilot.train.guard import fit_guard
 from epochpilot.train.loop import Loop
-from epochpilot.train.progress import ProgressBar, want_progress
-from epochpilot.train.record import HistoryWriter, TensorBoardLogger, write_summary
+from epochpilot.train.record import write_summary
 from epochpilot.train.replace import settle
 from epochpilot.train.rundir import prepare_run_dir, write_config
 from epochpilot.train.validate import dry_forward
@@ -224,38 +217,17 @@ class Trainer:
             raise resume_from
         run_dir = Path(cfg.run_dir) if cfg.run_dir is not None else None
 
-        callbacks: list[Any] = []
-        if schedule is not None:
-            callbacks.append(ScheduleCallback(schedule, factory, total))
-        callbacks.append(
-            StopperCallback(stopper) if stopper is not False else BestTracker(monitor, mode)
+        callbacks, writer, ckpts = build_callbacks(
+            cfg,
+            rank=info.rank,
+            run_dir=run_dir,
+            schedule=schedule,
+            factory=factory,
+            total=total,
+            stopper=stopper,
+            monitor=monitor,
+            mode=mode,
         )
-        callbacks.extend(cfg.callbacks)
-        writer = None
-        ckpts = None
-        if run_dir is not None and info.rank == 0:
-            writer = HistoryWriter(run_dir)
-            callbacks.append(writer)
-            if cfg.tensorboard:
-                callbacks.append(TensorBoardLogger(run_dir / "tb"))
-        if run_dir is not None:
-            every = parse_every(cfg.checkpoint_every)
-            ckpts = CheckpointDir(
-                run_dir / "checkpoints",
-                cfg.keep_last,
-                background=info.rank == 0,
-                sync=cfg.checkpoint_fsync,
-            )
-            if every is not None:
-                callbacks.append(CheckpointTimer(*every))
-        if want_progress(cfg.progress) and info.rank == 0:
-            callbacks.append(ProgressBar())
-        keys = [cb.state_key for cb in callbacks]
-        dupes = {k for k in keys if keys.count(k) > 1}
-        if dupes:
-            raise ConfigError(
-                f"callbacks share the state_key {sorted(dupes)}: give each a distinct state_key"
-            )
 
         state = TrainState(
             max_epochs=cfg.max_epochs,
@@ -330,22 +302,10 @@ class Trainer:
                 return after
 
             loop.summary_writer = summary_writer
-        if resume_from is not None:
-            parts = load_checkpoint(resume_from)
-            if parts["optimizer"] is None or parts["state"] is None:
-                raise CheckpointError(
-                    f"{resume_from} holds weights only: resume from an epoch- or step- checkpoint"
-                )
-            loop._restore(parts, best=best_weights(Path(resume_from), parts)[0])
-            if parts["meta"].get("config_hash") != config_hash:
-                log.warning("checkpoint %s was written by a different config", resume_from)
-            log.info(
-                "resumed from %s at epoch %d, batch %d, update %d",
-                resume_from,
-                state.epochs_done + 1,
-                state.batch,
-                state.step,
-            )
+        if (
+            resume_from is not None
+        ):  # the checkpoint actually used, after a fallback past damaged ones
+            resume_from = restore(loop, resume_from, config_hash)
         else:
             if hasattr(stopper, "reset"):
                 stopper.reset()
