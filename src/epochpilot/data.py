@@ -288,18 +288,11 @@ class Preprocessor:
         import dataclasses
         import math
 
+        from epochpilot._files import read_json_file
+
         path = Path(path)
         fix = "restore the file or train the run again"
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError:
-            raise DataError(f"{path} is not UTF-8 JSON text: {fix}") from None
-        except json.JSONDecodeError as exc:
-            raise DataError(
-                f"{path} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}): {fix}"
-            ) from None
-        except OSError as exc:
-            raise DataError(f"{path} cannot be read ({exc.strerror or exc}): {fix}") from None
+        data = read_json_file(path, DataError, fix)
 
         def bad(what: str) -> DataError:
             return DataError(f"{path} is not an epochpilot preprocessor: {what}; {fix}")

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from epochpilot._files import read_json_file
 from epochpilot.data import Preprocessor
 from epochpilot.errors import CheckpointError, ConfigError, DataError
 
@@ -96,16 +96,7 @@ def _read_frame(path: str | Path) -> pd.DataFrame:
 def _model_info(path: Path) -> dict[str, Any]:
     """``model.json``, checked: a damaged or foreign file is one ConfigError naming it and what is wrong."""
     fix = "restore the file or train the run again"
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path} is not UTF-8 JSON text: {fix}") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{path} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}): {fix}"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"{path} cannot be read ({exc.strerror or exc}): {fix}") from None
+    info = read_json_file(path, ConfigError, fix)
     if not isinstance(info, dict):
         raise ConfigError(f"{path} holds a JSON {type(info).__name__}, not an object: {fix}")
     problems = []
