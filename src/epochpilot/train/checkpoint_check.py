@@ -141,8 +141,8 @@ def newest_loadable(root: Path) -> tuple[Path | None, dict[str, Any] | None]:
         return path, parts
     if problems:
         raise CheckpointError(
-            f"no usable checkpoint in {root}: {one_line(problems)}; restore the damaged files, or start the "
-            f"run again with overwrite (CLI: --overwrite)"
+            f"no usable checkpoint in {root}: {one_line(problems)}; restore the damaged files, or start "
+            f"the run again ({start_again(root)})"
         )
     return None, None
 
@@ -261,3 +261,11 @@ def state_dict_misfit(weights: Any, expected: dict[str, torch.Tensor]) -> str | 
     (...)" for a message that starts with the file's name."""
     diff = state_dict_diff(weights, expected)
     return None if diff is None else f"does not match the model ({diff})"
+
+
+def start_again(checkpoints: Path) -> str:
+    """How to start a run over, in the words of the place the refusal is read (CLI flag or Python argument)."""
+    from epochpilot.train.wording import words
+
+    w = words()
+    return w.ways(Path(checkpoints).parent, w.overwrite) or "with a new run directory"

@@ -319,7 +319,7 @@ class Persistence:
         exactly as from that checkpoint; failing that, the newest one usable but for its best weights. A
         checkpoint given by path, or a run with no usable checkpoint, raises one CheckpointError line."""
         from epochpilot.train.checkpoint import list_checkpoints
-        from epochpilot.train.checkpoint_check import one_line, verify_checkpoint
+        from epochpilot.train.checkpoint_check import one_line, start_again, verify_checkpoint
 
         path = Path(parts["path"])
         problem, weights, lost = self._check_parts(parts, best)
@@ -364,6 +364,6 @@ class Persistence:
             self.resumed_from = partial[0]
             return partial[1], None
         raise CheckpointError(
-            f"no usable checkpoint in {path.parent}: {one_line(problems)}; restore the damaged files, or "
-            f"start the run again with overwrite (CLI: --overwrite)"
+            f"no usable checkpoint in {path.parent}: {one_line(problems)}; restore the damaged files, or start "
+            f"the run again ({start_again(path.parent)})"
         )
