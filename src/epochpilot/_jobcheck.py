@@ -143,7 +143,7 @@ def _check_train(t: Any) -> None:
     except ValueError as exc:
         raise FieldError("train.schedule", f"is not usable: {exc}") from None
     _number(t, "train", "warmup", 0.0, False, "a fraction of all steps (< 1) or a number of steps")
-    _choice(t, "train", "stopper", ("auto", "early", "none"))
+    _choice(t, "train", "stopper", ("auto", "early", "forecast", "none"))
     _need(bool(t.monitor.strip()), "train.monitor", "is empty: name a metric such as 'val_loss'")
     _choice(t, "train", "mode", ("min", "max"))
     _at_least(t, "train", "patience", 0, "epochs without improvement before stopping")

@@ -28,7 +28,7 @@ The TOML schema (every key optional; unknown keys are refused with the nearest v
     weight_decay = 0.0001
     schedule = "warmup(cosine)"
     warmup = 0.05               # fraction of all steps (< 1) or a number of steps (>= 1)
-    stopper = "auto"            # auto (Forecast + blow-up guard, the default) | early (patience) | none
+    stopper = "auto"            # auto (patience 10, the default) | early (patience) | forecast | none
     monitor = "val_loss"
     mode = "min"
     patience = 5

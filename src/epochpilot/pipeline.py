@@ -103,15 +103,16 @@ def _stopper(spec: JobSpec) -> Any:
     if train.stopper == "none":
         return False
     if train.stopper == "auto":
-        try:
-            from epochpilot.stopping import auto_stopper
-        except ImportError:
-            pass
-        else:
-            train_monitor = "train_loss" if train.monitor != "train_loss" else None
-            return auto_stopper(
-                train.monitor, train.mode, budget=train.max_epochs, train_monitor=train_monitor
-            )
+        from epochpilot.stopping import default_stopper
+
+        return default_stopper(train.monitor, train.mode)
+    if train.stopper == "forecast":
+        from epochpilot.stopping import auto_stopper
+
+        train_monitor = "train_loss" if train.monitor != "train_loss" else None
+        return auto_stopper(
+            train.monitor, train.mode, budget=train.max_epochs, train_monitor=train_monitor
+        )
     return EarlyStopping(
         train.monitor,
         train.mode,

@@ -31,7 +31,7 @@ def test_auto_max_time(cli, tmp_path, fast_clock):
     assert summary["budget_kind"] == "time"
     detail = summary["budget_detail"]
     assert detail["max_time_s"] == 30.0 and detail["epoch_time_s"] > 0
-    assert summary["stop_reason"] in ("max_time", "forecast", "divergence", "budget")
+    assert summary["stop_reason"] in ("max_time", "patience", "forecast", "divergence", "budget")
     assert summary["epochs_run"] <= detail["budget_epochs"] + 15  # extensions at most half of 30
     job = (tmp_path / "runs" / "t" / "job.toml").read_text()
     assert 'max_time = "30s"' in job and 'stopper = "auto"' in job

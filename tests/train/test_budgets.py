@@ -172,15 +172,20 @@ def test_time_budget_survives_resume(blobs, monkeypatch, tmp_path):
     assert summary["budget_detail"]["elapsed_s"] == pytest.approx(40.0)
 
 
-def test_stopper_auto_trains_and_stops(blobs):
-    result = fit(mlp(), blobs, blobs, max_epochs=40, **base_kwargs(stopper="auto"))
-    assert result.stop_reason in (Reason.FORECAST, Reason.BUDGET, Reason.DIVERGENCE)
+def test_stopper_forecast_trains_and_stops(blobs):
+    result = fit(mlp(), blobs, blobs, max_epochs=40, **base_kwargs(stopper="forecast"))
+    assert result.stop_reason in (
+        Reason.FORECAST,
+        Reason.BUDGET,
+        Reason.DIVERGENCE,
+        Reason.PATIENCE,
+    )
     assert "Forecast" in result.stop_message or "BlowUpGuard" in result.stop_message
     assert result.best_epoch is not None and result.summary["budget_kind"] == "epochs"
 
 
-def test_stopper_auto_budget_follows_max_steps(blobs):
-    trainer = Trainer(max_steps=30, **base_kwargs(stopper="auto"))
+def test_stopper_forecast_budget_follows_max_steps(blobs):
+    trainer = Trainer(max_steps=30, **base_kwargs(stopper="forecast"))
     result = trainer.fit(mlp(), blobs, blobs)
     assert result.total_steps <= 30
     assert result.summary["max_epochs"] >= 10  # budget 10 epochs (+ any extension, capped by steps)
@@ -234,28 +239,39 @@ def test_build_schedule_kinds():
     assert build_schedule(None, 5) == (None, None)
 
 
-def test_default_stopper_is_auto_reading_the_train_loss():
+def test_default_stopper_is_patience_10_and_forecast_reads_the_train_loss():
     from epochpilot.stopping import AutoStopper, EarlyStopping
     from epochpilot.train.build import build_stopper
 
-    stopper = build_stopper(None, has_val=True, max_epochs=30)
-    assert isinstance(stopper, AutoStopper)
-    assert stopper.forecast.monitor == "val_loss" and stopper.forecast.train_monitor == "train_loss"
-    assert stopper.forecast.budget == 30
-    alone = build_stopper("auto", has_val=False, max_epochs=30)
+    for spec in (None, "auto"):
+        stopper = build_stopper(spec, has_val=True, max_epochs=30)
+        assert isinstance(stopper, EarlyStopping) and stopper.patience == 10
+        assert stopper.monitor == "val_loss" and stopper.mode == "min"
+    assert build_stopper("auto", has_val=False, max_epochs=30).monitor == "train_loss"
+    forecast = build_stopper("forecast", has_val=True, max_epochs=30)
+    assert isinstance(forecast, AutoStopper)
+    assert (
+        forecast.forecast.monitor == "val_loss" and forecast.forecast.train_monitor == "train_loss"
+    )
+    assert forecast.forecast.budget == 30
+    alone = build_stopper("forecast", has_val=False, max_epochs=30)
     assert alone.forecast.monitor == "train_loss" and alone.forecast.train_monitor is None
     early = build_stopper("early", has_val=True, max_epochs=30)
     assert isinstance(early, EarlyStopping) and early.patience == 5 and early.monitor == "val_loss"
 
 
-def test_default_fit_uses_forecast(blobs):
+def test_default_fit_stops_by_patience_10_within_the_budget(blobs):
     result = fit(mlp(), blobs, blobs, max_epochs=40, **base_kwargs(stopper=None))
-    assert result.stop_reason in (Reason.FORECAST, Reason.BUDGET)
-    assert "Forecast(val_loss)" in result.stop_message or result.stop_reason is Reason.BUDGET
+    assert result.stop_reason in (Reason.PATIENCE, Reason.MAX_EPOCHS)
+    assert len(result.history) <= 40
+    if result.stop_reason is Reason.PATIENCE:
+        assert len(result.history) - result.best_epoch == 10
 
 
 def test_unknown_stopper_name_is_one_line():
     from epochpilot.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="'auto' \\(the default\\), 'early'.*'patience'"):
+    with pytest.raises(
+        ConfigError, match="'auto' \\(the default, patience 10\\), 'early'.*'patience'"
+    ):
         Trainer(stopper="patience")

@@ -51,8 +51,9 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--patience", type=int)
     t.add_argument(
         "--stopper",
-        choices=["early", "auto", "none"],
-        help="auto (default): Forecast + NaN/blow-up guards; early: EarlyStopping with --patience; none",
+        choices=["early", "auto", "forecast", "none"],
+        help="auto (default): EarlyStopping(patience=10); early: EarlyStopping with --patience; "
+        "forecast: Forecast + NaN/blow-up guards; none",
     )
     t.add_argument("--seed", type=int)
     t.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")

@@ -6,7 +6,7 @@ Every policy takes 1-based epochs, holds floats only, has a JSON-safe versioned 
 
 from __future__ import annotations
 
-from epochpilot.stopping.auto import AutoStopper, BlowUpGuard, auto_stopper
+from epochpilot.stopping.auto import AutoStopper, BlowUpGuard, auto_stopper, default_stopper
 from epochpilot.stopping.base import (
     STATE_VERSION,
     Decision,
@@ -39,6 +39,7 @@ __all__ = [
     "Retention",
     "UpStrips",
     "auto_stopper",
+    "default_stopper",
     "check_mode",
     "get_metric",
     "is_better",

@@ -223,15 +223,20 @@ def build_loss(spec: Any, device: torch.device) -> Any:
 
 
 def build_stopper(spec: Any, has_val: bool, max_epochs: int) -> Any:
-    """The stop policy for ``stopper``: the user's policy, False (none), None or ``"auto"`` (the default).
+    """The stop policy for ``stopper``: the user's policy, False (none), None or ``"auto"`` (the default),
+    ``"early"`` or ``"forecast"``, on ``val_loss`` with mode "min" (``train_loss`` without validation data).
 
-    The default is ``auto_stopper`` (Forecast plus a blow-up guard) on ``val_loss`` with mode "min", reading the
-    training loss too (Forecast met its accuracy target on the benchmark with both curves), or on
-    ``train_loss`` alone without validation data; its budget starts at ``max_epochs`` and follows a step or
-    time budget. ``"early"`` is the classic ``EarlyStopping(patience=5)`` on the same monitor.
+    ``"auto"`` is ``EarlyStopping(patience=10)``, the most robust rule of the held-out stopping benchmark;
+    ``"early"`` the classic ``EarlyStopping(patience=5)``; ``"forecast"`` is ``auto_stopper`` (Forecast, reading
+    the training loss too, plus a blow-up guard), whose budget starts at ``max_epochs`` and follows a step or
+    time budget.
     """
     monitor = "val_loss" if has_val else "train_loss"
     if spec is None or spec == "auto":
+        from epochpilot.stopping import default_stopper
+
+        return default_stopper(monitor, "min")
+    if spec == "forecast":
         from epochpilot.stopping import auto_stopper
 
         extra = {"train_monitor": "train_loss"} if has_val else {}

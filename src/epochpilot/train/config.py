@@ -212,9 +212,9 @@ class TrainConfig:
                 raise ConfigError(f"schedule={self.schedule!r}: {exc}") from None
         if isinstance(self.stopper, str):
             _check(
-                self.stopper in ("auto", "early"),
-                f"stopper must be a stop policy (epochpilot.stopping), 'auto' (the default), 'early' "
-                f"(EarlyStopping, patience 5) or False for none; got the unknown name {self.stopper!r}",
+                self.stopper in ("auto", "early", "forecast"),
+                f"stopper must be a stop policy (epochpilot.stopping), 'auto' (the default, patience 10), "
+                f"'early' (patience 5), 'forecast' or False for none; got the unknown name {self.stopper!r}",
             )
         elif self.stopper is not None and self.stopper is not False:
             _check(
