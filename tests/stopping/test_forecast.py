@@ -276,3 +276,17 @@ def test_prior_weight_set_follows_the_train_curve():
             policy.update(epoch, {"val_loss": v, "loss": 0.5 / epoch})
         assert policy.last_p_improve == pytest.approx(predict(policy.last_features, weights))
     assert _prior_weights.WEIGHTS != _prior_weights.WEIGHTS_NO_TRAIN
+
+
+def test_a_huge_budget_forecasts_on_a_bounded_grid():
+    """A budget of a billion epochs (fit(max_steps=2**40) on a small data set) used to allocate one entry per
+    future epoch of the look-ahead (hundreds of GiB): the forecast now evaluates a bounded grid."""
+    from epochpilot.stopping._curvefit import EXACT_HORIZON, _future_steps
+
+    steps = _future_steps(200_000_000)
+    assert len(steps) <= EXACT_HORIZON + 256 and steps[-1] == 200_000_000
+    assert list(_future_steps(40)) == list(range(1, 41))
+    stopper = Forecast("val_loss", "min", budget=10**9)
+    for epoch in range(1, 25):
+        decision = stopper.update(epoch, {"val_loss": 1 / epoch})
+    assert decision.best_epoch == 24

@@ -79,14 +79,14 @@ def fit_forecast(
     last = t[-1]
     if horizon <= 0:
         return CurveForecast(0.0, best_seen, best_seen, int(last), 0.0, 0.0)
-    tf = last + np.arange(1, horizon + 1, dtype=float)
+    tf = last + _future_steps(horizon)
     tau = max(tau_min, tau_frac * n)
     w = np.exp(-(last - t) / tau)
     sw = np.sqrt(w)
     phi_all = _bases(np.concatenate([t, tf]))  # (S, n + h)
     s_count = phi_all.shape[0]
-    ones = np.ones((s_count, n + horizon))
-    lin = np.broadcast_to((np.concatenate([t, tf]) - last) / max(n, 1), (s_count, n + horizon))
+    ones = np.ones((s_count, n + len(tf)))
+    lin = np.broadcast_to((np.concatenate([t, tf]) - last) / max(n, 1), (s_count, n + len(tf)))
     # design matrices: (M, n + h, p) for the 2-parameter and 3-parameter (upturn) families
     designs = [np.stack([ones, phi_all], axis=-1), np.stack([ones, phi_all, lin], axis=-1)]
     results = []  # per family: (sse, p, gain, var_gain, best_future, t_best_future, ref) arrays
@@ -151,3 +151,17 @@ def fit_forecast(
         sd=scale * spread,
         sigma=scale * math.sqrt(sig2),
     )
+
+
+#: Future epochs evaluated one by one; beyond, a geometric grid up to the horizon (memory stays bounded when a
+#: budget of millions of epochs makes the look-ahead huge; every horizon up to this is evaluated exactly).
+EXACT_HORIZON = 512
+
+
+def _future_steps(horizon: int) -> np.ndarray:
+    """Epochs after the last one at which the forecast is evaluated: every one up to ``EXACT_HORIZON``, then
+    256 geometrically spaced ones ending at ``horizon``."""
+    if horizon <= EXACT_HORIZON:
+        return np.arange(1, horizon + 1, dtype=float)
+    tail = np.geomspace(EXACT_HORIZON + 1, horizon, 256).round()
+    return np.unique(np.concatenate([np.arange(1, EXACT_HORIZON + 1, dtype=float), tail]))
