@@ -82,9 +82,8 @@ def read_frame(path: str | Path, field: str | None = None) -> pd.DataFrame:
         raise DataError(
             f"{label} has duplicate column names {short_list(duplicates)}: give each column its own name"
         )
-    frame.attrs["source"] = str(
-        path
-    )  # named by later errors about these rows (kept by slices and splits)
+    # named by later errors about these rows (kept by slices and splits)
+    frame.attrs["source"] = str(path)
     return frame
 
 

@@ -60,9 +60,8 @@ class Predictor:
         frame = self._frame(data)
         pre = self.preprocessor
         if pre.target not in frame.columns:
-            raise DataError(
-                f"evaluation data has no target column {pre.target!r}: add it or use predict"
-            )
+            where = frame.attrs.get("source", "the evaluation data")
+            raise DataError(f"{where} has no target column {pre.target!r}: add it or use predict")
         X, y = pre.transform(frame)
         with torch.no_grad():
             out = self.model(torch.from_numpy(X))

@@ -405,3 +405,9 @@ def test_space_file_errors_name_the_key_and_the_file(cli, tmp_path, line, expect
     got = one_line(cli("tune", *WINE, "--space-file", "s.toml", "--trials", "1", "--run-dir", "t"))
     assert got.startswith(f"epochpilot tune: error: {expected}"), got
     assert files_in(tmp_path) == {"s.toml"}  # refused before any run directory or study exists
+
+
+def test_schedule_plot_with_a_non_image_name_is_refused_before_any_work(cli, tmp_path):
+    proc = cli("schedule", "cosine", "--steps", "10", "--plot", "notes.txt")
+    assert proc.returncode == 2 and "--plot notes.txt" in proc.stderr and ".png" in proc.stderr
+    assert proc.stdout == "" and not (tmp_path / "notes.txt").exists()

@@ -323,7 +323,7 @@ def test_flag_values(new_case, command: str) -> None:
         case = new_case()
         _setup(case)
         case.snapshot()
-        names = [a for a in argv[1:] if a != "--"]
+        names = [a for a in argv[1:] if a != "--"] + ["arguments are required"]
         case.run(argv, note="typed flag values", may_change=may_change(argv), names=names)
 
     H.UNNAMED.clear()

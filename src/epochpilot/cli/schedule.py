@@ -12,6 +12,10 @@ EXAMPLES = """examples:
 """
 
 
+#: Image formats matplotlib writes everywhere (checked before any work, so a typo costs nothing).
+IMAGE_FORMATS = ("png", "svg", "svgz", "pdf", "eps", "ps", "jpg", "jpeg", "tif", "tiff", "webp")
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the subcommand."""
     p = subparsers.add_parser(
@@ -51,6 +55,11 @@ def run(args: argparse.Namespace) -> int:
                 f"--warmup-steps needs a warmup spec: write 'warmup({args.spec.strip()})'"
             )
     if args.plot is not None:
+        suffix = args.plot.suffix.lower()
+        if suffix and suffix[1:] not in IMAGE_FORMATS:
+            raise ConfigError(
+                f"--plot {args.plot}: {suffix!r} is not an image format: end the name in .png, .svg or .pdf"
+            )
         try:
             args.plot.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
