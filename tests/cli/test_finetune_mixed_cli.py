@@ -54,7 +54,10 @@ def test_unknown_general_category_lists_the_candidates(cli):
         pytest.skip(f"fortune databases absent: {INSTALL_HINT}")
     proc = cli("finetune", *TASK, "--general-fortunes", "people", "no-such-category")
     assert proc.returncode == 2
-    assert "'no-such-category' not found" in proc.stderr and "wisdom" in proc.stderr
+    assert "'no-such-category' not found" in proc.stderr and "computers" in proc.stderr
+    assert (
+        len(proc.stderr.strip().splitlines()) == 1
+    )  # the 40-odd categories are cut to a few and a count
 
 
 def test_join_classes_puts_general_first_and_merges_shared_names():
