@@ -161,6 +161,19 @@ def _check_train(t: Any) -> None:
     _check_every(t.checkpoint_every)
     _at_least(t, "train", "keep_last", 1, "how many epoch checkpoints to keep")
     _choice(t, "train", "on_nan", ON_NAN)
+    _choice(t, "train", "cooldown", ("none", "on_stop"))
+    _need(
+        math.isfinite(t.cooldown_fraction) and 0.0 < t.cooldown_fraction <= 1.0,
+        "train.cooldown_fraction",
+        f"must be in (0, 1] (a share of the updates so far), got {t.cooldown_fraction!r}: try 0.2",
+    )
+    _need(
+        t.cooldown == "none"
+        or t.schedule.strip().lower().replace(" ", "").startswith(("wsd", "warmup(wsd")),
+        "train.cooldown",
+        f"is {t.cooldown!r}, which needs a WSD schedule, but schedule is {t.schedule!r}: "
+        'use schedule = "wsd" (--schedule wsd)',
+    )
 
 
 def _check_duration(value: Any) -> None:

@@ -28,6 +28,8 @@ The TOML schema (every key optional; unknown keys are refused with the nearest v
     weight_decay = 0.0001
     schedule = "warmup(cosine)"
     warmup = 0.05               # fraction of all steps (< 1) or a number of steps (>= 1)
+    cooldown = "none"           # on_stop (with schedule = "wsd"): when the stopper fires, cool the lr down first
+    cooldown_fraction = 0.2     # the cooldown's length as a share of the updates so far
     stopper = "auto"            # auto (patience 10, the default) | early (patience) | forecast | none
     monitor = "val_loss"
     mode = "min"
@@ -139,6 +141,8 @@ class TrainSpec:
     tensorboard: bool = True
     progress: bool | None = None
     on_nan: str = "stop"
+    cooldown: str = "none"
+    cooldown_fraction: float = 0.2
 
     def __post_init__(self) -> None:
         check_section(self, "train")

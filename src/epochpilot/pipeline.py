@@ -175,7 +175,10 @@ class JobSchedule:
 
         steps = int(total_steps)
         warmup = int(round(self.warmup * steps)) if self.warmup < 1 else int(self.warmup)
-        warmup_steps = min(warmup, steps - 1) if "warmup" in self.name else None
+        name = self.name.strip().lower()
+        warmup_steps = (
+            min(warmup, steps - 1) if "warmup" in name or name.startswith("wsd") else None
+        )
         return parse(self.name, lr=self.lr, total_steps=steps, warmup_steps=warmup_steps)
 
 
@@ -237,6 +240,8 @@ def trainer_kwargs(spec: JobSpec, n_train: int, classification: bool) -> dict[st
         progress=t.progress,
         tensorboard=t.tensorboard,
         on_nan=t.on_nan,
+        cooldown=None if t.cooldown == "none" else t.cooldown,
+        cooldown_fraction=t.cooldown_fraction,
     )
 
 

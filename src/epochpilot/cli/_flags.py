@@ -49,6 +49,7 @@ FIXES: dict[str, str] = {
 #: (low, low allowed?, high or None, high allowed?) of float flags; every float flag must be finite.
 FLOAT_RANGES: dict[str, tuple[float, bool, float | None, bool]] = {
     "--lr": (0.0, False, None, False),
+    "--cooldown-fraction": (0.0, False, 1.0, True),
     "--head-lr": (0.0, False, None, False),
     "--lr-scale": (0.0, False, None, False),
     "--task-weight": (0.0, False, None, False),

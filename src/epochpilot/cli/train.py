@@ -47,7 +47,17 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
     )
     t.add_argument("--batch-size", type=int)
     t.add_argument("--lr", type=float)
-    t.add_argument("--schedule", help="e.g. 'warmup(cosine)', onecycle, constant")
+    t.add_argument("--schedule", help="e.g. 'warmup(cosine)', onecycle, constant, wsd")
+    t.add_argument(
+        "--cooldown",
+        choices=["none", "on_stop"],
+        help="on_stop: when the stopper fires, cool the lr down first (needs --schedule wsd)",
+    )
+    t.add_argument(
+        "--cooldown-fraction",
+        type=float,
+        help="the cooldown's length as a share of the updates so far (default 0.2)",
+    )
     t.add_argument("--patience", type=int)
     t.add_argument(
         "--stopper",
@@ -103,6 +113,8 @@ def spec_from_args(args: argparse.Namespace) -> Any:
         batch_size=args.batch_size,
         lr=args.lr,
         schedule=args.schedule,
+        cooldown=args.cooldown,
+        cooldown_fraction=args.cooldown_fraction,
         patience=args.patience,
         stopper=args.stopper,
         seed=args.seed,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -130,13 +131,25 @@ _NAMES: dict[str, Callable[[float, int], Schedule]] = {
 }
 
 
-def parse(spec: str, *, lr: float, total_steps: int, warmup_steps: int | None = None) -> Schedule:
+def parse(
+    spec: str,
+    *,
+    lr: float,
+    total_steps: int,
+    warmup_steps: int | None = None,
+    cooldown_shape: str = "1-sqrt",
+) -> Schedule:
     """Build a schedule from a short name: NAME or warmup(NAME), NAME in constant, cosine, exponential, linear,
-    onecycle, step.
+    onecycle, step; or wsd / wsd(SHAPE).
 
     The decaying schedules end at ``total_steps``: cosine and linear reach 0, exponential reaches lr/100, step
     divides the lr by 10 at each third, onecycle peaks at ``lr``. ``warmup(NAME)`` warms up linearly from 1% over
     ``warmup_steps`` (default: 5% of total_steps, at least 1) and fits NAME into the remaining steps.
+
+    ``wsd`` (or ``warmup(wsd)``) is :class:`~epochpilot.schedules.WSD`: the same warmup, then ``lr`` until the
+    trainer starts a cooldown (``cooldown="on_stop"``); ``wsd(linear)`` / ``wsd(cosine)`` / ``wsd(1-sqrt)`` pick
+    the cooldown's shape, else ``cooldown_shape``. The default, 1-sqrt, is the shape Hägele et al. (NeurIPS
+    2024) found best.
     """
     if not isinstance(spec, str):
         raise TypeError(f"spec must be a string such as 'warmup(cosine)', got {spec!r}")
@@ -144,10 +157,13 @@ def parse(spec: str, *, lr: float, total_steps: int, warmup_steps: int | None = 
     text = spec.strip().lower().replace(" ", "")
     warm = text.startswith("warmup(") and text.endswith(")")
     name = text[len("warmup(") : -1] if warm else text
+    wsd = re.fullmatch(r"wsd(?:\((.*)\))?", name)
+    if wsd is not None:
+        return _wsd(spec, wsd.group(1) or cooldown_shape, lr, total_steps, warmup_steps)
     if name not in _NAMES:
         valid = ", ".join(sorted(_NAMES))
         raise ValueError(
-            f"unknown schedule {spec!r}: use one of {valid}, or warmup(NAME) such as 'warmup(cosine)'"
+            f"unknown schedule {spec!r}: use one of {valid}, wsd, or warmup(NAME) such as 'warmup(cosine)'"
         )
     if not warm:
         if warmup_steps:
@@ -155,6 +171,12 @@ def parse(spec: str, *, lr: float, total_steps: int, warmup_steps: int | None = 
                 f"warmup_steps={warmup_steps} needs a warmup spec: write 'warmup({name})'"
             )
         return _NAMES[name](lr, total_steps)
+    steps = _warmup(warmup_steps, total_steps)
+    return Warmup(_NAMES[name](lr, total_steps - steps), steps)
+
+
+def _warmup(warmup_steps: int | None, total_steps: int) -> int:
+    """The warmup of a ``warmup(NAME)`` or ``wsd`` spec: ``warmup_steps``, or 5% of total_steps (at least 1)."""
     steps = (
         max(1, round(0.05 * total_steps))
         if warmup_steps is None
@@ -164,7 +186,18 @@ def parse(spec: str, *, lr: float, total_steps: int, warmup_steps: int | None = 
         raise ValueError(
             f"warmup_steps ({steps}) must be < total_steps ({total_steps}): shorten the warmup"
         )
-    return Warmup(_NAMES[name](lr, total_steps - steps), steps)
+    return steps
+
+
+def _wsd(spec: str, shape: str, lr: float, total_steps: int, warmup_steps: int | None) -> Schedule:
+    from epochpilot.schedules.wsd import COOLDOWN_SHAPES, WSD
+
+    if shape not in COOLDOWN_SHAPES:
+        raise ValueError(
+            f"schedule {spec!r}: the cooldown shape must be one of {', '.join(COOLDOWN_SHAPES)}, "
+            f"got {shape!r}: e.g. 'wsd(linear)'"
+        )
+    return WSD(lr, warmup_steps=_warmup(warmup_steps, total_steps), shape=shape)
 
 
 def to_torch(schedule: Callable[[int], float], optimizer: Any) -> Any:

@@ -92,6 +92,16 @@ class ScheduleCallback(Callback):
         self.total_steps = total_steps  # what the factory built the schedule for
         self.plateaus = plateaus(schedule)
         self.ratios: list[float] | None = None
+        #: (start, steps) of a cooldown decided at run time (a WSD schedule), kept across rebuilds
+        self.phase: tuple[int, int] | None = None
+
+    def set_phase(self, phase: tuple[int, int] | None) -> None:
+        """Cool a WSD schedule down from update ``phase[0]`` over ``phase[1]`` updates (None: the stable
+        phase again); a no-op for other schedules."""
+        self.phase = phase
+        if hasattr(self.schedule, "cooldown") and hasattr(self.schedule, "stable"):
+            base = self.schedule.stable()
+            self.schedule = base if phase is None else base.cooldown(*phase)
 
     def rebuild(self, total_steps: int, state: TrainState | None = None) -> None:
         """Rebuild the schedule from its factory for ``total_steps`` updates (no-op without a factory).
@@ -105,6 +115,8 @@ class ScheduleCallback(Callback):
         self.total_steps = int(total_steps)
         old = [p.state_dict() for p in self.plateaus]
         self.schedule = self.factory(int(total_steps))
+        if self.phase is not None:
+            self.set_phase(self.phase)
         self.plateaus = plateaus(self.schedule)
         if len(old) == len(self.plateaus):
             for plateau, sub in zip(self.plateaus, old):

@@ -25,6 +25,8 @@ PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 LOSSES = ("cross_entropy", "mse", "l1", "bce_with_logits", "huber")
 ON_NAN = ("stop", "rollback")
 
+#: fields left out of the hash while at their default (added later: older runs keep their hash)
+_UNHASHED_DEFAULTS = {"cooldown": None, "cooldown_fraction": 0.2}
 #: fields that do not change what is trained; a run_dir may be resumed with different values for these.
 _NOT_HASHED = frozenset(
     {
@@ -162,6 +164,8 @@ class TrainConfig:
     on_nan: str = "stop"
     grad_norm_every: int = 50
     val_every_steps: int | None = None
+    cooldown: str | None = None
+    cooldown_fraction: float = 0.2
 
     def __post_init__(self) -> None:
         """Validate every field (one-line ConfigError naming the field and the fix)."""
@@ -311,6 +315,20 @@ class TrainConfig:
             "progress must be True, False or None (auto)",
         )
         self.callbacks = _check_callbacks(self.callbacks)
+        _check(
+            self.cooldown is None or self.cooldown == "on_stop",
+            f"cooldown={self.cooldown!r} is unknown: use 'on_stop' (cool the lr down when the stopper "
+            "fires, with schedule='wsd') or None",
+        )
+        fraction = self.cooldown_fraction
+        _check(
+            isinstance(fraction, (int, float))
+            and not isinstance(fraction, bool)
+            and math.isfinite(fraction)
+            and 0.0 < fraction <= 1.0,
+            f"cooldown_fraction must be in (0, 1] (the cooldown's share of the updates so far), "
+            f"got {fraction!r}: try 0.2",
+        )
 
     @staticmethod
     def _normalise_metrics(metrics: Any) -> dict[str, Any]:
@@ -353,6 +371,12 @@ class TrainConfig:
     def config_hash(self, extra: Mapping[str, Any] | None = None) -> str:
         """A short hash of the fields that change what is trained (plus ``extra``, e.g. the model)."""
         data = {k: v for k, v in self.resolved().items() if k not in _NOT_HASHED}
+        for (
+            key,
+            default,
+        ) in _UNHASHED_DEFAULTS.items():  # runs from before these fields keep their hash
+            if data.get(key) == default:
+                data.pop(key)
         data.update(extra or {})
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[
             :16

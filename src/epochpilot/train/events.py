@@ -84,6 +84,13 @@ class TrainState:
     val_every: int = 0
     #: True when the best weights came from a mid-epoch validation
     best_mid: bool = False
+    #: ``cooldown="on_stop"``: the update the cooldown starts at (None: not started), its length in updates,
+    #: the epoch the stopper fired in, and the stopper's reason and message (see ``train.cooldown``)
+    cooldown_start: int | None = None
+    cooldown_steps: int = 0
+    cooldown_epoch: int | None = None
+    cooldown_reason: str = ""
+    cooldown_note: str = ""
     rank: int = 0
     world_size: int = 1
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -118,6 +125,11 @@ class TrainState:
             "rollbacks": self.rollbacks,
             "checks": self.checks,
             "best_mid": self.best_mid,
+            "cooldown_start": self.cooldown_start,
+            "cooldown_steps": self.cooldown_steps,
+            "cooldown_epoch": self.cooldown_epoch,
+            "cooldown_reason": self.cooldown_reason,
+            "cooldown_note": self.cooldown_note,
         }
 
     def load_counters(self, data: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ import torch
 from epochpilot.stopping.base import Reason
 from epochpilot.train import distributed as D
 from epochpilot.train.budgets import apply_budget
+from epochpilot.train.cooldown import Cooling
 from epochpilot.train.events import EVENTS, Request, TrainState, as_requests, hooks
 from epochpilot.train.persist import Persistence
 from epochpilot.train.signals import Interruptible, active
@@ -37,7 +38,7 @@ def _finite(value: Any) -> bool:
         return True
 
 
-class Loop(Validation, Persistence, Interruptible):
+class Loop(Validation, Persistence, Interruptible, Cooling):
     """One fit: owns the state, the model/optimizer and the callbacks (built by ``Trainer``)."""
 
     def __init__(self, **parts: Any) -> None:
@@ -146,7 +147,7 @@ class Loop(Validation, Persistence, Interruptible):
         max_steps = self.budget.max_steps or 0
         i = st.batch
         model.train()
-        if max_steps and st.step >= max_steps:  # resumed from a checkpoint taken at the step cap
+        if (max_steps and st.step >= max_steps) or self._cooldown_over():  # resumed at the end
             return bool(torch.isfinite(loss_sum)) or ddp
         for batch in self.train.iter_from(i):
             *xs, y = batch
@@ -194,6 +195,8 @@ class Loop(Validation, Persistence, Interruptible):
                     self._interrupt(mid_epoch=True)
                 if max_steps and st.step >= max_steps:
                     break  # the step budget ends mid-epoch: the epoch ends (and validates) here
+                if st.cooldown_start is not None and self._cooldown_over():
+                    break  # the cooldown's last update: the epoch ends (and validates) here
                 if val_every and st.step % val_every == 0 and i < n:
                     self._check()
                     if st.stop:
@@ -293,6 +296,7 @@ class Loop(Validation, Persistence, Interruptible):
         else:
             self._feed(row, mid=False)
         self._record_row(row)
+        self._finish_cooldown()
         self._budget_check()
         self._handle(D.broadcast(self._dispatch("epoch_end"), self.dist))
         if self.best_dirty:
@@ -351,6 +355,8 @@ class Loop(Validation, Persistence, Interruptible):
                     req.message,
                 )
             elif req.action == "stop" and not st.stop:
+                if self._cooldown_takes(req):
+                    continue
                 st.stop, st.stop_reason, st.stop_message = (
                     True,
                     req.reason,

@@ -9,6 +9,7 @@ happen), and its state is plain ints, floats and strings, safe for ``torch.load(
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -147,6 +148,7 @@ class ScheduleLR(LRScheduler):
                 f"scheduler state has {len(state_dict['plateaus'])} ReduceOnPlateau states, the schedule "
                 f"has {len(self._plateaus)}: rebuild the schedule as in the saved run"
             )
+        self.schedule = _phase_of(self.schedule, state_dict["schedule"])
         if state_dict["schedule"] != _describe(self.schedule):
             warnings.warn(
                 f"resuming with a different schedule: saved {state_dict['schedule']}, "
@@ -160,6 +162,21 @@ class ScheduleLR(LRScheduler):
         self.last_epoch = int(state_dict["last_epoch"])
         self._step_count = int(state_dict["step_count"])
         self._apply()
+
+
+def _phase_of(schedule: Callable[[int], float], saved: str) -> Callable[[int], float]:
+    """``schedule`` with the cooldown phase a saved WSD description holds (a cooldown decided at run time
+    by the run that saved it); ``schedule`` itself when it is no WSD or the description is another's."""
+    from epochpilot.schedules.wsd import WSD
+
+    if not isinstance(schedule, WSD) or saved == repr(schedule):
+        return schedule
+    found = re.search(r"cooldown_start=(\d+|None), cooldown_steps=(\d+)", saved)
+    if found is None:
+        return schedule
+    start, steps = found.groups()
+    candidate = schedule.stable() if start == "None" else schedule.cooldown(int(start), int(steps))
+    return candidate if repr(candidate) == saved else schedule
 
 
 def to_torch(schedule: Callable[[int], float], optimizer: Optimizer) -> ScheduleLR:

@@ -225,6 +225,7 @@ class Persistence:
         if budget is not None:
             self.budget.load_state_dict(budget)
         st.load_counters(counters)
+        self._sync_schedule()  # a cooldown decided before this checkpoint (or none, after a rollback)
         st.max_epochs = self.budget.epochs + self.extended
         # JSON stored non-finite values as null; rows hold floats, so they come back as NaN
         st.checks_log = [

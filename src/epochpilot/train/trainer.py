@@ -30,6 +30,7 @@ from epochpilot.train.build import (
     seed_all,
 )
 from epochpilot.train.config import TrainConfig
+from epochpilot.train.cooldown import check_cooldown, epochs_trained, kept_from
 from epochpilot.train.data import make_batches
 from epochpilot.train.events import TrainState
 from epochpilot.train.guard import fit_guard
@@ -61,6 +62,10 @@ class FitResult:
     total_steps: int = 0
     elapsed_s: float = 0.0
     summary: dict[str, Any] = field(default_factory=dict)
+    #: every epoch trained, a partial last epoch as its share (cooldown included)
+    epochs_trained: float = 0.0
+    #: where the kept weights were trained: "trunk" or "cooldown from epoch E" (``cooldown="on_stop"``)
+    kept_from: str = "trunk"
 
     @property
     def best_row(self) -> dict[str, Any] | None:
@@ -82,7 +87,9 @@ class Trainer:
     ``stopper="early"`` is ``EarlyStopping(patience=5)`` on that monitor, ``stopper=False`` runs all
     ``max_epochs``. ``max_steps`` / ``max_time`` set the budget in updates or wall time instead (see
     :mod:`epochpilot.train.budgets`); ``schedule`` may be a factory ``total_steps -> schedule`` (or a name)
-    so its length follows the budget. The best weights (by the stopper's monitor) are loaded into the
+    so its length follows the budget. ``schedule="wsd", cooldown="on_stop"`` cools the lr down (over
+    ``cooldown_fraction`` of the updates so far) when the stopper fires, then stops (see ``train.cooldown``).
+    The best weights (by the stopper's monitor) are loaded into the
     model at the end, whether or not the stopper fired.
     """
 
@@ -177,6 +184,7 @@ class Trainer:
         budget.plan(steps_per_epoch)
         total = budget.total_steps(steps_per_epoch)
         schedule, factory = build_schedule_checked(cfg, total)
+        check_cooldown(cfg.cooldown, schedule, stopper)
         wrapped = D.wrap(model, info, device)
         loss_fn = build_loss(cfg.loss_fn, device)
         scaler = torch.amp.GradScaler("cuda") if cfg.precision == "16-mixed" else None
@@ -274,6 +282,8 @@ class Trainer:
                 "stop_message": st.stop_message,
                 "max_epochs": st.max_epochs,
                 "epochs_run": len(st.history),
+                "epochs_trained": epochs_trained(st),
+                "kept_from": kept_from(st),
                 "total_steps": st.step,
                 "steps_per_epoch": st.steps_per_epoch,
                 "batch_size": cfg.batch_size,
@@ -347,6 +357,8 @@ class Trainer:
             total_steps=state.step,
             elapsed_s=result_summary["elapsed_s"],
             summary=result_summary,
+            epochs_trained=result_summary["epochs_trained"],
+            kept_from=result_summary["kept_from"],
         )
 
 
