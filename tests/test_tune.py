@@ -284,7 +284,10 @@ def test_a_killed_worker_is_resumed_and_its_trial_retried(tmp_path):
 
 
 @pytest.mark.slow
-def test_tune_with_two_spawned_workers(tmp_path):
+def test_tune_with_two_spawned_workers(tmp_path, monkeypatch):
+    # 0.1 s an epoch: a worker that starts first cannot finish all 6 trials before the other has started
+    # (with no delay it sometimes did on a busy machine, and the test saw one pid)
+    monkeypatch.setenv("EP_TUNE_DELAY", "0.1")
     study = tune(curve_objective, SPACE, n_trials=6, workers=2, run_dir=tmp_path, pruner="median")
     assert 6 <= len(_finished(f"sqlite:///{tmp_path / 'study.db'}")) <= 7
     assert len({t.user_attrs["pid"] for t in study.trials}) == 2
