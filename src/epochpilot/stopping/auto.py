@@ -17,6 +17,7 @@ from epochpilot.stopping.base import (
     check_epoch,
     check_float,
     check_int,
+    check_lrs,
     check_mode,
     fmt_value,
     get_metric,
@@ -161,8 +162,7 @@ class AutoStopper(AnyOf):
 
         The trainer calls it with its schedule evaluated per epoch (e.g. each epoch's mean lr), again
         whenever the budget changes; it is part of the state, so it survives a resume."""
-        probe = Forecast(self.monitor, self.mode, 1, schedule=schedule)  # validates
-        self.forecast.schedule = None if probe.schedule is None else [float(v) for v in schedule]
+        self.forecast.schedule = check_lrs("schedule", schedule)
 
     def state_dict(self) -> dict[str, Any]:
         """AnyOf's state plus the budget and the lr schedule."""

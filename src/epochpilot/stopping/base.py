@@ -21,6 +21,7 @@ __all__ = [
     "STATE_VERSION",
     "check_epoch",
     "check_float",
+    "check_lrs",
     "check_int",
     "check_mode",
     "fmt_value",
@@ -93,6 +94,23 @@ def check_int(name: str, value: Any, minimum: int = 0) -> int:
     if number < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {number}")
     return number
+
+
+def check_lrs(name: str, values: Any) -> list[float] | None:
+    """A per-epoch learning-rate sequence as floats (None stays None): non-empty, every entry a finite
+    number >= 0; otherwise a ValueError naming ``name`` and the bad entry."""
+    if values is None:
+        return None
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or not len(values):
+        raise ValueError(
+            f"{name} must be a non-empty sequence of per-epoch learning rates, got {values!r}"
+        )
+    for i, lr in enumerate(values):
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+            raise ValueError(f"{name}[{i}] must be a number (a learning rate), got {lr!r}")
+        if not math.isfinite(lr) or lr < 0:
+            raise ValueError(f"{name}[{i}] must be a finite learning rate >= 0, got {lr!r}")
+    return [float(v) for v in values]
 
 
 def check_float(

@@ -21,6 +21,7 @@ from epochpilot.stopping.base import (
     check_epoch,
     check_float,
     check_int,
+    check_lrs,
     check_mode,
     fmt_value,
     get_metric,
@@ -172,20 +173,7 @@ class Forecast(Policy):
         for name, value in (("train_monitor", train_monitor), ("grad_monitor", grad_monitor)):
             if value is not None and (not isinstance(value, str) or not value):
                 raise ValueError(f"{name} must be a metric name or None, got {value!r}")
-        if schedule is not None:
-            if isinstance(schedule, (str, bytes)) or not len(schedule):
-                raise ValueError(
-                    f"schedule must be a non-empty sequence of per-epoch learning rates, got {schedule!r}"
-                )
-            for i, lr in enumerate(schedule):
-                if isinstance(lr, bool) or not isinstance(lr, (int, float)):
-                    raise ValueError(
-                        f"schedule[{i}] must be a number (a learning rate), got {lr!r}"
-                    )
-                if not math.isfinite(lr) or lr < 0:
-                    raise ValueError(
-                        f"schedule[{i}] must be a finite learning rate >= 0, got {lr!r}"
-                    )
+        check_lrs("schedule", schedule)
         check_float("resolution", resolution, minimum=0.0)
         check_int("patience_floor", patience_floor, minimum=0)
         check_int("patience_cap", patience_cap, minimum=0)
