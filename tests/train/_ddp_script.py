@@ -1,7 +1,8 @@
 """Run under torchrun (2 CPU processes): train with a rank-dependent stop policy and write each rank's result.
 
-Usage: torchrun --nproc_per_node=2 --standalone _ddp_script.py RUN_DIR OUT_PREFIX MAX_EPOCHS
+Usage: torchrun --nproc_per_node=2 --standalone _ddp_script.py RUN_DIR OUT_PREFIX MAX_EPOCHS [sweep]
 The policy wants to stop at epoch 3 on rank 0 but at epoch 2 on rank 1: only rank 0's decision may count.
+With ``sweep``: no policy, ``cooldown="sweep"`` (each rank must take the same branch decisions).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from epochpilot.stopping import Decision, Policy, Reason  # noqa: E402
 from epochpilot.train import fit  # noqa: E402
 
 run_dir, prefix, max_epochs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+sweep = len(sys.argv) > 4 and sys.argv[4] == "sweep"
 rank = int(os.environ["RANK"])
 
 
@@ -60,8 +62,12 @@ result = fit(
     batch_size=8,
     metrics=["accuracy"],
     max_epochs=max_epochs,
-    stopper=RankStop(),
     seed=0,
+    **(
+        dict(stopper=False, schedule="wsd", cooldown="sweep", sweep_start=1, lr=0.05)
+        if sweep
+        else dict(stopper=RankStop())
+    ),
     run_dir=run_dir,
     resume="auto",
     checkpoint_every="5 steps",
@@ -76,6 +82,8 @@ with open(f"{prefix}-{rank}.json", "w") as fh:
             "history": result.history,
             "weights": flat.tolist(),
             "world_size": result.summary["world_size"],
+            "branches": result.branches,
+            "kept_from": result.kept_from,
         },
         fh,
     )

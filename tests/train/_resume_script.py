@@ -6,7 +6,8 @@ KILL (optional) makes the process SIGKILL itself at one point:
   val:E            inside the validation forward pass of epoch E
   ckpt:NAME        halfway through writing checkpoint NAME (e.g. step-0000016, epoch-0005)
   bestswap         between moving the old ``best`` checkpoint aside and renaming the new one in
-DATA: "dataset" (a Dataset using numpy and python RNG per item) or "loader" (a user DataLoader, shuffle=True).
+DATA: "dataset" (a Dataset using numpy and python RNG per item) or "loader" (a user DataLoader, shuffle=True);
+"sweep": the dataset with ``cooldown="sweep"`` (a WSD schedule, cooldown branches off the trunk) instead of Cosine.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 
 torch.set_num_threads(1)
 
-from epochpilot.schedules import Cosine  # noqa: E402
+from epochpilot.schedules import WSD, Cosine  # noqa: E402
 from epochpilot.stopping import EarlyStopping  # noqa: E402
 from epochpilot.train import Callback, checkpoint, fit  # noqa: E402
 
@@ -103,6 +104,9 @@ y = (X[:, 0] + 0.5 * X[:, 1] > 0).long() + (X[:, 2] > 1).long()
 torch.manual_seed(1)
 model = Net()
 train = Noisy(X[:66], y[:66])
+schedule = dict(schedule=Cosine(0.05, total_steps=40))
+if data_kind == "sweep":
+    schedule = dict(schedule=WSD(0.05, warmup_steps=3), cooldown="sweep", sweep_start=1)
 if data_kind == "loader":
     train = torch.utils.data.DataLoader(train, batch_size=8, shuffle=True)
 result = fit(
@@ -111,7 +115,7 @@ result = fit(
     (X[66:], y[66:]),
     batch_size=8,
     accumulation=2,
-    schedule=Cosine(0.05, total_steps=40),
+    **schedule,
     stopper=EarlyStopping("val_loss", "min", patience=2),
     metrics=["accuracy"],
     max_epochs=12,
@@ -131,6 +135,8 @@ with open(out_file + ".json", "w") as fh:
             "stopped_epoch": result.stopped_epoch,
             "best_epoch": result.best_epoch,
             "stop_reason": result.stop_reason.value,
+            "branches": result.branches,
+            "kept_from": result.kept_from,
         },
         fh,
     )

@@ -163,7 +163,7 @@ def test_hard_stops_are_not_postponed(blobs, make_mlp, scripted):
 @pytest.mark.parametrize(
     ("kw", "match"),
     [
-        (dict(cooldown="sometimes"), r"^cooldown='sometimes' is unknown: use 'on_stop'"),
+        (dict(cooldown="sometimes"), r"^cooldown='sometimes' is unknown: use 'sweep'"),
         (dict(cooldown_fraction=0), r"^cooldown_fraction must be in \(0, 1\]"),
         (dict(cooldown_fraction=1.5), r"^cooldown_fraction must be in \(0, 1\]"),
         (dict(cooldown_fraction=math.nan), r"^cooldown_fraction must be in \(0, 1\]"),

@@ -14,7 +14,7 @@ SCRIPT = Path(__file__).with_name("_ddp_script.py")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _torchrun(run_dir: Path, prefix: Path, max_epochs: int) -> list[dict]:
+def _torchrun(run_dir: Path, prefix: Path, max_epochs: int, *extra: str) -> list[dict]:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
     cmd = [
         sys.executable,
@@ -26,6 +26,7 @@ def _torchrun(run_dir: Path, prefix: Path, max_epochs: int) -> list[dict]:
         str(run_dir),
         str(prefix),
         str(max_epochs),
+        *extra,
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -55,3 +56,18 @@ def test_two_processes_stop_together_write_once_and_resume(tmp_path):
     assert [r["step"] for r in rows] == [4, 8, 12]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["stopped_epoch"] == 3 and summary["stop_reason"] == "user"
+
+
+@pytest.mark.slow
+def test_two_processes_take_the_same_cooldown_branches(tmp_path):
+    """cooldown="sweep" under DDP: every rank forks, joins and keeps the same epochs (rows are all-reduced,
+    branch points count updates), so the replicas stay identical and rank 0 writes one history."""
+    ranks = _torchrun(tmp_path / "run", tmp_path / "s", 14, "sweep")
+    assert len(ranks[0]["branches"]) >= 3
+    assert ranks[0]["branches"] == ranks[1]["branches"]
+    assert ranks[0]["history"] == ranks[1]["history"]
+    assert ranks[0]["kept_from"] == ranks[1]["kept_from"]
+    assert ranks[0]["weights"] == ranks[1]["weights"]
+    assert [r["branch"] for r in ranks[0]["history"]].count(0) < 14
+    rows = (tmp_path / "run" / "history.jsonl").read_text().splitlines()
+    assert len(rows) == len(ranks[0]["history"]) <= 14

@@ -113,3 +113,24 @@ def test_sigkill_resume_matrix(tmp_path: Path) -> None:
     _assert_same(*run_b, *ref_b)
     names = sorted(p.name for p in (run_a[0] / "checkpoints").iterdir())
     assert "best" in names and not [n for n in names if n.startswith(".")]
+
+
+@pytest.mark.slow
+def test_sigkill_inside_cooldown_branches(tmp_path: Path) -> None:
+    """``cooldown="sweep"``: killed inside branch 3 (mid-epoch), inside the last branch, and halfway through a
+    checkpoint written inside it; each rerun resumes in the branch with the trunk's copy from the checkpoint
+    and the run ends bitwise as the uninterrupted one (the branches, the kept model and its origin too)."""
+    kills = ["step:33", "step:53", "ckpt:step-0000056"]
+    with ThreadPoolExecutor(2) as pool:
+        cut = pool.submit(_campaign, tmp_path / "cut", kills, "sweep")
+        ref = pool.submit(_campaign, tmp_path / "ref", [], "sweep")
+        run, reference = cut.result(), ref.result()
+    _assert_same(*run, *reference)
+    info = _result(reference[1])[1]
+    assert [b["fork_step"] for b in info["branches"]] == [
+        5,
+        15,
+        30,
+        50,
+    ]  # the kills were in branches
+    assert info["history"][-1]["branch"] == 4

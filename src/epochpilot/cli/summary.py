@@ -15,8 +15,23 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _used_cooldown(fit: Any) -> bool:
+    """True when the run trained cooldown branches (``cooldown`` set, or seen in its result or history)."""
+    summary = getattr(fit, "summary", None)
+    summary = summary if isinstance(summary, dict) else {}
+    kept_from = getattr(fit, "kept_from", None)
+    return bool(
+        getattr(fit, "cooldown", None)
+        or summary.get("cooldown")
+        or summary.get("branches")
+        or (isinstance(kept_from, str) and kept_from != "trunk")
+        or any("branch" in row for row in getattr(fit, "history", None) or [])
+    )
+
+
 def print_summary(result: Any, console: Console | None = None) -> None:
-    """Print why training stopped, the best epoch and its metrics, test scores and the report path."""
+    """Print why training stopped, the best epoch and its metrics (with cooldown branches: where the kept
+    model came from and the epochs trained), test scores and the report path."""
     console = console or Console(soft_wrap=True)
     fit = result.fit
     best_row = next((row for row in fit.history if row.get("epoch") == fit.best_epoch), {})
@@ -29,6 +44,11 @@ def print_summary(result: Any, console: Console | None = None) -> None:
     table.add_row(
         "best epoch", f"{fit.best_epoch} ({_fmt(fit.best_value)}; these weights were kept)"
     )
+    if _used_cooldown(fit):
+        table.add_row("kept from", str(getattr(fit, "kept_from", "trunk")))
+        trained = getattr(fit, "epochs_trained", None)
+        if isinstance(trained, (int, float)) and not isinstance(trained, bool):
+            table.add_row("epochs trained", f"{trained:.1f} (cooldown branches included)")
     for key in ("train_loss", "val_loss", "train_accuracy", "val_accuracy"):
         if key in best_row:
             table.add_row(key, _fmt(best_row[key]))

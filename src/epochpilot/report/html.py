@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from epochpilot._files import atomic_write_text
+from epochpilot.report.branches import BRANCH_KEYS, branches, kept, kept_sentence, uses_cooldown
 from epochpilot.report.load import RunData, load_run
 from epochpilot.report.page import duration, esc, flatten, fmt, img, kv_table, page, table
 from epochpilot.report.plots import PHASE_COLORS, PHASE_LABELS, figure_png, run_figures
@@ -96,6 +97,9 @@ def _compute_card(run: RunData) -> str:
     rows = [("optimizer steps", steps)]
     if isinstance(spe, int) and cap:
         rows.append(("step budget", int(spe * cap)))
+    trained = _num(s.get("epochs_trained"))
+    if trained is not None and uses_cooldown(run):
+        rows.append(("epochs trained (branches included)", f"{trained:.1f}"))
     rows.append(("wall time", duration(s.get("elapsed_s"))))
     times = [_num(r.get("epoch_time_s")) for r in run.history]
     times = [t for t in times if t is not None]
@@ -114,11 +118,48 @@ def _metrics_card(run: RunData) -> str:
     if not isinstance(fm, dict):
         best = s.get("best_epoch") or (run.analysis.sweet_spot if run.analysis else None)
         fm = run.row_at(best) or (run.history[-1] if run.history else {})
-    rows = [(k, v) for k, v in fm.items() if k not in ("epoch", "step") and _num(v) is not None]
+    skip = ("epoch", "step", *BRANCH_KEYS)
+    rows = [(k, v) for k, v in fm.items() if k not in skip and _num(v) is not None]
     body = kv_table(rows) if rows else '<p class="note">no metrics recorded</p>'
     if isinstance(s.get("test_metrics"), dict) and s["test_metrics"]:
         body += "<h3>Held-out test set</h3>" + kv_table(s["test_metrics"].items())
     return _card(f"Metrics at epoch {fm.get('epoch', '—')}", body)
+
+
+def _span(epochs: list[int]) -> str | None:
+    if not epochs:
+        return None
+    return str(epochs[0]) if epochs[0] == epochs[-1] else f"{epochs[0]}–{epochs[-1]}"
+
+
+def _branches_card(run: RunData) -> str:
+    """Where the kept model came from (one sentence) and a table of the cooldown branches; "" for a run
+    without cooldown branches."""
+    sentence = kept_sentence(run)
+    if sentence is None:
+        return ""
+    body = f'<p class="diag">{esc(sentence)}</p>'
+    brs = branches(run)
+    if brs:
+        where = kept(run)
+        mon = run.summary.get("monitor") or run.monitor or "monitor"
+        rows = [
+            (
+                f"{b.k} (ended the run)" if b.final else b.k,
+                b.fork_epoch,
+                _span(b.epochs),
+                b.steps,
+                b.best_value,
+                b.best_epoch,
+            )
+            for b in brs
+        ]
+        best_row = next(
+            (i for i, b in enumerate(brs) if where.source == "cooldown" and b.k == where.k), None
+        )
+        head = ("branch", "forked after epoch", "epochs", "updates", f"best {mon}", "at epoch")
+        body += table(head, rows, best_row=best_row)
+    return _card("Where the kept model came from", body, "wide")
 
 
 def _advice_card(run: RunData) -> str:
@@ -225,7 +266,7 @@ def render(run: RunData, pngs: list[tuple[str, str, bytes]]) -> str:
     """The report page for ``run`` with its plots (stem, caption, PNG bytes)."""
     figs = []
     for i, (stem, caption, png) in enumerate(pngs):
-        cls = "card wide" if i == 0 else "card"
+        cls = "card wide" if i == 0 or stem == "branches" else "card"
         figs.append(
             f'<figure class="{cls}">{img(png, stem)}<figcaption>{esc(caption)}</figcaption></figure>'
         )
@@ -236,7 +277,7 @@ def render(run: RunData, pngs: list[tuple[str, str, bytes]]) -> str:
         _header(run),
         f'<div class="grid">{_stop_card(run)}{_best_card(run)}{_compute_card(run)}'
         f"{_metrics_card(run)}</div>",
-        f'<div class="grid">{_advice_card(run)}</div>',
+        f'<div class="grid">{_branches_card(run)}{_advice_card(run)}</div>',
         f'<div class="plots">{"".join(figs)}</div>' if figs else "",
         f'<div class="grid">{_plan_card(run)}{_config_card(run)}</div>',
         _card("Notes", f"<ul>{notes}</ul>", "wide") if notes else "",

@@ -15,6 +15,7 @@ from typing import Any
 
 from epochpilot.curves import CurveReport, analyze
 from epochpilot.errors import EpochpilotError
+from epochpilot.report.branches import analysed_rows
 
 try:
     import tomllib
@@ -26,7 +27,17 @@ __all__ = ["ReportError", "RunData", "load_run", "metric_pairs"]
 log = logging.getLogger("epochpilot")
 
 #: history keys that are not learning curves
-_NOT_CURVES = {"epoch", "step", "lr", "grad_norm", "epoch_time_s", "samples_per_s", "stage"}
+_NOT_CURVES = {
+    "epoch",
+    "step",
+    "lr",
+    "grad_norm",
+    "epoch_time_s",
+    "samples_per_s",
+    "stage",
+    "branch",
+    "trunk_epoch",
+}
 
 
 class ReportError(EpochpilotError, ValueError):
@@ -166,6 +177,24 @@ _SUMMARY_TYPES: dict[str, tuple[type, ...]] = {
     "stop_reason": (str,),
     "epochpilot_version": (str,),
     "plan": (dict,),
+    "epochs_trained": (int, float),
+    "kept_from": (str,),
+    "cooldown": (str,),
+    "branches": (list,),
+}
+
+#: the fields of one ``summary["branches"]`` entry with the types the report can use (None allowed unless
+#: the field is required: "branch" and "fork_epoch")
+_BRANCH_TYPES: dict[str, tuple[type, ...]] = {
+    "branch": (int,),
+    "fork_epoch": (int,),
+    "fork_step": (int,),
+    "steps": (int,),
+    "first_epoch": (int,),
+    "last_epoch": (int,),
+    "best_value": (int, float),
+    "best_epoch": (int,),
+    "final": (bool,),
 }
 
 
@@ -186,7 +215,39 @@ def _read_summary(path: Path, notes: list[str]) -> dict[str, Any]:
         if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
             _note(notes, f"{path}: {key!r} has the wrong type ({value!r}); ignored")
             del summary[key]
+    if "branches" in summary:
+        summary["branches"] = _check_branches(summary["branches"], path, notes)
     return summary
+
+
+def _check_branches(entries: Any, path: Path, notes: list[str]) -> list[dict[str, Any]]:
+    """The well-formed ``branches`` entries; each malformed one is dropped with a note naming it."""
+    if not isinstance(entries, list):  # null
+        return []
+    kept: list[dict[str, Any]] = []
+    for i, entry in enumerate(entries):
+        why = None
+        if not isinstance(entry, dict):
+            why = "is not a JSON object"
+        else:
+            for key, kinds in _BRANCH_TYPES.items():
+                value = entry.get(key)
+                if value is None and key not in ("branch", "fork_epoch"):
+                    continue
+                wrong = isinstance(value, bool) and bool not in kinds
+                if wrong or not isinstance(value, kinds):
+                    why = f"has {key!r} = {value!r}" if key in entry else f"has no {key!r}"
+                    break
+            else:
+                if entry["branch"] < 1:
+                    why = f"has 'branch' = {entry['branch']!r} (branches count from 1)"
+                elif any(e["branch"] == entry["branch"] for e in kept):
+                    why = f"repeats branch {entry['branch']}"
+        if why is not None:
+            _note(notes, f"{path}: branches[{i}] {why}; that branch is left out of the report")
+        else:
+            kept.append(entry)
+    return kept
 
 
 def _note(notes: list[str], text: str) -> None:
@@ -274,8 +335,16 @@ def load_run(run_dir: str | Path) -> RunData:
         run.lr_steps = _read_lr_csv(path / "lr.csv", run.notes)
     run.monitor, run.mode = _choose_monitor(run)
     if run.monitor is not None:
+        rows = analysed_rows(run)
+        if rows is not None:
+            ended = any(r.get("branch") for r in rows)
+            run.notes.append(
+                "the curve analysis reads the trunk"
+                + (" and the cooldown that ended the run" if ended else "")
+                + "; the other cooldown branches are drawn in the branches plot"
+            )
         try:
-            run.analysis = analyze(run.history, run.monitor, run.mode)
+            run.analysis = analyze(run.history if rows is None else rows, run.monitor, run.mode)
         except ValueError as e:  # a history the analysis cannot read still gets its plots
             run.notes.append(f"curve analysis skipped: {e}")
     return run

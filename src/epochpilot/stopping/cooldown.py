@@ -29,7 +29,14 @@ from typing import Any
 
 from epochpilot.stopping.base import STATE_VERSION, check_float, check_int, check_mode
 
-__all__ = ["BranchPoints", "SweepDecision", "SweepStop", "cooldown_length"]
+__all__ = [
+    "BranchPoints",
+    "SweepDecision",
+    "SweepStop",
+    "cooldown_length",
+    "next_branch",
+    "whole_epochs",
+]
 
 
 def cooldown_length(steps_so_far: int, fraction: float) -> int:
@@ -130,7 +137,8 @@ class SweepStop:
         message = (
             f"cooldown branch {index + 1} ({value:.4g}) {what} the best so far; best {best_text}; "
             + (
-                f"{self.wait} branches in a row without improvement: stop the trunk"
+                f"{self.wait} branch{'es' if self.wait > 1 else ''} in a row without improvement: "
+                "stop the trunk"
                 if stop
                 else "continue"
             )
@@ -159,3 +167,43 @@ class SweepStop:
         self.values = [float(v) for v in state["values"]]
         self.best_branch = state["best_branch"]
         self.wait = int(state["wait"])
+
+
+def next_branch(
+    trunk_step: int,
+    steps_left: int,
+    steps_per_epoch: int,
+    fraction: float,
+    point: int,
+) -> tuple[str, int]:
+    """What the sweep does at the end of a trunk epoch: ``("none", 0)``, ``("branch", L)`` or ``("final", L)``.
+
+    ``trunk_step`` counts the trunk's updates (branches excluded), ``steps_left`` the updates left before the
+    run's cap (trunk and branches share it), ``point`` the next branch point in trunk updates. A branch
+    cools down over ``fraction`` of the trunk's updates. The last branch takes every update left (the budget
+    is a cap, and the model kept at the cap is annealed): it starts when another trunk epoch would leave too
+    few updates for the cooldown after it, or when the branch due now would. Branches last whole epochs
+    (their length rounded up), so each of their epochs is validated on the same footing as the trunk's.
+    """
+    check_int("trunk_step", trunk_step, minimum=0)
+    check_int("steps_left", steps_left, minimum=0)
+    check_int("steps_per_epoch", steps_per_epoch, minimum=1)
+    check_int("point", point, minimum=1)
+    if steps_left <= 0:
+        return "none", 0
+    length = whole_epochs(cooldown_length(trunk_step, fraction), steps_per_epoch)
+    after_one_more = whole_epochs(
+        cooldown_length(trunk_step + steps_per_epoch, fraction), steps_per_epoch
+    )
+    if steps_left - steps_per_epoch < after_one_more:
+        return "final", steps_left
+    if trunk_step >= point:
+        if steps_left - length - steps_per_epoch < after_one_more:
+            return "final", steps_left
+        return "branch", length
+    return "none", 0
+
+
+def whole_epochs(steps: int, steps_per_epoch: int) -> int:
+    """``steps`` rounded up to whole epochs of ``steps_per_epoch`` updates."""
+    return -(-int(steps) // int(steps_per_epoch)) * int(steps_per_epoch)

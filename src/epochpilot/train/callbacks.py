@@ -22,7 +22,8 @@ class StopperCallback(Callback):
         self.policy = policy
 
     def on_validation_end(self, state: TrainState) -> list[Request]:
-        index = state.checks if state.val_every else state.epoch
+        # under cooldown="sweep" the policy sees its own line (trunk, or trunk + one branch): trunk epochs
+        index = state.checks if state.val_every else int(state.row.get("trunk_epoch", state.epoch))
         try:
             decision = self.policy.update(index, state.row)
         except KeyError as exc:

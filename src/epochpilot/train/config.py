@@ -28,7 +28,12 @@ LOSSES = ("cross_entropy", "mse", "l1", "bce_with_logits", "huber")
 ON_NAN = ("stop", "rollback")
 
 #: fields left out of the hash while at their default (added later: older runs keep their hash)
-_UNHASHED_DEFAULTS = {"cooldown": None, "cooldown_fraction": 0.2}
+_UNHASHED_DEFAULTS = {
+    "cooldown": None,
+    "cooldown_fraction": 0.2,
+    "sweep_start": 4.0,
+    "sweep_patience": 2,
+}
 #: fields that do not change what is trained; a run_dir may be resumed with different values for these.
 _NOT_HASHED = frozenset(
     {
@@ -168,6 +173,8 @@ class TrainConfig:
     val_every_steps: int | None = None
     cooldown: str | None = None
     cooldown_fraction: float = 0.2
+    sweep_start: float = 4.0
+    sweep_patience: int = 2
 
     def __post_init__(self) -> None:
         """Validate every field (one-line ConfigError naming the field and the fix)."""
@@ -318,10 +325,27 @@ class TrainConfig:
         )
         self.callbacks = _check_callbacks(self.callbacks)
         _check(
-            self.cooldown is None or self.cooldown == "on_stop",
-            f"cooldown={self.cooldown!r} is unknown: use 'on_stop' (cool the lr down when the stopper "
-            "fires, with schedule='wsd') or None",
+            self.cooldown in (None, "on_stop", "sweep"),
+            f"cooldown={self.cooldown!r} is unknown: use 'sweep' (cooldown branches off a constant lr, "
+            "keep the best), 'on_stop' (cool the lr down when the stopper fires), both with "
+            "schedule='wsd', or None",
         )
+        start = self.sweep_start
+        _check(
+            _is_number(start) and math.isfinite(start) and start > 0,
+            f"sweep_start must be a number of epochs > 0 (the trunk's length before the first "
+            f"cooldown branch), got {start!r}: try 4",
+        )
+        _check(
+            _is_int(self.sweep_patience) and self.sweep_patience >= 1,
+            f"sweep_patience must be an int >= 1 (branches in a row without improvement before the "
+            f"trunk stops), got {self.sweep_patience!r}: try 2",
+        )
+        if self.cooldown == "sweep" and self.val_every_steps:
+            raise ConfigError(
+                "cooldown='sweep' validates once per epoch, but val_every_steps is set: drop "
+                "val_every_steps, or use cooldown='on_stop'"
+            )
         fraction = self.cooldown_fraction
         _check(
             isinstance(fraction, (int, float))

@@ -20,7 +20,14 @@ from epochpilot.stopping.cooldown import cooldown_length
 from epochpilot.train.callbacks import ScheduleCallback
 from epochpilot.train.events import Request, TrainState
 
-__all__ = ["HARD_STOPS", "Cooling", "check_cooldown", "epochs_trained", "kept_from"]
+__all__ = [
+    "HARD_STOPS",
+    "Cooling",
+    "check_cooldown",
+    "epochs_trained",
+    "kept_from",
+    "schedule_callback",
+]
 
 log = logging.getLogger("epochpilot")
 
@@ -38,8 +45,8 @@ HARD_STOPS = frozenset(
 
 
 def check_cooldown(cooldown: str | None, schedule: Any, stopper: Any) -> None:
-    """Refuse ``cooldown="on_stop"`` without a WSD schedule in its stable phase or without a stop policy
-    (one-line ConfigError naming ``cooldown``)."""
+    """Refuse a cooldown mode without a WSD schedule in its stable phase, or ``"on_stop"`` without a stop
+    policy (one-line ConfigError naming ``cooldown``)."""
     if cooldown is None:
         return
     from epochpilot.schedules.wsd import WSD
@@ -54,7 +61,7 @@ def check_cooldown(cooldown: str | None, schedule: Any, stopper: Any) -> None:
             f"cooldown={cooldown!r} decides when the WSD schedule cools down, but it already cools "
             f"down from update {schedule.cooldown_start}: give WSD without cooldown_start"
         )
-    if stopper is False:
+    if stopper is False and cooldown == "on_stop":
         raise ConfigError(
             f"cooldown={cooldown!r} starts the cooldown when the stopper fires, but stopper=False: "
             "use a stopper (the default) or drop cooldown"
@@ -62,13 +69,18 @@ def check_cooldown(cooldown: str | None, schedule: Any, stopper: Any) -> None:
 
 
 def kept_from(state: TrainState) -> str:
-    """``"trunk"`` or ``"cooldown from epoch E"``: where the kept (best) weights were trained."""
-    if state.cooldown_start is None or state.best_epoch is None:
+    """``"trunk"`` or ``"cooldown from epoch E"``: where the kept (best) weights were trained (E: the epoch
+    the cooldown branch forked after)."""
+    from epochpilot.train.sweep import branch_records
+
+    if state.best_epoch is None:
         return "trunk"
     row = next((r for r in state.history if r.get("epoch") == state.best_epoch), None)
-    if row is None or int(row.get("step", 0)) <= state.cooldown_start:
+    branch = int((row or {}).get("branch") or 0)
+    if not branch:
         return "trunk"
-    return f"cooldown from epoch {state.cooldown_epoch}"
+    record = next((b for b in branch_records(state) if b["branch"] == branch), None)
+    return "trunk" if record is None else f"cooldown from epoch {record['fork_epoch']}"
 
 
 def epochs_trained(state: TrainState) -> float:
@@ -78,7 +90,7 @@ def epochs_trained(state: TrainState) -> float:
     return round(state.step / state.steps_per_epoch, 6)
 
 
-def _schedule_callback(callbacks: list[Any]) -> ScheduleCallback | None:
+def schedule_callback(callbacks: list[Any]) -> ScheduleCallback | None:
     return next((cb for cb in callbacks if isinstance(cb, ScheduleCallback)), None)
 
 
@@ -94,8 +106,10 @@ class Cooling:
     def _cooldown_takes(self, req: Request) -> bool:
         """True when the cooldown takes over stop request ``req`` (starts, or is already running)."""
         st = self.state
-        if self.cfg.cooldown != "on_stop" or req.reason in HARD_STOPS:
+        if self.cfg.cooldown is None or req.reason in HARD_STOPS:
             return False
+        if st.sweep is not None:
+            return self._sweep_takes(req)
         if st.cooldown_start is not None:
             log.debug(
                 "epoch %d: stop request ignored while cooling down: %s", st.epoch, req.message
@@ -143,9 +157,9 @@ class Cooling:
     def _finish_cooldown(self) -> None:
         """At the end of an epoch: stop when the cooldown is over, saying what happened."""
         st = self.state
-        if st.stop or not self._cooldown_over():
+        if st.stop or st.sweep is not None or not self._cooldown_over():
             return
-        schedule = _schedule_callback(self.callbacks)
+        schedule = schedule_callback(self.callbacks)
         shape = getattr(getattr(schedule, "schedule", None), "shape", "")
         epochs = st.cooldown_steps / max(1, st.steps_per_epoch)
         kept = f"kept epoch {st.best_epoch}" if st.best_epoch is not None else "kept no epoch"
@@ -158,7 +172,7 @@ class Cooling:
 
     def _sync_schedule(self) -> None:
         """Make the schedule follow the state's phase boundary (after a cooldown starts, a resume or a rollback)."""
-        cb = _schedule_callback(self.callbacks)
+        cb = schedule_callback(self.callbacks)
         if cb is None:
             return
         st = self.state

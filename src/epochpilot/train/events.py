@@ -8,6 +8,7 @@ Events, in order: ``fit_start``, then per epoch ``epoch_start``, ``step_end`` (a
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,6 +92,8 @@ class TrainState:
     cooldown_epoch: int | None = None
     cooldown_reason: str = ""
     cooldown_note: str = ""
+    #: ``cooldown="sweep"``: the branch counters and results, JSON-safe (see ``train.sweep``); None otherwise
+    sweep: dict[str, Any] | None = None
     rank: int = 0
     world_size: int = 1
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -130,6 +133,7 @@ class TrainState:
             "cooldown_epoch": self.cooldown_epoch,
             "cooldown_reason": self.cooldown_reason,
             "cooldown_note": self.cooldown_note,
+            "sweep": copy.deepcopy(self.sweep),
         }
 
     def load_counters(self, data: dict[str, Any]) -> None:
@@ -137,6 +141,8 @@ class TrainState:
         for key, value in data.items():
             if key == "stop_reason":
                 value = Reason(value)
+            elif key == "sweep":
+                value = copy.deepcopy(value)
             setattr(self, key, value)
 
 

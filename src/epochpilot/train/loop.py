@@ -21,6 +21,7 @@ from epochpilot.train.cooldown import Cooling
 from epochpilot.train.events import EVENTS, Request, TrainState, as_requests, hooks
 from epochpilot.train.persist import Persistence
 from epochpilot.train.signals import Interruptible, active
+from epochpilot.train.sweep import Sweeping
 from epochpilot.train.validate import Validation
 
 __all__ = ["Loop"]
@@ -38,7 +39,7 @@ def _finite(value: Any) -> bool:
         return True
 
 
-class Loop(Validation, Persistence, Interruptible, Cooling):
+class Loop(Validation, Persistence, Interruptible, Cooling, Sweeping):
     """One fit: owns the state, the model/optimizer and the callbacks (built by ``Trainer``)."""
 
     def __init__(self, **parts: Any) -> None:
@@ -97,6 +98,7 @@ class Loop(Validation, Persistence, Interruptible, Cooling):
         if self.budget.kind != "epochs":
             apply_budget(self, self.budget.plan(st.steps_per_epoch))
         self._handle(self._dispatch("fit_start"))
+        self._sweep_start()
         if self.cfg.on_nan == "rollback":
             self.snapshot = self._capture()
         while not st.stop and st.epochs_done < st.max_epochs:
@@ -105,7 +107,7 @@ class Loop(Validation, Persistence, Interruptible, Cooling):
             st.epoch = st.epochs_done + 1
             if st.batch == 0:
                 self._reset_accumulators()
-            self.train.set_epoch(st.epoch)
+            self.train.set_epoch(self._data_epoch())
             self._handle(self._dispatch("epoch_start"))
             t0 = time.perf_counter()
             finite = self._train_epoch()
@@ -287,6 +289,8 @@ class Loop(Validation, Persistence, Interruptible, Cooling):
         row["grad_norm"] = totals[pos] / totals[pos + 1] if totals[pos + 1] else float("nan")
         row["epoch_time_s"] = elapsed
         row["samples_per_s"] = totals[1] / elapsed if elapsed > 0 else float("nan")
+        if self.cfg.cooldown is not None:
+            row["branch"], row["trunk_epoch"] = self._branch_position()
         if not math.isfinite(row["train_loss"]):
             self._record_row(row)
             self._not_finite(recorded=True)
@@ -297,6 +301,7 @@ class Loop(Validation, Persistence, Interruptible, Cooling):
             self._feed(row, mid=False)
         self._record_row(row)
         self._finish_cooldown()
+        self._sweep_epoch_end()
         self._budget_check()
         self._handle(D.broadcast(self._dispatch("epoch_end"), self.dist))
         if self.best_dirty:
@@ -342,6 +347,8 @@ class Loop(Validation, Persistence, Interruptible, Cooling):
                     log.warning(
                         "epoch %d: not kept as the best, its %s is not finite", st.epoch, st.monitor
                     )
+                    continue
+                if not self._sweep_keeps(st.row.get(st.monitor)):
                     continue
                 st.best_epoch, st.best_value = st.epoch, req.value
                 self.keep_best()

@@ -159,6 +159,10 @@ class Persistence:
         )
         parts["meta"] = self._meta()
         parts["best"] = self.best_weights
+        if (
+            self.trunk is not None
+        ):  # inside a cooldown branch: the trunk's copy to return to (never mutated)
+            parts["state"]["trunk"] = self.trunk
         return parts
 
     def save(self, mid_epoch: bool = False) -> None:
@@ -211,6 +215,7 @@ class Persistence:
                     "checkpoint has no state for callback %r: it starts fresh", cb.state_key
                 )
         self.train.load_state_dict(inner.get("data", {}))
+        self.trunk = inner.get("trunk")
         self.data_seed = inner.get("data_seed", self.data_seed)
         if self.scaler is not None and inner.get("scaler"):
             self.scaler.load_state_dict(inner["scaler"])

@@ -38,6 +38,7 @@ from epochpilot.train.loop import Loop
 from epochpilot.train.record import write_summary
 from epochpilot.train.replace import settle
 from epochpilot.train.rundir import prepare_run_dir, write_config
+from epochpilot.train.sweep import branch_records
 from epochpilot.train.validate import dry_forward
 
 __all__ = ["FitResult", "Trainer", "fit"]
@@ -64,8 +65,10 @@ class FitResult:
     summary: dict[str, Any] = field(default_factory=dict)
     #: every epoch trained, a partial last epoch as its share (cooldown included)
     epochs_trained: float = 0.0
-    #: where the kept weights were trained: "trunk" or "cooldown from epoch E" (``cooldown="on_stop"``)
+    #: where the kept weights were trained: "trunk" or "cooldown from epoch E" (E: the epoch it forked after)
     kept_from: str = "trunk"
+    #: one dict per cooldown branch (``cooldown="sweep"`` / ``"on_stop"``): fork, length, best value and epoch
+    branches: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def best_row(self) -> dict[str, Any] | None:
@@ -88,7 +91,9 @@ class Trainer:
     ``max_epochs``. ``max_steps`` / ``max_time`` set the budget in updates or wall time instead (see
     :mod:`epochpilot.train.budgets`); ``schedule`` may be a factory ``total_steps -> schedule`` (or a name)
     so its length follows the budget. ``schedule="wsd", cooldown="on_stop"`` cools the lr down (over
-    ``cooldown_fraction`` of the updates so far) when the stopper fires, then stops (see ``train.cooldown``).
+    ``cooldown_fraction`` of the updates so far) when the stopper fires, then stops (see ``train.cooldown``);
+    ``cooldown="sweep"`` forks cooldown branches off the constant-lr trunk and keeps the best model over
+    all of them, trunk and branches within ``max_epochs`` (see ``train.sweep``).
     The best weights (by the stopper's monitor) are loaded into the
     model at the end, whether or not the stopper fired.
     """
@@ -284,6 +289,8 @@ class Trainer:
                 "epochs_run": len(st.history),
                 "epochs_trained": epochs_trained(st),
                 "kept_from": kept_from(st),
+                "cooldown": cfg.cooldown,
+                "branches": branch_records(st),
                 "total_steps": st.step,
                 "steps_per_epoch": st.steps_per_epoch,
                 "batch_size": cfg.batch_size,
@@ -359,6 +366,7 @@ class Trainer:
             summary=result_summary,
             epochs_trained=result_summary["epochs_trained"],
             kept_from=result_summary["kept_from"],
+            branches=result_summary["branches"],
         )
 
 

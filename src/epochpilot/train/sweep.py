@@ -1,0 +1,318 @@
+"""``cooldown="sweep"``: fork cooldown branches off a constant-lr trunk, keep the best model over all of them.
+
+At branch points spaced geometrically in trunk updates (:class:`~epochpilot.stopping.cooldown.BranchPoints`,
+from ``sweep_start`` epochs, doubling) the loop copies the trunk's state (model, optimizer, callbacks such as
+the stop policy, grad scaler, every rank's RNG), trains a branch whose lr cools down over
+``cooldown_fraction`` of the trunk's updates, validating each epoch, then puts the trunk's state back and
+goes on at the constant lr. Every epoch, trunk or branch, counts against ``max_epochs`` (history epochs are
+numbered in the order they were trained) and the best validated weights over trunk and branches are kept.
+
+The trunk ends when ``sweep_patience`` branches in a row did not beat the best earlier branch
+(:class:`~epochpilot.stopping.cooldown.SweepStop`), when the stop policy fires on the trunk (after a first
+branch; before one, a last branch is cooled down from there), or when the budget nears: the last branch takes
+every update left, so the model kept at the cap is annealed. Hard stops (not finite, divergence, interrupts,
+``max_time``) end the run at once. The state of the running branch and the trunk's copy are saved in
+checkpoints, so a run killed inside a branch resumes exactly. Mixed into ``Loop``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from typing import Any
+
+from epochpilot.stopping.base import Reason, is_better
+from epochpilot.stopping.cooldown import (
+    BranchPoints,
+    SweepStop,
+    cooldown_length,
+    next_branch,
+    whole_epochs,
+)
+from epochpilot.train import distributed as D
+from epochpilot.train.serial import snapshot
+
+__all__ = ["Sweeping", "branch_records", "new_sweep_state"]
+
+log = logging.getLogger("epochpilot")
+
+
+def new_sweep_state(first_step: int) -> dict[str, Any]:
+    """The JSON-safe sweep counters of a run that has not branched yet (first branch at ``first_step``)."""
+    return {
+        "branch": 0,  # 0 on the trunk, k inside the k-th branch
+        "final": False,  # the running branch ends the run
+        "note": "",  # why the running branch is the last one
+        "first_step": first_step,
+        "next_point": first_step,  # the next branch point, in trunk updates
+        "trunk_epochs": 0,
+        "branch_steps": 0,  # updates trained in finished branches
+        "branch_rows": 0,  # epochs done in the running branch
+        "fork": None,  # {"epoch", "step", "trunk_epochs", "trunk_step"} of the running branch
+        "pending": "",  # the stop policy fired on the trunk before any branch: cool down from here
+        "reason": "",  # the stop reason of the run if the running branch is the last one
+        "best_raw": None,  # the monitored value of the kept epoch (trunk or branch)
+        "branches": [],
+        "stopper": None,
+    }
+
+
+def branch_records(state: Any) -> list[dict[str, Any]]:
+    """One dict per cooldown branch (see the README's cooldown section), for ``summary.json`` and the report."""
+    sw = state.sweep
+    if sw is not None:
+        out = [dict(b) for b in sw["branches"]]
+        if sw["branch"]:
+            out.append(_record(state, sw, final=sw["final"]))
+        return out
+    if state.cooldown_start is None:
+        return []
+    rows = [r for r in state.history if r.get("branch")]
+    best_epoch, best_value = _best_of(rows, state.monitor, state.mode)
+    return [
+        {
+            "branch": 1,
+            "fork_epoch": state.cooldown_epoch,
+            "fork_step": state.cooldown_start,
+            "steps": state.cooldown_steps,
+            "first_epoch": rows[0]["epoch"] if rows else None,
+            "last_epoch": rows[-1]["epoch"] if rows else None,
+            "best_value": best_value,
+            "best_epoch": best_epoch,
+            "final": True,
+        }
+    ]
+
+
+def _best_of(rows: list[dict[str, Any]], monitor: str, mode: str) -> tuple[Any, Any]:
+    """(epoch, value) of the best finite monitored value among ``rows``, or (None, None)."""
+    best_epoch, best = None, None
+    for row in rows:
+        value = row.get(monitor)
+        if value is None or not math.isfinite(float(value)):
+            continue
+        if best is None or is_better(float(value), best, mode):
+            best_epoch, best = row["epoch"], float(value)
+    return best_epoch, best
+
+
+def _record(state: Any, sw: dict[str, Any], final: bool) -> dict[str, Any]:
+    k = sw["branch"]
+    rows = [r for r in state.history if r.get("branch") == k]
+    best_epoch, best_value = _best_of(rows, state.monitor, state.mode)
+    fork = sw["fork"]
+    return {
+        "branch": k,
+        "fork_epoch": fork["epoch"],
+        "fork_step": fork["step"],
+        "steps": state.cooldown_steps,
+        "first_epoch": rows[0]["epoch"] if rows else None,
+        "last_epoch": rows[-1]["epoch"] if rows else None,
+        "best_value": best_value,
+        "best_epoch": best_epoch,
+        "final": final,
+    }
+
+
+class Sweeping:
+    """The loop's side of ``cooldown="sweep"`` (a mixin of ``Loop``)."""
+
+    state: Any
+    cfg: Any
+    callbacks: list[Any]
+    trunk: dict[str, Any] | None = None
+
+    # -- set-up and rows ---------------------------------------------------------------------------------
+    def _sweep_start(self) -> None:
+        """Before the first epoch of a fresh run: the sweep's counters (a resumed run has its own)."""
+        st = self.state
+        if self.cfg.cooldown != "sweep" or st.sweep is not None:
+            return
+        from epochpilot.train.cooldown import schedule_callback
+
+        spe = max(1, st.steps_per_epoch)
+        schedule = getattr(schedule_callback(self.callbacks), "schedule", None)
+        warmup = int(getattr(schedule, "warmup_steps", 0) or 0)
+        st.sweep = new_sweep_state(max(1, warmup, round(float(self.cfg.sweep_start) * spe)))
+
+    def _branch_position(self) -> tuple[int, int]:
+        """(branch, trunk_epoch) of the epoch that just trained, counting it (see the history columns)."""
+        st = self.state
+        sw = st.sweep
+        if sw is None:  # on_stop: the cooldown is branch 1 and the run ends in it
+            return (1 if st.cooldown_start is not None else 0), st.epoch
+        if sw["branch"]:
+            sw["branch_rows"] += 1
+            return sw["branch"], sw["fork"]["trunk_epochs"] + sw["branch_rows"]
+        sw["trunk_epochs"] += 1
+        return 0, sw["trunk_epochs"]
+
+    def _data_epoch(self) -> int:
+        """The epoch whose batch order the next epoch walks: under a sweep, the trunk's own count (a branch
+        walks the orders the trunk would), so branches leave the trunk's data order as it was."""
+        st = self.state
+        sw = st.sweep
+        if sw is None:
+            return st.epoch
+        if sw["branch"]:
+            return sw["fork"]["trunk_epochs"] + sw["branch_rows"] + 1
+        return sw["trunk_epochs"] + 1
+
+    def _sweep_keeps(self, value: Any) -> bool:
+        """Whether an epoch whose monitored value is ``value`` beats the kept one over trunk and branches
+        (the stop policy only compares within its own line: its state goes back to the trunk's)."""
+        sw = self.state.sweep
+        if sw is None:
+            return True
+        best = sw["best_raw"]
+        if best is not None and not is_better(float(value), float(best), self.state.mode):
+            return False
+        sw["best_raw"] = float(value)
+        return True
+
+    def _sweep_takes(self, req: Any) -> bool:
+        """A soft stop request from the stop policy: ignored in a branch; on the trunk, the end of the trunk
+        (False: stop now) once a branch was tried, else a last branch from here (True)."""
+        sw = self.state.sweep
+        note = req.message or req.reason.value
+        if sw["branch"]:
+            log.debug("epoch %d: stop request ignored inside a branch: %s", self.state.epoch, note)
+            return True
+        if sw["branches"]:
+            return False
+        sw["pending"], sw["reason"] = note, req.reason.value
+        return True
+
+    # -- at the end of each epoch ----------------------------------------------------------------------------
+    def _sweep_epoch_end(self) -> None:
+        """End a finished branch, or start one when the trunk reached a branch point or the budget's end."""
+        st = self.state
+        sw = st.sweep
+        if sw is None or st.stop:
+            return
+        if sw["branch"]:
+            if self._cooldown_over():
+                self._join()
+            return
+        spe = max(1, st.steps_per_epoch)
+        left, cap = self._updates_left()
+        left = min(left, (st.max_epochs - st.epochs_done) * spe)  # epochs count whole, branches too
+        trunk_step = st.step - sw["branch_steps"]
+        fraction = float(self.cfg.cooldown_fraction)
+        if sw["pending"]:
+            steps = min(whole_epochs(cooldown_length(trunk_step, fraction), spe), left)
+            if steps > 0:
+                self._fork(steps, final=True, note=sw["pending"], reason=sw["reason"])
+            else:  # nothing left to cool down in
+                st.stop, st.stop_reason = True, Reason(sw["reason"])
+                st.stop_message = (
+                    f"{sw['pending']}; no updates left before {cap} to cool the lr down"
+                )
+            return
+        action, steps = next_branch(trunk_step, left, spe, fraction, sw["next_point"])
+        if action == "final":
+            note = f"{cap} nears: the last branch takes the {steps} updates left"
+            reason = Reason.MAX_STEPS if cap.startswith("max_steps") else Reason.MAX_EPOCHS
+            self._fork(steps, final=True, note=note, reason=reason.value)
+        elif action == "branch":
+            self._fork(steps, final=False, note="", reason="")
+
+    def _fork(self, steps: int, final: bool, note: str, reason: str) -> None:
+        """Copy the trunk's state and start a branch cooling down over ``steps`` updates."""
+        st = self.state
+        sw = st.sweep
+        self.trunk = self._trunk_capture()
+        sw.update(
+            branch=len(sw["branches"]) + 1,
+            final=final,
+            note=note,
+            reason=reason,
+            pending="",
+            branch_rows=0,
+            fork={
+                "epoch": st.epoch,
+                "step": st.step,
+                "trunk_epochs": sw["trunk_epochs"],
+                "trunk_step": st.step - sw["branch_steps"],
+            },
+        )
+        st.cooldown_start, st.cooldown_steps, st.cooldown_epoch = st.step, steps, st.epoch
+        self._sync_schedule()
+        log.info(
+            "epoch %d: cooldown branch %d over %d updates (%.3g epochs)%s",
+            st.epoch,
+            sw["branch"],
+            steps,
+            steps / max(1, st.steps_per_epoch),
+            f", the last: {note}" if final else "",
+        )
+
+    def _join(self) -> None:
+        """The running branch is over: record it, put the trunk's state back, decide whether the trunk goes on."""
+        st = self.state
+        sw = st.sweep
+        record = _record(st, sw, final=sw["final"])
+        stopper = SweepStop(st.mode, patience=int(self.cfg.sweep_patience))
+        if sw["stopper"] is not None:
+            stopper.load_state_dict(sw["stopper"])
+        value = math.nan if record["best_value"] is None else record["best_value"]
+        decision = stopper.update(value)
+        sw["stopper"] = stopper.state_dict()
+        sw["branches"].append(record)
+        sw["branch_steps"] += st.step - sw["fork"]["step"]
+        final, note, reason = sw["final"], sw["note"], sw["reason"]
+        sw.update(branch=0, final=False, note="", reason="", fork=None, branch_rows=0)
+        st.cooldown_start, st.cooldown_steps, st.cooldown_epoch = None, 0, None
+        if self.trunk is not None:
+            self._trunk_restore(self.trunk)
+        self.trunk = None
+        self._sync_schedule()
+        trunk_step = st.step - sw["branch_steps"]
+        sw["next_point"] = BranchPoints(sw["first_step"]).next_after(trunk_step)
+        if not final:
+            log.info("epoch %d: %s", st.epoch, decision.message)
+        if not (final or decision.stop):
+            return
+        from epochpilot.train.cooldown import kept_from
+
+        why = note if final else decision.message
+        kept = f"kept epoch {st.best_epoch} ({kept_from(st)})" if st.best_epoch else "kept none"
+        st.stop = True
+        st.stop_reason = Reason(reason) if final and reason else Reason.PATIENCE
+        st.stop_message = (
+            f"{why}; {len(sw['branches'])} cooldown branches in {st.step / max(1, st.steps_per_epoch):.3g} "
+            f"epochs trained; {kept}"
+        )
+
+    # -- the trunk's copy ----------------------------------------------------------------------------------------
+    def _trunk_capture(self) -> dict[str, Any]:
+        """Everything the trunk needs to go on after a branch, as CPU copies (every rank's RNG included)."""
+        from epochpilot.train.persist import get_rng
+
+        rngs = D.gather(get_rng(), self.dist)
+        return snapshot(
+            {
+                "model": self.module.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "callbacks": {cb.state_key: cb.state_dict() for cb in self.callbacks},
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                "rng": rngs,
+            }
+        )
+
+    def _trunk_restore(self, trunk: dict[str, Any]) -> None:
+        """Put the trunk's copy back (the kept best weights and the counters stay as they are)."""
+        from epochpilot.train.persist import set_rng
+
+        trunk = snapshot(trunk)  # the optimizer would alias the copy's tensors
+        self.module.load_state_dict(trunk["model"])
+        self.optimizer.load_state_dict(trunk["optimizer"])
+        by_key = trunk["callbacks"]
+        for cb in self.callbacks:
+            if cb.state_key in by_key and by_key[cb.state_key]:
+                cb.load_state_dict(copy.deepcopy(by_key[cb.state_key]))
+        if self.scaler is not None and trunk.get("scaler"):
+            self.scaler.load_state_dict(trunk["scaler"])
+        rngs = trunk["rng"]
+        set_rng(rngs[min(self.dist.rank, len(rngs) - 1)])
