@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from epochpilot.stopping.cooldown import BranchPoints, SweepStop, cooldown_length
+from epochpilot.stopping.cooldown import (
+    BranchPoints,
+    SweepStop,
+    cooldown_length,
+    next_branch,
+    whole_epochs,
+)
 
 
 def test_branch_points_double_in_steps() -> None:
@@ -84,3 +90,35 @@ def test_docstring_example_runs() -> None:
 
     result = doctest.testmod(cooldown)
     assert result.attempted > 0 and result.failed == 0
+
+
+# -- next_branch: what the sweep does at the end of a trunk epoch --------------------------------------------
+@given(
+    trunk=st.integers(0, 5000),
+    left=st.integers(0, 5000),
+    spe=st.integers(1, 50),
+    fraction=st.floats(0.01, 1.0),
+    point=st.integers(1, 5000),
+)
+def test_next_branch_never_overruns_and_ends_annealed(trunk, left, spe, fraction, point):
+    action, steps = next_branch(trunk, left, spe, fraction, point)
+    assert action in ("none", "branch", "final")
+    if action == "none":
+        assert steps == 0
+        # another trunk epoch still leaves room for the cooldown after it
+        assert left == 0 or left - spe >= whole_epochs(cooldown_length(trunk + spe, fraction), spe)
+    elif action == "final":
+        assert steps == left > 0  # the last branch takes every update left
+    else:
+        assert trunk >= point and 0 < steps < left
+        assert steps % spe == 0 and steps >= cooldown_length(trunk, fraction)
+        # and the budget after this branch still fits one more trunk epoch and its cooldown
+        assert left - steps - spe >= whole_epochs(cooldown_length(trunk + spe, fraction), spe)
+
+
+def test_next_branch_examples():
+    assert next_branch(40, 1000, 10, 0.2, 80) == ("none", 0)
+    assert next_branch(80, 1000, 10, 0.2, 80) == ("branch", 20)
+    assert next_branch(80, 29, 10, 0.2, 160) == ("final", 29)  # 19 left after one more epoch < 20
+    assert next_branch(80, 0, 10, 0.2, 80) == ("none", 0)
+    assert whole_epochs(1, 8) == 8 and whole_epochs(16, 8) == 16 and whole_epochs(17, 8) == 24

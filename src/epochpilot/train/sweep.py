@@ -115,6 +115,29 @@ def _record(state: Any, sw: dict[str, Any], final: bool) -> dict[str, Any]:
     }
 
 
+def _short_warmup(callback: Any, first: int, state: Any) -> None:
+    """A schedule named by the user (``"wsd"``) warms up over 5% of the planned updates; under a sweep the
+    plan is a cap, not the run's length, so the warmup is held to half the trunk before the first branch
+    (a WSD object given by the user keeps its own warmup)."""
+    import dataclasses
+
+    factory = callback.factory
+    limit = max(1, first // 2)
+
+    def shorter(total_steps: int) -> Any:
+        schedule = factory(total_steps)
+        if getattr(schedule, "warmup_steps", 0) > limit and dataclasses.is_dataclass(schedule):
+            schedule = dataclasses.replace(schedule, warmup_steps=limit)
+        return schedule
+
+    callback.factory = shorter
+    callback.schedule = shorter(callback.total_steps)
+    if callback.phase is not None:
+        callback.set_phase(callback.phase)
+    if state.optimizer is not None and callback.ratios is not None:
+        callback._apply(state)
+
+
 class Sweeping:
     """The loop's side of ``cooldown="sweep"`` (a mixin of ``Loop``)."""
 
@@ -125,16 +148,22 @@ class Sweeping:
 
     # -- set-up and rows ---------------------------------------------------------------------------------
     def _sweep_start(self) -> None:
-        """Before the first epoch of a fresh run: the sweep's counters (a resumed run has its own)."""
+        """Before the first epoch: the schedule's warmup, and the sweep's counters (a resumed run has its own)."""
         st = self.state
-        if self.cfg.cooldown != "sweep" or st.sweep is not None:
+        if self.cfg.cooldown != "sweep":
             return
         from epochpilot.train.cooldown import schedule_callback
 
         spe = max(1, st.steps_per_epoch)
-        schedule = getattr(schedule_callback(self.callbacks), "schedule", None)
+        first = max(1, round(float(self.cfg.sweep_start) * spe))
+        callback = schedule_callback(self.callbacks)
+        if callback is not None and callback.factory is not None:
+            _short_warmup(callback, first, st)  # a resumed run too: its schedule was built afresh
+        if st.sweep is not None:
+            return
+        schedule = getattr(callback, "schedule", None)
         warmup = int(getattr(schedule, "warmup_steps", 0) or 0)
-        st.sweep = new_sweep_state(max(1, warmup, round(float(self.cfg.sweep_start) * spe)))
+        st.sweep = new_sweep_state(max(warmup, first))
 
     def _branch_position(self) -> tuple[int, int]:
         """(branch, trunk_epoch) of the epoch that just trained, counting it (see the history columns)."""
@@ -173,14 +202,23 @@ class Sweeping:
 
     def _sweep_takes(self, req: Any) -> bool:
         """A soft stop request from the stop policy: ignored in a branch; on the trunk, the end of the trunk
-        (False: stop now) once a branch was tried, else a last branch from here (True)."""
+        once a branch was tried, else a last branch from here. Always True: the sweep took the request."""
         sw = self.state.sweep
         note = req.message or req.reason.value
         if sw["branch"]:
             log.debug("epoch %d: stop request ignored inside a branch: %s", self.state.epoch, note)
             return True
-        if sw["branches"]:
-            return False
+        st = self.state
+        if sw["branches"]:  # the trunk ends; the best branch so far (or trunk epoch) is the result
+            from epochpilot.train.cooldown import kept_from
+
+            kept = f"kept epoch {st.best_epoch} ({kept_from(st)})" if st.best_epoch else "kept none"
+            st.stop, st.stop_reason = True, req.reason
+            st.stop_message = (
+                f"{note}; the trunk ends after {len(sw['branches'])} cooldown branches, "
+                f"{st.step / max(1, st.steps_per_epoch):.3g} epochs trained; {kept}"
+            )
+            return True
         sw["pending"], sw["reason"] = note, req.reason.value
         return True
 
