@@ -167,9 +167,11 @@ class Kill(Callback):
             raise KeyboardInterrupt  # a killed process, after the previous epoch's checkpoint
 
 
-@pytest.mark.parametrize("every", [1, "5 steps"])
-def test_resume_inside_a_branch_is_bitwise(blobs, make_mlp, tmp_path, every):
+@pytest.mark.parametrize(("every", "schedule"), [(1, None), ("5 steps", None), (1, "wsd")])
+def test_resume_inside_a_branch_is_bitwise(blobs, make_mlp, tmp_path, every, schedule):
     kw = dict(checkpoint_every=every, keep_last=50, max_epochs=20)
+    if schedule:  # a named schedule: its warmup is shortened again on resume
+        kw.update(schedule=schedule, sweep_start=2)
     whole = _fit(blobs, make_mlp, run_dir=tmp_path / "whole", **kw)
     inside = next(r["epoch"] for r in whole.history if r["branch"] == 4)  # a 2-epoch branch
     assert whole.history[inside]["branch"] == 4
@@ -221,3 +223,15 @@ def test_sweep_without_a_stopper_is_allowed_and_on_stop_is_not(blobs, make_mlp):
     assert _fit(blobs, make_mlp, max_epochs=6).branches
     with pytest.raises(ConfigError, match="stopper=False"):
         _fit(blobs, make_mlp, max_epochs=6, cooldown="on_stop")
+
+
+def test_a_named_wsd_warms_up_before_the_first_branch(blobs, make_mlp):
+    trace = LrTrace()
+    result = _fit(blobs, make_mlp, schedule="wsd", sweep_start=4, max_epochs=100, callbacks=[trace])
+    # 5% of the 800 planned updates would be 40; under a sweep the warmup is half the first 4 epochs
+    assert trace.lrs[14] < 0.1 and trace.lrs[15] == 0.1
+    assert result.branches[0]["fork_step"] == 32
+    own = _fit(blobs, make_mlp, schedule=WSD(0.1, warmup_steps=40), max_epochs=60)
+    assert (
+        own.branches[0]["fork_step"] == 40
+    )  # a WSD object keeps its own warmup; no branch inside it
