@@ -26,6 +26,7 @@ from epochpilot.tune import (
 from epochpilot.tune_pruner import EpochpilotPruner, prune_decision
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _postgres import postgres_url  # noqa: E402, F401 - a fixture
 from _tune_worker import SPACE, curve_objective  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -190,16 +191,32 @@ def test_resume_counts_finished_trials_and_refuses_another_space(tmp_path):
     url = f"sqlite:///{tmp_path / 'study.db'}"
     study = tune(curve_objective, SPACE, n_trials=3, storage=url, pruner="none")
     assert len(study.trials) == 3 and (tmp_path / "study.db").exists()
-    study = tune(curve_objective, SPACE, n_trials=5, storage=url, pruner="none")
+    study = tune(curve_objective, SPACE, n_trials=5, storage=url, pruner="none", resume="auto")
     assert len(study.trials) == 5  # two more, not five more
     assert study.user_attrs["epochpilot_space"] == '{"x": ["float", 0.0, 1.0]}'
-    with pytest.raises(
-        ValueError,
-        match=r"study 'epochpilot' in sqlite.*different search space.*another study_name",
-    ):
-        tune(curve_objective, {"x": ("float", 0.0, 2.0)}, n_trials=6, storage=url)
-    with pytest.raises(ValueError, match="created to minimize, not maximize"):
-        tune(curve_objective, SPACE, n_trials=6, storage=url, direction="maximize")
+    for resume in (False, "auto", True):  # no resume continues another space or direction
+        with pytest.raises(
+            ValueError,
+            match=r"study 'epochpilot' in sqlite.*different search space.*another study_name",
+        ):
+            tune(
+                curve_objective,
+                {"x": ("float", 0.0, 2.0)},
+                n_trials=6,
+                storage=url,
+                pruner="none",
+                resume=resume,
+            )
+        with pytest.raises(ValueError, match="created with direction minimize, not maximize"):
+            tune(
+                curve_objective,
+                SPACE,
+                n_trials=6,
+                storage=url,
+                pruner="none",
+                direction="maximize",
+                resume=resume,
+            )
 
 
 def test_bad_storage_is_one_clear_line(tmp_path):
@@ -362,80 +379,8 @@ def test_pruning_callback_reports_the_trainer_monitor_and_prunes():
 # -- PostgreSQL: the same study code on a real server -------------------------------------------------------
 
 
-def _pg_bin() -> Path | None:
-    import glob
-    import shutil
-
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    path = found[-1] if found else shutil.which("initdb")
-    return Path(path).parent if path else None
-
-
-@pytest.fixture(scope="module")
-def postgres_url():
-    """A throwaway PostgreSQL cluster on a free localhost port (as the 'postgres' user when run as root)."""
-    import shutil
-    import socket
-
-    pytest.importorskip("psycopg2", reason="psycopg2 missing: pip install psycopg2-binary")
-    bin_dir = _pg_bin()
-    if bin_dir is None:
-        pytest.skip(
-            "PostgreSQL is not installed: apt-get install -y postgresql (Debian) to run this test"
-        )
-    import tempfile
-
-    root = Path(
-        tempfile.mkdtemp(prefix="epochpilot-pg-")
-    )  # directly under /tmp: the postgres user must reach it
-    data, log = root / "data", root / "server.log"
-    prefix: list[str] = []
-    if os.geteuid() == 0:  # postgres refuses to run as root
-        if shutil.which("runuser") is None:
-            pytest.skip("running as root without runuser: cannot start PostgreSQL as another user")
-        shutil.chown(root, "postgres")
-        prefix = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-
-    def run(*cmd: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*prefix, *cmd], capture_output=True, text=True, timeout=120)
-
-    init = run(
-        str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"
-    )
-    if init.returncode != 0:
-        shutil.rmtree(root, ignore_errors=True)
-        pytest.skip(f"initdb failed, cannot start PostgreSQL: {init.stderr.strip()[-300:]}")
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-    start = run(
-        str(bin_dir / "pg_ctl"),
-        "-D",
-        str(data),
-        "-o",
-        options,
-        "-l",
-        str(log),
-        "-w",
-        "-t",
-        "60",
-        "start",
-    )
-    if start.returncode != 0:
-        shutil.rmtree(root, ignore_errors=True)
-        pytest.skip(
-            f"PostgreSQL did not start: {start.stdout.strip()[-300:]} {log.read_text()[-300:] if log.exists() else ''}"
-        )
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
-        shutil.rmtree(root, ignore_errors=True)
-
-
 @pytest.mark.slow
-def test_two_workers_share_a_study_on_postgresql(postgres_url):
+def test_two_workers_share_a_study_on_postgresql(postgres_url):  # noqa: F811 - the fixture
     procs = [_worker(postgres_url, 10, delay=0.02) for _ in range(2)]
     for p in procs:
         _, err = p.communicate(timeout=240)
@@ -445,7 +390,12 @@ def test_two_workers_share_a_study_on_postgresql(postgres_url):
     assert len({t.user_attrs["pid"] for t in done}) == 2
     # resume from a third process: counts what the server holds
     study = tune(
-        curve_objective, SPACE, n_trials=len(done) + 2, storage=postgres_url, heartbeat_s=2
+        curve_objective,
+        SPACE,
+        n_trials=len(done) + 2,
+        storage=postgres_url,
+        heartbeat_s=2,
+        resume="auto",
     )
     assert len(study.trials) == len(done) + 2
     assert study.user_attrs["epochpilot_space"] == '{"x": ["float", 0.0, 1.0]}'

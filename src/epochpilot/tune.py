@@ -13,32 +13,47 @@ import dataclasses
 import math
 import os
 from collections.abc import Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import optuna
 
+from epochpilot.errors import ConfigError
 from epochpilot.train.events import Callback, TrainState
 from epochpilot.tune_pruner import BUDGET_ATTR, EpochpilotPruner
-from epochpilot.tune_space import Param, job_parameters, parse_space, space_key
+from epochpilot.tune_space import Param, job_parameters, parse_space, real_params
 from epochpilot.tune_storage import open_storage, safe_url
+from epochpilot.tune_study import (
+    PRUNERS,
+    SAMPLERS,
+    SETTINGS_ATTR,
+    SPACE_ATTR,
+    TunedStudy,
+    check_resume,
+    make_pruner,
+    make_sampler,
+    open_study,
+    study_settings,
+)
+from epochpilot.tune_workers import optimize, run_workers
 
 __all__ = [
+    "PRUNERS",
+    "SAMPLERS",
+    "SETTINGS_ATTR",
+    "SPACE_ATTR",
     "EpochpilotPruner",
     "JobObjective",
     "Param",
     "PruningCallback",
+    "TunedStudy",
     "make_pruner",
+    "make_sampler",
     "open_storage",
     "parse_space",
+    "real_params",
     "tune",
 ]
-
-PRUNERS = ("epochpilot", "median", "hyperband", "none")
-SAMPLERS = ("tpe", "random")
-SPACE_ATTR = "epochpilot_space"
 
 
 # -- reporting and pruning inside the trainer ------------------------------------------------------------
@@ -169,84 +184,6 @@ class JobObjective:
         return sign * best
 
 
-def make_pruner(pruner: Any) -> optuna.pruners.BasePruner:
-    """A pruner from its name (epochpilot | median | hyperband | none) or an Optuna pruner instance."""
-    if isinstance(pruner, optuna.pruners.BasePruner):
-        return pruner
-    if pruner is None or pruner == "none":
-        return optuna.pruners.NopPruner()
-    if pruner == "epochpilot":
-        return EpochpilotPruner()
-    if pruner == "median":
-        return optuna.pruners.MedianPruner()
-    if pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner()
-    raise ValueError(f"pruner={pruner!r} is unknown: use one of {', '.join(PRUNERS)}")
-
-
-def make_sampler(sampler: Any, seed: int | None) -> optuna.samplers.BaseSampler:
-    """A sampler from its name (tpe | random) or an Optuna sampler instance."""
-    if isinstance(sampler, optuna.samplers.BaseSampler):
-        return sampler
-    if sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
-    if sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise ValueError(f"sampler={sampler!r} is unknown: use one of {', '.join(SAMPLERS)}")
-
-
-# -- the study -------------------------------------------------------------------------------------------
-
-FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-
-
-def _finished(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
-
-
-def _wrap(objective: Callable[..., float], params: dict[str, Param] | None) -> Callable:
-    if params is None:
-        return objective
-    return _Bound(objective, params)
-
-
-class _Bound:
-    """``objective(trial, params)`` as an Optuna objective (picklable when ``objective`` is)."""
-
-    def __init__(self, objective: Callable[..., float], params: dict[str, Param]) -> None:
-        self.objective = objective
-        self.params = params
-
-    def __call__(self, trial: optuna.Trial) -> float:
-        values = {name: p.suggest(trial) for name, p in self.params.items()}
-        return self.objective(trial, values)
-
-
-def _optimize(job: dict[str, Any]) -> int:
-    """One worker: load the shared study and run trials until ``n_trials`` have finished."""
-    if job.get("threads"):
-        import torch
-
-        torch.set_num_threads(job["threads"])
-    storage = open_storage(job["storage"], job["heartbeat_s"])
-    study = optuna.load_study(
-        study_name=job["study_name"],
-        storage=storage,
-        sampler=make_sampler(job["sampler"], job["seed"]),
-        pruner=make_pruner(job["pruner"]),
-    )
-    left = job["n_trials"] - _finished(study)
-    if left > 0:
-        study.optimize(
-            _wrap(job["objective"], job["params"]),
-            n_trials=left,
-            timeout=job["timeout"],
-            callbacks=[optuna.study.MaxTrialsCallback(job["n_trials"], states=FINISHED)],
-            catch=job["catch"],
-        )
-    return _finished(study)
-
-
 def tune(
     objective_or_config: Any,
     space: Mapping[str, Any] | None = None,
@@ -263,24 +200,36 @@ def tune(
     timeout: float | None = None,
     heartbeat_s: int | None = 10,
     catch: tuple[type[Exception], ...] = (),
-) -> optuna.Study:
-    """Run (or resume) a study until ``n_trials`` trials have finished (completed or pruned); returns it.
+    resume: bool | str = False,
+    overwrite: bool = False,
+) -> TunedStudy:
+    """Run a study until ``n_trials`` trials have finished (completed or pruned); returns it.
 
     ``objective_or_config``: a job TOML path or ``JobSpec`` (``space`` names its [train] settings, e.g.
     ``lr``, ``batch_size``, ``warmup``, ``weight_decay``, ``schedule``, ``max_epochs``, or ``model.NAME``), or
     ``objective(trial, params) -> float`` (``objective(trial)`` when ``space`` is None). ``storage`` defaults to
-    ``sqlite:///<run_dir>/study.db``; any SQLAlchemy URL works (PostgreSQL for workers on many machines). A
-    re-run with the same study name resumes: trials already finished count towards ``n_trials``. With
-    ``workers > 1``, that many 'spawn' processes share the study (the objective must be picklable); up to
-    ``workers - 1`` extra trials may finish while the last ones run. ``seed`` seeds the sampler (worker i
-    uses seed + i). A study stored with a different space or direction is refused.
+    ``sqlite:///<run_dir>/study.db``; any SQLAlchemy URL works (PostgreSQL for workers on many machines).
+
+    A study that already holds trials is refused unless ``resume='auto'`` (continue it if it ran with the same
+    settings: direction, space, objective or job, pruner, sampler and seed; trials already finished count
+    towards ``n_trials``), ``resume=True`` (continue it even with another pruner, sampler, objective or job
+    setting) or ``overwrite=True`` (delete it and start over); another direction or space is always refused.
+    Each refusal is one :class:`~epochpilot.errors.ConfigError` line naming the differences and the fixes.
+
+    With ``workers > 1``, that many 'spawn' processes share the study (the objective must be picklable); up to
+    ``workers - 1`` extra trials may finish while the last ones run; a worker that dies (killed for memory)
+    costs its trial, marked failed and retried once, and is replaced (see :mod:`epochpilot.tune_workers`).
+    ``seed`` seeds the sampler (worker i uses seed + i). The returned study's ``pruner`` and ``sampler`` are
+    the ones that ran, and its ``best_params`` hold list choices as lists.
     """
     if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
         raise ValueError(f"n_trials must be an int >= 1, got {n_trials!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
-    make_pruner(pruner), make_sampler(sampler, seed)  # validate names early
+    check_resume(resume, overwrite)
+    pruner_used, sampler_used = make_pruner(pruner), make_sampler(sampler, seed)
     run_dir = Path(run_dir)
+    spec = None
     if (
         isinstance(objective_or_config, (str, Path))
         or type(objective_or_config).__name__ == "JobSpec"
@@ -314,20 +263,38 @@ def tune(
     if direction not in ("minimize", "maximize"):
         raise ValueError(f"direction={direction!r}: use 'minimize' or 'maximize'")
     if storage is None:
+        if (
+            resume is True and not (run_dir / "study.db").is_file()
+        ):  # refused before any file is made
+            raise ConfigError(
+                f"resume=True but there is no study in {run_dir / 'study.db'}: use resume='auto' or False"
+            )
         run_dir.mkdir(parents=True, exist_ok=True)
         storage = f"sqlite:///{run_dir.resolve() / 'study.db'}"
     if workers > 1 and not isinstance(storage, str):
         raise ValueError("workers > 1 needs storage as a URL string (each worker opens its own)")
     rdb = open_storage(storage, heartbeat_s)
-    study = optuna.create_study(
-        storage=rdb,
+    shown = safe_url(storage) if isinstance(storage, str) else type(storage).__name__
+    settings = study_settings(
+        direction=direction,
+        params=params,
+        objective=objective,
+        spec=spec,
+        pruner=pruner_used,
+        sampler=sampler_used,
+        seed=None if isinstance(sampler, optuna.samplers.BaseSampler) else seed,
+    )
+    study = open_study(
+        rdb,
         study_name=study_name,
         direction=direction,
-        load_if_exists=True,
-        sampler=make_sampler(sampler, seed),
-        pruner=make_pruner(pruner),
+        settings=settings,
+        resume=resume,
+        overwrite=overwrite,
+        where=f"study {study_name!r} in {shown}",
+        sampler=sampler_used,
+        pruner=pruner_used,
     )
-    _check_study(study, params, direction, storage)
     job = {
         "storage": storage if isinstance(storage, str) else rdb,
         "heartbeat_s": heartbeat_s,
@@ -341,39 +308,11 @@ def tune(
         "objective": objective,
         "params": params,
         "threads": 0,
+        "verbosity": optuna.logging.get_verbosity(),
     }
     if workers == 1:
-        _optimize(job)
+        optimize(job, study)
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
-        jobs = [
-            dict(job, seed=None if seed is None else seed + i, threads=threads)
-            for i in range(workers)
-        ]
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            list(pool.map(_optimize, jobs))
-    return optuna.load_study(study_name=study_name, storage=rdb)
-
-
-def _check_study(
-    study: optuna.Study, params: dict[str, Param] | None, direction: str, storage: Any
-) -> None:
-    """Refuse a stored study with another direction or space; record the space on a new study."""
-    stored_dir = (
-        "maximize" if study.direction == optuna.study.StudyDirection.MAXIMIZE else "minimize"
-    )
-    where = f"study {study.study_name!r} in {safe_url(str(storage))}"
-    if stored_dir != direction:
-        raise ValueError(
-            f"{where} was created to {stored_dir}, not {direction}: use another study_name"
-        )
-    key = space_key(params) if params is not None else None
-    stored = study.user_attrs.get(SPACE_ATTR)
-    if stored is None:
-        if key is not None:
-            study.set_user_attr(SPACE_ATTR, key)
-    elif key is not None and stored != key:
-        raise ValueError(
-            f"{where} was created with a different search space (stored {stored}, given {key}): "
-            "use another study_name or the stored space"
-        )
+        run_workers(study, dict(job, threads=threads), workers, seed)
+    return TunedStudy(study_name, rdb, sampler_used, pruner_used, params)

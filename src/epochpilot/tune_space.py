@@ -15,7 +15,16 @@ from typing import Any
 
 import optuna
 
-__all__ = ["JOB_RANGES", "KINDS", "Param", "job_parameters", "parse_space", "space_key"]
+__all__ = [
+    "JOB_RANGES",
+    "KINDS",
+    "Param",
+    "job_parameters",
+    "parse_space",
+    "real_params",
+    "space_from_key",
+    "space_key",
+]
 
 KINDS = ("float", "log", "int", "choice")
 _SCALARS = (type(None), bool, int, float, str)
@@ -37,10 +46,19 @@ class Param:
         """Ask the trial for this parameter's value."""
         if self.kind == "choice":
             encoded = [_encode(c) for c in self.choices]
-            return _decode(trial.suggest_categorical(self.name, encoded))
+            return self.real(trial.suggest_categorical(self.name, encoded))
         if self.kind == "int":
             return trial.suggest_int(self.name, int(self.low), int(self.high))  # type: ignore[arg-type]
         return trial.suggest_float(self.name, self.low, self.high, log=self.kind == "log")  # type: ignore[arg-type]
+
+    def real(self, stored: Any) -> Any:
+        """The value a trial of this parameter holds, as declared: a list choice stored as JSON text comes
+        back as a list (a fresh one); anything else unchanged."""
+        if self.kind == "choice" and isinstance(stored, str):
+            for choice in self.choices:
+                if isinstance(choice, tuple) and _encode(choice) == stored:
+                    return list(choice)
+        return stored
 
     def to_json(self) -> list[Any]:
         """The declaration as JSON-safe data (what the study stores to detect a changed space)."""
@@ -52,15 +70,6 @@ class Param:
 def _encode(value: Any) -> Any:
     """Optuna stores scalar choices only: a list choice travels as its JSON text."""
     return value if isinstance(value, _SCALARS) else json.dumps(list(value))
-
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith("["):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
 
 
 def _number(label: str, value: Any, what: str) -> float:
@@ -154,6 +163,15 @@ def parse_space(
             if allowed is not None:
                 _check_job_range(label, name, decl[1])
             choices = tuple(tuple(o) if isinstance(o, list) else o for o in decl[1])
+            seen: set[tuple[str, Any]] = set()
+            for option in choices:
+                stored = _encode(option)
+                if (type(stored).__name__, stored) in seen:
+                    raise ValueError(
+                        f"{label}: option {stored!r} is given twice (a list and its JSON text are one "
+                        "option to Optuna): keep one"
+                    )
+                seen.add((type(stored).__name__, stored))
             out[name] = Param(name, kind, choices=choices)
             continue
         if len(decl) != 3:
@@ -177,6 +195,29 @@ def parse_space(
 def space_key(params: Mapping[str, Param]) -> str:
     """Canonical JSON of a parsed space (stored in the study to refuse a changed space)."""
     return json.dumps({n: p.to_json() for n, p in params.items()}, sort_keys=True)
+
+
+def space_from_key(key: str) -> dict[str, Param]:
+    """The parsed space back from its :func:`space_key` text (what a study stores); {} if unreadable."""
+    try:
+        data = json.loads(key)
+        return parse_space({n: (d[0], *d[1:]) for n, d in data.items()})
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return {}
+
+
+def real_params(
+    params: Mapping[str, Any], space: Mapping[str, Param] | str | None
+) -> dict[str, Any]:
+    """A trial's ``params`` as declared: list choices as lists (Optuna stores them as JSON text).
+
+    ``space`` is the parsed space or the study's stored ``epochpilot_space`` text; names it does not hold
+    are returned unchanged.
+    """
+    if isinstance(space, str):
+        space = space_from_key(space)
+    space = space or {}
+    return {k: space[k].real(v) if k in space else v for k, v in params.items()}
 
 
 def job_parameters() -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import random
 import time
 import warnings
@@ -11,7 +12,7 @@ from typing import Any
 
 import optuna
 
-__all__ = ["open_storage", "safe_url"]
+__all__ = ["open_storage", "retry_once", "safe_url"]
 
 
 def safe_url(url: str) -> str:
@@ -79,8 +80,20 @@ def open_storage(storage: Any, heartbeat_s: int | None = 10) -> optuna.storages.
             ) from None
 
 
+def retry_once() -> Any:
+    """Optuna's callback that queues a failed trial again once with the same parameters (its name since
+    Optuna 4.9, ``RetryFailedTrialCallback`` before)."""
+    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    retry = retry or optuna.storages.RetryFailedTrialCallback
+    with warnings.catch_warnings():  # "experimental" in Optuna (since 2.8)
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return retry(max_retry=1)
+
+
 def _rdb(url: str, connect: dict[str, Any], heartbeat_s: int | None) -> optuna.storages.RDBStorage:
-    retry = optuna.storages.RetryHeartbeatStaleTrialCallback
+    name = "heartbeat_stale_trial_callback"  # "failed_trial_callback" before Optuna 4.9
+    if name not in inspect.signature(optuna.storages.RDBStorage).parameters:
+        name = "failed_trial_callback"
     with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna (since 2.x)
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(
@@ -88,5 +101,5 @@ def _rdb(url: str, connect: dict[str, Any], heartbeat_s: int | None) -> optuna.s
             engine_kwargs={"connect_args": connect} if connect else None,
             heartbeat_interval=heartbeat_s,
             grace_period=3 * heartbeat_s if heartbeat_s else None,
-            heartbeat_stale_trial_callback=retry(max_retry=1) if heartbeat_s else None,
+            **{name: retry_once() if heartbeat_s else None},
         )
