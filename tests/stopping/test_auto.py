@@ -109,14 +109,14 @@ def test_forecast_kwargs_pass_through_and_validate():
 
 def test_set_budget_changes_the_end_and_survives_state():
     still_improving = [1.0 / math.sqrt(e) for e in range(1, 31)]
-    policy = auto_stopper("val_loss", "min", budget=100)
+    policy = auto_stopper("val_loss", "min", budget=100, max_extension=0.5)
     policy.set_budget(10)
     decisions = stream(policy, still_improving)
     extends = [e for e, d in enumerate(decisions, 1) if d.extend_by > 0]
     assert extends and extends[0] == 10  # epoch 10 is the budget now: still improving, so extend
     state = json.loads(json.dumps(policy.state_dict()))
     assert state["state"]["budget"] == 10
-    other = auto_stopper("val_loss", "min", budget=100)
+    other = auto_stopper("val_loss", "min", budget=100, max_extension=0.5)
     other.load_state_dict(state)
     assert other.budget == 10 and other.forecast.extended_ == policy.forecast.extended_
     with pytest.raises(ValueError, match="epochs"):

@@ -54,9 +54,14 @@ def test_names_the_policy_that_fired_and_takes_best_from_the_first():
         Reason.GENERALIZATION_LOSS,
         "GeneralizationLoss(val_loss)",
     )
-    assert last.message.startswith(
+    assert last.details.startswith(
         "GeneralizationLoss(val_loss) fired: GL(val_loss) = 12.5 > alpha 5"
     )
+    assert last.message == (
+        "Stopped at epoch 4: validation loss is 12.5% above its best, more than the 5% allowed. "
+        "Kept epoch 2 (val_loss 0.8)."
+    )
+    assert last.why == "validation loss is 12.5% above its best, more than the 5% allowed"
     assert (last.best_epoch, last.best_value, last.improved) == (2, 0.8, False)
     # every policy saw every epoch
     assert early.state_dict()["state"]["wait_"] == 2 and gl.count_ == 4
@@ -70,7 +75,9 @@ def test_continue_message_lists_every_policy():
         and decision.policy == "AnyOf(EarlyStopping(val_loss), UpStrips(val_loss))"
     )
     assert decision.message.startswith("EarlyStopping(val_loss): val_loss improved to 1")
-    assert "; UpStrips(val_loss): val_loss is compared at strip ends" in decision.message
+    assert (
+        "; UpStrips(val_loss): validation loss is compared at the end of each" in decision.message
+    )
 
 
 def test_first_in_order_wins_when_several_fire():
@@ -81,9 +88,10 @@ def test_first_in_order_wins_when_several_fire():
     )
     last = feed(policy, [1.0, 2.0])[-1]
     assert last.reason is Reason.PATIENCE and last.policy == "EarlyStopping(val_loss)"
-    assert last.message.startswith(
+    assert last.details.startswith(
         "EarlyStopping(val_loss) fired (also: GeneralizationLoss(val_loss), UpStrips(val_loss)): "
     )
+    assert last.message.startswith("Stopped at epoch 2: validation loss has not improved for 1")
 
 
 def test_not_finite_from_a_child():
@@ -100,6 +108,12 @@ def test_nested_any_of_names_the_leaf():
     inner = AnyOf(UpStrips(1, strip=1, monitor="val_loss"))
     last = feed(AnyOf(EarlyStopping("val_loss", "min", patience=9), inner), [1.0, 2.0])[-1]
     assert last.policy == "UpStrips(val_loss)"
+    assert last.details.startswith("UpStrips(val_loss) fired: val_loss rose at the end of 1")
+    assert last.details.count("fired") == 1
+    assert last.message == (
+        "Stopped at epoch 2: validation loss rose once, measured every epoch (1 -> 2). "
+        "Kept epoch 1 (val_loss 1)."
+    )
 
 
 def test_extend_by_is_the_largest_request():

@@ -24,8 +24,14 @@ def test_messages_say_why_with_the_patience_unit():
         "val_loss improved to 0.5 (best so far): continue",
         "val_loss improved to 0.412 (best so far): continue",
         "val_loss: no improvement in 1 of 2 epochs (best 0.412 at epoch 2): continue",
-        "val_loss did not improve by more than 0 for 2 epochs (best 0.412 at epoch 2): stop",
+        "Stopped at epoch 4: validation loss has not improved for 2 epochs (patience 2). "
+        "Kept epoch 2 (val_loss 0.412).",
     ]
+    assert decisions[-1].details == (
+        "EarlyStopping(val_loss): val_loss did not improve by more than 0 for 2 epochs "
+        "(best 0.412 at epoch 2)"
+    )
+    assert decisions[-1].why == "validation loss has not improved for 2 epochs (patience 2)"
     last = decisions[-1]
     assert (last.stop, last.reason, last.improved) == (True, Reason.PATIENCE, False)
     assert (last.best_epoch, last.best_value, last.policy) == (2, 0.412, "EarlyStopping(val_loss)")
@@ -34,14 +40,20 @@ def test_messages_say_why_with_the_patience_unit():
 def test_max_mode_and_patience_zero():
     decisions = feed(EarlyStopping("val_acc", "max", patience=0), [0.5, 0.6, 0.6], key="val_acc")
     assert [d.stop for d in decisions] == [False, False, True]
-    assert "for 1 epoch (best 0.6 at epoch 2)" in decisions[-1].message
+    assert (
+        "has not improved for 1 epoch (patience 0). Kept epoch 2 (val_acc 0.6)."
+        in decisions[-1].message
+    )
+    assert "for 1 epoch (best 0.6 at epoch 2)" in decisions[-1].details
 
 
 def test_relative_min_delta():
     policy = EarlyStopping("val_loss", "min", patience=1, min_delta=0.1, min_delta_mode="rel")
     decisions = feed(policy, [1.0, 0.95, 0.89])
     assert [d.improved for d in decisions] == [True, False]
-    assert decisions[-1].stop and "by more than 10%" in decisions[-1].message
+    assert (
+        decisions[-1].stop and "not improved by more than 10% for 1 epoch" in decisions[-1].message
+    )
     policy = EarlyStopping("val_loss", "min", patience=1, min_delta=0.1, min_delta_mode="rel")
     assert [d.improved for d in feed(policy, [1.0, 0.89, 0.85])] == [True, True, False]
 
@@ -55,7 +67,11 @@ def test_baseline_stop_has_its_own_reason():
     assert [d.improved for d in decisions] == [True, False, True, False]
     assert decisions[2].message.startswith("val_loss improved to 0.4 (best so far) but not")
     assert decisions[-1].reason is Reason.BASELINE
-    assert "did not beat baseline 0.3 by more than 0 in 4 epochs" in decisions[-1].message
+    assert decisions[-1].message == (
+        "Stopped at epoch 4: validation loss did not get below the baseline 0.3 in 4 epochs "
+        "(patience 4). Kept epoch 3 (val_loss 0.4)."
+    )
+    assert "did not beat baseline 0.3 by more than 0 in 4 epochs" in decisions[-1].details
 
 
 def test_warm_up_epochs_are_ignored():
@@ -84,14 +100,22 @@ def test_stopping_threshold_is_strict_and_counts_the_best(mode, values, stop_at,
         True,
         stop_at,
     )
-    assert f"is {word} stopping_threshold" in last.message
+    assert f"is {word} stopping_threshold" in last.details
+    assert (
+        f"m reached {values[-1]:g}, {word} the stopping_threshold of {threshold:g}: good enough"
+        in (last.message)
+    )
 
 
 def test_divergence_threshold_fires_even_during_warm_up():
     policy = EarlyStopping("val_loss", "min", start_from_epoch=5, divergence_threshold=10.0)
     decisions = feed(policy, [3.0, 10.0, 10.5])
     assert decisions[-1].stop and decisions[-1].reason is Reason.DIVERGENCE and len(decisions) == 3
-    assert "val_loss = 10.5 is above divergence_threshold 10" in decisions[-1].message
+    assert "val_loss = 10.5 is above divergence_threshold 10" in decisions[-1].details
+    assert decisions[-1].message == (
+        "Stopped at epoch 3: validation loss rose to 10.5, above the divergence_threshold of 10: "
+        "training has diverged. No epoch is kept (no best val_loss yet)."
+    )
     policy = EarlyStopping("acc", "max", divergence_threshold=0.1)
     assert feed(policy, [0.5, 0.05], key="acc")[-1].reason is Reason.DIVERGENCE
 
@@ -101,7 +125,11 @@ def test_non_finite_stops_when_check_finite(bad):
     policy = EarlyStopping("val_loss", "min", start_from_epoch=3)
     decisions = feed(policy, [1.0, bad])
     assert decisions[-1].stop and decisions[-1].reason is Reason.NOT_FINITE
-    assert "(not finite) at epoch 2" in decisions[-1].message
+    assert "(not finite) at epoch 2" in decisions[-1].details
+    assert decisions[-1].message.startswith("Stopped at epoch 2: validation loss is ")
+    assert (
+        "training has diverged. No epoch is kept (no best val_loss yet)." in decisions[-1].message
+    )
 
 
 def test_non_finite_counts_as_no_improvement_without_check_finite():

@@ -38,7 +38,10 @@ def test_generalization_loss_stops_at_the_first_epoch_above_alpha():
     decisions = run(GeneralizationLoss(5.0, "val_loss"), val([2.0, 1.6, 1.5, 1.55, 1.6, 1.0]))
     assert len(decisions) == 5
     assert [d.improved for d in decisions] == [True, True, True, False, False]
-    assert "GL(val_loss) = 3.333 <= alpha 5" in decisions[3].message
+    assert "GL(val_loss) = 3.333 <= alpha 5" in decisions[3].details
+    assert decisions[3].message.startswith(
+        "validation loss is 3.333% above its best, stops above 5%"
+    )
     last = decisions[-1]
     assert (last.stop, last.reason, last.best_epoch, last.best_value) == (
         True,
@@ -46,7 +49,11 @@ def test_generalization_loss_stops_at_the_first_epoch_above_alpha():
         3,
         1.5,
     )
-    assert last.message.startswith("GL(val_loss) = 6.667 > alpha 5")
+    assert last.details.startswith("GeneralizationLoss(val_loss): GL(val_loss) = 6.667 > alpha 5")
+    assert last.message == (
+        "Stopped at epoch 5: validation loss is 6.667% above its best, more than the 5% allowed. "
+        "Kept epoch 3 (val_loss 1.5)."
+    )
 
 
 def test_generalization_loss_is_strict_and_handles_zero_errors():
@@ -65,9 +72,13 @@ def test_progress_quotient_on_strip_ends_only():
     valid = [1.0, 0.9, 0.85, 10.0, 0.88, 0.9, 0.95, 0.96, 0.97]
     decisions = run(policy, pq_rows(train, valid))
     # epoch 4 has GL ~ 1076 but is mid-strip: PQ is only measured at strip ends
-    assert not decisions[3].stop and "checked at strip ends (update 1 of 3" in decisions[3].message
+    assert not decisions[3].stop and "checked at strip ends (update 1 of 3" in decisions[3].details
+    assert "checked at the end of each 3-epoch strip (1 of 3)" in decisions[3].message
     # strip 2: GL = 100 * (0.9 / 0.85 - 1) = 5.88, P = 1000 * (1.5 / 1.35 - 1) = 111.1 -> PQ 0.053
-    assert "GL 5.882 / P 111.1 = 0.05294 <= alpha 1" in decisions[5].message
+    assert "GL 5.882 / P 111.1 = 0.05294 <= alpha 1" in decisions[5].details
+    assert "5.882% above its best while loss moved 11.11% over the last 3 epochs" in (
+        decisions[5].message
+    )
     # strip 3: training stalled (P = 0) while GL > 0 -> stop
     assert len(decisions) == 9
     last = decisions[-1]
@@ -79,7 +90,11 @@ def test_progress_quotient_finite_stop():
     decisions = run(policy, pq_rows([0.9, 0.5, 0.49, 0.48], [1.0, 0.8, 0.81, 0.86]))
     # GL(4) = 7.5, P = 1000 * (0.97 / 0.96 - 1) = 10.42, PQ = 0.72 > 0.5
     assert len(decisions) == 4 and decisions[-1].reason is Reason.PROGRESS_QUOTIENT
-    assert "GL 7.5 / P 10.42 = 0.72 > alpha 0.5" in decisions[-1].message
+    assert "GL 7.5 / P 10.42 = 0.72 > alpha 0.5" in decisions[-1].details
+    assert decisions[-1].message.startswith(
+        "Stopped at epoch 4: validation loss is 7.5% above its best while loss moved only 1.042% "
+        "over the last 2 epochs"
+    )
 
 
 def test_progress_quotient_needs_the_train_metric():
@@ -124,7 +139,8 @@ def test_non_finite_stops(build, bad):
 def test_non_finite_train_error_stops_pq():
     policy = ProgressQuotient(1.0, monitor="val_loss", train_monitor="loss")
     decision = policy.update(1, {"val_loss": 1.0, "loss": math.nan})
-    assert decision.reason is Reason.NOT_FINITE and decision.message.startswith("loss is nan")
+    assert decision.reason is Reason.NOT_FINITE and "loss is nan" in decision.details
+    assert decision.message.startswith("Stopped at epoch 1: loss is NaN (not a number)")
 
 
 @pytest.mark.parametrize(

@@ -180,8 +180,11 @@ def test_stopper_forecast_trains_and_stops(blobs):
         Reason.DIVERGENCE,
         Reason.PATIENCE,
     )
-    assert "Forecast" in result.stop_message or "BlowUpGuard" in result.stop_message
+    assert result.stop_message.startswith(f"Stopped at epoch {result.stopped_epoch}: ")
+    details = result.summary["stop_details"]
+    assert "Forecast" in details or "BlowUpGuard" in details or not details
     assert result.best_epoch is not None and result.summary["budget_kind"] == "epochs"
+    assert result.stopped_epoch <= 40  # no extension past the budget unless extend= says so
 
 
 def test_stopper_forecast_budget_follows_max_steps(blobs):

@@ -94,8 +94,11 @@ def test_lr_trace_is_constant_then_the_cooldown_shape_to_zero(blobs, make_mlp, s
     assert trace.lrs[start - 5 : start] == [0.1] * 5  # constant until the stopper fired
     assert trace.lrs[-1] == 0.0 and trace.lrs[-2] > 0.0  # the last update ends the cooldown at 0
     assert r.stop_reason is Reason.PATIENCE
-    assert r.stop_message.startswith("the stopper fired at epoch 5 (val_loss stopped improving)")
-    assert "cooled the lr down over 2.5 epochs (20 updates, linear)" in r.stop_message
+    assert r.stop_message.startswith(
+        "Stopped at epoch 8: the stopper fired at epoch 5 (val_loss stopped improving), then the "
+        "learning rate was cooled down over 2.5 epochs (20 updates, linear). Kept epoch "
+    )
+    assert "the learning rate was cooled down over 2.5 epochs (20 updates, linear)" in r.stop_message
     assert r.epochs_trained == 7.5 and r.summary["epochs_trained"] == 7.5
     assert [row["epoch"] for row in r.history] == list(
         range(1, 9)
@@ -118,9 +121,13 @@ def test_without_cooldown_the_stop_is_immediate(blobs, make_mlp, scripted):
 
 
 @pytest.mark.parametrize(
-    ("improve", "kept", "where"), [((1, 7), 7, "cooldown from epoch 5"), ((1, 3), 3, "trunk")]
+    ("improve", "kept", "where", "said"),
+    [
+        ((1, 7), 7, "cooldown from epoch 5", "from the cooldown started after epoch 5."),
+        ((1, 3), 3, "trunk", "from before the cooldown."),
+    ],
 )
-def test_best_weights_cover_the_cooldown(blobs, make_mlp, improve, kept, where):
+def test_best_weights_cover_the_cooldown(blobs, make_mlp, improve, kept, where, said):
     seen = {}
 
     class Grab(Callback):
@@ -130,7 +137,7 @@ def test_best_weights_cover_the_cooldown(blobs, make_mlp, improve, kept, where):
 
     r = _fit(blobs, make_mlp, stopper=Improves(improve, stop_at=5), callbacks=[Grab()])
     assert r.best_epoch == kept and r.kept_from == where and r.summary["kept_from"] == where
-    assert f"kept epoch {kept} ({where})" in r.stop_message
+    assert f"Kept epoch {kept} (val_loss " in r.stop_message and r.stop_message.endswith(said)
     for got, want in zip(r.model.parameters(), seen[kept], strict=True):
         assert torch.equal(got, want)
 
@@ -146,9 +153,9 @@ def test_max_epochs_caps_the_cooldown_and_says_so(blobs, make_mlp, scripted):
     assert trace.lrs[-1] == 0.0  # the shortened cooldown still reaches 0 on the last update
     r = _fit(blobs, make_mlp, max_epochs=5, stopper=scripted({5: STOP}))
     assert r.total_steps == 40
-    assert (
-        r.stop_message
-        == "val_loss stopped improving; no updates left before max_epochs=5 to cool the lr down"
+    assert r.stop_message.startswith(
+        "Stopped at epoch 5: val_loss stopped improving; no updates were left before max_epochs=5 "
+        "to cool the learning rate down. Kept epoch 5"
     )
 
 

@@ -227,6 +227,7 @@ def test_cli_main_after_a_fit_stopped_by_ctrl_c_adds_no_line(monkeypatch, capsys
     def ctrl_c(args):
         raise KeyboardInterrupt
 
+    monkeypatch.setattr(report, "precheck", lambda args: None)  # runs/w does not exist
     monkeypatch.setattr(report, "run", stopped_in_fit)
     assert main(["report", "runs/w"]) == 130
     assert "interrupted" not in capsys.readouterr().err

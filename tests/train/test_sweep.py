@@ -14,7 +14,7 @@ import torch
 
 from epochpilot.errors import ConfigError
 from epochpilot.schedules import WSD
-from epochpilot.stopping.base import Reason
+from epochpilot.stopping.base import Decision, Policy, Reason
 from epochpilot.train import fit
 from epochpilot.train.events import Callback
 
@@ -76,7 +76,7 @@ def test_branches_fork_at_doubling_points_and_end_annealed(blobs, make_mlp):
     assert all(r["lr"] == 0.1 for r in trunk[1:])  # the trunk stays at the peak
     assert result.branches[-1]["final"] and result.branches[-1]["last_epoch"] == 40
     assert result.stop_reason == Reason.MAX_EPOCHS
-    assert "the last branch takes" in result.stop_message
+    assert "the last cooldown branch took its" in result.stop_message
 
 
 def test_the_trunk_is_the_run_without_branches(blobs, make_mlp):
@@ -113,7 +113,7 @@ def test_branches_that_stop_improving_end_the_trunk(blobs, make_mlp):
     assert values[-1] >= min(values[:-1])  # the last branch did not improve on an earlier one
     assert all(a > b for a, b in zip(values[:-2], values[1:-1]))  # every earlier one did
     assert result.stop_reason == Reason.PATIENCE
-    assert "stop the trunk" in result.stop_message
+    assert "did not beat an earlier one" in result.stop_message and "stop the trunk" in result.summary["stop_details"]
     assert result.epochs_trained < 200
 
 
@@ -130,11 +130,73 @@ def test_the_stopper_on_the_trunk(blobs, make_mlp, scripted):
     early = _fit(blobs, make_mlp, sweep_start=20, stopper=scripted({4: STOP}))
     assert [b["fork_epoch"] for b in early.branches] == [4]
     assert early.branches[0]["final"] and early.stop_reason == Reason.PATIENCE
-    assert early.stop_message.startswith("val_loss stopped improving")
-    # after a branch: the trunk ends there, the best branch so far is the result
-    late = _fit(blobs, make_mlp, stopper=scripted({10: STOP}))
+    assert early.stop_message.startswith("Stopped at epoch 5: val_loss stopped improving")
+    # after a branch, with no trunk improvement since the last fork: the trunk ends there
+    late = _fit(blobs, make_mlp, stopper=ImprovesAt((1,), 10))
     assert late.history[-1]["branch"] == 0 and late.stop_reason == Reason.PATIENCE
     assert all(not b["final"] for b in late.branches)
+
+
+class ImprovesAt(Policy):
+    """Improves (on its own line) exactly at the given trunk epochs; asks to stop from ``stop_at`` on."""
+
+    _state_keys = ("best",)
+
+    def __init__(self, improve: tuple[int, ...], stop_at: int) -> None:
+        self.monitor, self.mode = "val_loss", "min"
+        self.improve, self.stop_at = improve, stop_at
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self.best: list[float] = []
+
+    def update(self, epoch, metrics) -> Decision:
+        improved = epoch in self.improve
+        if improved:
+            self.best = [float(metrics["val_loss"]), epoch]
+        stop = epoch >= self.stop_at
+        return Decision(
+            stop=stop,
+            reason=Reason.PATIENCE if stop else Reason.CONTINUE,
+            improved=improved,
+            best_epoch=int(self.best[1]) if self.best else None,
+            best_value=self.best[0] if self.best else None,
+            message="val_loss stopped improving" if stop else "",
+        )
+
+
+@pytest.mark.parametrize(
+    ("improve", "stop_at", "start", "forks", "first"),
+    # the policy counts trunk epochs: trunk epochs 9 and 14 are epochs 14 and 19 of the run
+    [((3,), 8, 20, [3], 9), ((1, 9), 14, 1, [1, 3, 6, 11, 14], 20)],
+)
+def test_the_last_branch_cools_down_from_the_trunks_best_epoch(
+    blobs, make_mlp, tmp_path, improve, stop_at, start, forks, first
+):
+    """When the policy ends the trunk after its best epoch (and after the last fork), the trunk is rewound to
+    that epoch and the last branch cools down from there: not from a point the trunk had already overfit."""
+    kw = dict(
+        stopper=ImprovesAt(improve, stop_at), max_epochs=60, sweep_start=start, run_dir=tmp_path / "a"
+    )
+    result = _fit(blobs, make_mlp, **kw)
+    assert [b["fork_epoch"] for b in result.branches] == forks
+    last = result.branches[-1]
+    assert last["final"] and last["first_epoch"] == first
+    rows = [r for r in result.history if r["branch"] == last["branch"]]
+    trunk_best = next(r for r in result.history if r["epoch"] == forks[-1])
+    assert rows[0]["trunk_epoch"] == trunk_best["trunk_epoch"] + 1  # the data order after the best epoch
+    assert rows[-1]["lr"] == 0.0 and result.stop_reason == Reason.PATIENCE
+    # the same run killed inside that branch resumes bitwise (the trunk's best copy is in the checkpoint)
+    kw.update(stopper=ImprovesAt(improve, stop_at), run_dir=tmp_path / "b", keep_last=50)
+    with pytest.raises(KeyboardInterrupt):
+        _fit(blobs, make_mlp, callbacks=[Kill(first - 1)], **kw)  # before the stop: trunk_best saved
+    kw["stopper"] = ImprovesAt(improve, stop_at)
+    resumed = _fit(blobs, make_mlp, resume="auto", **kw)
+    assert _plain(resumed.history, drop=TIMING) == _plain(result.history, drop=TIMING)
+    for a, b in zip(
+        resumed.model.state_dict().values(), result.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b)
 
 
 def test_stop_requests_inside_a_branch_are_ignored(blobs, make_mlp, scripted):

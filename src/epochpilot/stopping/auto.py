@@ -25,6 +25,7 @@ from epochpilot.stopping.base import (
 from epochpilot.stopping.combine import AnyOf
 from epochpilot.stopping.early import EarlyStopping
 from epochpilot.stopping.forecast import Forecast
+from epochpilot.stopping.wording import metric_words
 
 __all__ = [
     "DEFAULT_PATIENCE",
@@ -107,15 +108,14 @@ class BlowUpGuard(Policy):
                 f"{fmt_value(self.first_)} (limit {fmt_value(limit)}): diverged; best "
                 f"{fmt_value(self.best_value_)} at epoch {self.best_epoch_}"
             )
-        return Decision(
-            stop=blown,
-            reason=Reason.DIVERGENCE if blown else Reason.CONTINUE,
-            improved=improved,
-            best_epoch=self.best_epoch_,
-            best_value=self.best_value_,
-            message=f"{text}: {'stop' if blown else 'continue'}",
-            policy=self.name,
-        )
+            moved = "rose" if self.mode == "min" else "fell"
+            why = (
+                f"{metric_words(self.monitor)} {moved} to {fmt_value(raw)}, past {fmt_value(limit)} "
+                f"({fmt_value(float(self.factor))}x its first value {fmt_value(self.first_)}): "
+                "training has diverged"
+            )
+            return self._decision(True, Reason.DIVERGENCE, improved, text, epoch=epoch, why=why)
+        return self._decision(False, Reason.CONTINUE, improved, text)
 
 
 class AutoStopper(AnyOf):

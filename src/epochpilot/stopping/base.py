@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from epochpilot.stopping.wording import stop_sentence
+
 __all__ = [
     "Decision",
     "Policy",
@@ -60,8 +62,13 @@ class Reason(str, enum.Enum):
 class Decision:
     """One policy answer: whether to stop, why, and the best epoch seen so far (1-based).
 
-    ``extend_by`` > 0 asks the trainer for that many more epochs past its budget; ``policy`` names the
-    policy that produced the decision (useful under ``AnyOf``).
+    ``message`` is one plain sentence; for a stop it says where, why and which epoch is kept ("Stopped at
+    epoch 21: validation loss has not improved for 6 epochs. Kept epoch 15 (val_loss 0.145)."). ``details``
+    holds the numbers behind it (the policy's own terms: thresholds, probabilities, counters). ``why`` is the
+    reason clause of a stop alone ("validation loss has not improved for 6 epochs"), for callers that word
+    the sentence around their own epoch numbers (empty when continuing). ``extend_by`` > 0 asks the trainer
+    for that many more epochs past its budget (a trainer grants it only when its user allows extensions);
+    ``policy`` names the policy that produced the decision (useful under ``AnyOf``).
     """
 
     stop: bool
@@ -72,6 +79,8 @@ class Decision:
     message: str
     policy: str = ""
     extend_by: int = 0
+    details: str = ""
+    why: str = ""
 
 
 def check_mode(mode: str) -> str:
@@ -233,20 +242,47 @@ class Policy:
     _verdict_suffix: ClassVar[bool] = True
 
     def _decision(
-        self, stop: bool, reason: Reason, improved: bool, message: str, extend_by: int = 0
+        self,
+        stop: bool,
+        reason: Reason,
+        improved: bool,
+        message: str,
+        extend_by: int = 0,
+        *,
+        epoch: int | None = None,
+        why: str = "",
+        details: str = "",
     ) -> Decision:
-        """This policy's Decision, carrying its ``best_epoch_`` / ``best_value_`` and its name."""
-        if self._verdict_suffix:
+        """This policy's Decision, carrying its ``best_epoch_`` / ``best_value_`` and its name.
+
+        A stop with a ``why`` clause gets the plain stop sentence as its message (``message`` then goes to
+        ``details`` unless details are given); otherwise ``message`` gets ": continue" / ": stop" appended
+        (unless the policy writes its own verdict).
+        """
+        best_epoch = getattr(self, "best_epoch_", None)
+        best_value = getattr(self, "best_value_", None)
+        if stop and why:
+            details = details or f"{self.name}: {message}"
+            message = stop_sentence(
+                epoch if epoch is not None else "this epoch",
+                why,
+                best_epoch,
+                str(getattr(self, "monitor", "") or "the monitor"),
+                best_value,
+            )
+        elif self._verdict_suffix:
             message = f"{message}: {'stop' if stop else 'continue'}"
         return Decision(
             stop=stop,
             reason=reason,
             improved=improved,
-            best_epoch=getattr(self, "best_epoch_", None),
-            best_value=getattr(self, "best_value_", None),
+            best_epoch=best_epoch,
+            best_value=best_value,
             message=message,
             policy=self.name,
             extend_by=extend_by,
+            details=details,
+            why=why.strip().rstrip(".") if stop else "",
         )
 
     def update(self, epoch: int, metrics: Mapping[str, float]) -> Decision:  # pragma: no cover

@@ -7,17 +7,30 @@ from collections.abc import Mapping
 from typing import Any
 
 from epochpilot.stopping.base import STATE_VERSION, Decision, Policy, Reason, check_epoch
+from epochpilot.stopping.wording import stop_sentence
 
 __all__ = ["AnyOf"]
+
+
+def _fired(decision: Decision, also: str) -> str:
+    """The details line of a stop: which policy fired (and which also did), then its numbers."""
+    details = decision.details or decision.message
+    if details.startswith(f"{decision.policy} fired"):  # from a nested AnyOf: named already
+        return details
+    prefix = f"{decision.policy}: "
+    if details.startswith(prefix):
+        details = details[len(prefix) :]
+    return f"{decision.policy} fired{also}: {details}"
 
 
 class AnyOf(Policy):
     """Stop as soon as any policy says stop; every policy is updated at every epoch.
 
-    The decision names the policy that fired (``Decision.policy`` and the message; the first one in
-    argument order when several fire at once). ``improved``, ``best_epoch`` and ``best_value`` come from
-    the *first* policy, so put the one whose best epoch you want to keep first. NaN/inf handling is each
-    policy's own (e.g. ``EarlyStopping(check_finite=True)`` fires with ``NOT_FINITE``).
+    The decision names the policy that fired (``Decision.policy`` and ``details``; the first one in
+    argument order when several fire at once); its ``message`` is the plain stop sentence with the fired
+    policy's reason and the first policy's kept epoch. ``improved``, ``best_epoch`` and ``best_value`` come
+    from the *first* policy, so put the one whose best epoch you want to keep first. NaN/inf handling is
+    each policy's own (e.g. ``EarlyStopping(check_finite=True)`` fires with ``NOT_FINITE``).
 
     >>> from epochpilot.stopping import EarlyStopping, GeneralizationLoss
     >>> policy = AnyOf(EarlyStopping("val_loss", mode="min", patience=10),
@@ -27,7 +40,9 @@ class AnyOf(Policy):
     >>> decision.stop, decision.reason.value, decision.policy, decision.best_epoch
     (True, 'generalization_loss', 'GeneralizationLoss(val_loss)', 2)
     >>> print(decision.message)
-    GeneralizationLoss(val_loss) fired: GL(val_loss) = 12.5 > alpha 5: val_loss 0.9 is 12.5% above its best (best 0.8 at epoch 2): stop
+    Stopped at epoch 3: validation loss is 12.5% above its best, more than the 5% allowed. Kept epoch 2 (val_loss 0.8).
+    >>> print(decision.details)
+    GeneralizationLoss(val_loss) fired: GL(val_loss) = 12.5 > alpha 5: val_loss 0.9 is 12.5% above its best (best 0.8 at epoch 2)
     """
 
     def __init__(self, *policies: Policy) -> None:
@@ -65,15 +80,20 @@ class AnyOf(Policy):
         first = decisions[0]
         fired = [decision for decision in decisions if decision.stop]
         if fired:
+            hit = fired[0]
             also = f" (also: {', '.join(d.policy for d in fired[1:])})" if len(fired) > 1 else ""
+            why = hit.why or hit.message.strip().rstrip(".")
+            monitor = str(getattr(self.policies[0], "monitor", "") or "the monitor")
             return Decision(
                 stop=True,
-                reason=fired[0].reason,
+                reason=hit.reason,
                 improved=first.improved,
                 best_epoch=first.best_epoch,
                 best_value=first.best_value,
-                message=f"{fired[0].policy} fired{also}: {fired[0].message}",
-                policy=fired[0].policy,
+                message=stop_sentence(epoch, why, first.best_epoch, monitor, first.best_value),
+                policy=hit.policy,
+                details=_fired(hit, also),
+                why=why,
             )
         return Decision(
             stop=False,
@@ -84,6 +104,7 @@ class AnyOf(Policy):
             message="; ".join(f"{d.policy}: {d.message}" for d in decisions),
             policy=self.name,
             extend_by=max(decision.extend_by for decision in decisions),
+            details="; ".join(d.details for d in decisions if d.details),
         )
 
     def state_dict(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from epochpilot.stopping.base import (
     is_better,
 )
 from epochpilot.stopping.smoothing import EMA, as_smoother
+from epochpilot.stopping.wording import metric_words, not_finite
 
 __all__ = ["EarlyStopping"]
 
@@ -58,7 +59,16 @@ class EarlyStopping(Policy):
     val_loss improved to 0.9 (best so far): continue
     val_loss improved to 0.7 (best so far): continue
     val_loss: no improvement in 1 of 2 epochs (best 0.7 at epoch 2): continue
-    val_loss is nan (not finite) at epoch 4 (best 0.7 at epoch 2): stop
+    Stopped at epoch 4: validation loss is NaN (not a number): training has diverged. Kept epoch 2 (val_loss 0.7).
+
+    A stop's ``message`` is that one plain sentence; ``details`` holds the policy's numbers:
+
+    >>> stopper = EarlyStopping("val_loss", mode="min", patience=2)
+    >>> decision = stopper.decide([{"val_loss": v} for v in [0.9, 0.7, 0.72, 0.71]])
+    >>> print(decision.message)
+    Stopped at epoch 4: validation loss has not improved for 2 epochs (patience 2). Kept epoch 2 (val_loss 0.7).
+    >>> print(decision.details)
+    EarlyStopping(val_loss): val_loss did not improve by more than 0 for 2 epochs (best 0.7 at epoch 2)
     """
 
     _state_keys = ("wait_", "best_", "best_value_", "best_epoch_", "ema_average_", "ema_count_")
@@ -157,12 +167,17 @@ class EarlyStopping(Policy):
                 self.ema_average_, self.ema_count_, raw
             )
         name = self.monitor if self._smoother is None else f"smoothed {self.monitor}"
+        words = metric_words(self.monitor)
+        if self._smoother is not None:
+            words = f"smoothed {words}"
         if not finite and self.check_finite:
             return self._decision(
                 True,
                 Reason.NOT_FINITE,
                 False,
                 f"{self.monitor} is {raw} (not finite) at epoch {epoch} {self._best_text()}",
+                epoch=epoch,
+                why=not_finite(metric_words(self.monitor), raw),
             )
 
         warm = epoch <= self.start_from_epoch
@@ -185,16 +200,23 @@ class EarlyStopping(Policy):
                     improved,
                     f"{name} = {fmt_value(value)} is {better_word} stopping_threshold "
                     f"{fmt_value(threshold)} {self._best_text()}",
+                    epoch=epoch,
+                    why=f"{words} reached {fmt_value(value)}, {better_word} the stopping_threshold of "
+                    f"{fmt_value(threshold)}: good enough",
                 )
         if self.divergence_threshold is not None:  # an infinite value on the worse side diverged
             threshold = float(self.divergence_threshold)
             if self._better(threshold, value, delta=False):
+                moved = "rose" if self.mode == "min" else "fell"
                 return self._decision(
                     True,
                     Reason.DIVERGENCE,
                     improved,
                     f"{name} = {fmt_value(value)} is {worse_word} divergence_threshold "
                     f"{fmt_value(threshold)} {self._best_text()}",
+                    epoch=epoch,
+                    why=f"{words} {moved} to {fmt_value(value)}, {worse_word} the divergence_threshold "
+                    f"of {fmt_value(threshold)}: training has diverged",
                 )
         if warm:
             return self._decision(
@@ -204,10 +226,10 @@ class EarlyStopping(Policy):
                 f"{self.monitor} = {fmt_value(raw)} at epoch {epoch} is warm-up "
                 f"(monitoring starts after epoch {self.start_from_epoch})",
             )
-        return self._patience_decision(raw, value, finite, improved)
+        return self._patience_decision(epoch, raw, value, finite, improved, words)
 
     def _patience_decision(
-        self, raw: float, value: float, finite: bool, improved: bool
+        self, epoch: int, raw: float, value: float, finite: bool, improved: bool, words: str
     ) -> Decision:
         """The Keras part: after an improvement continue; else stop once ``wait_ >= patience``."""
         baseline_beaten = self.baseline is None or (
@@ -225,18 +247,25 @@ class EarlyStopping(Policy):
                 )
             return self._decision(False, Reason.CONTINUE, True, text)
         stop = self.wait_ >= self.patience
+        delta = f" {self._delta_text()}" if float(self.min_delta) > 0 else ""
         if stop and not baseline_beaten:
             text = (
                 f"{self.monitor} did not beat baseline {self._baseline_text()} "
                 f"{self._delta_text()} in {_epochs(self.wait_)} {self._best_text()}"
             )
-            return self._decision(True, Reason.BASELINE, False, text)
+            side = "below" if self.mode == "min" else "above"
+            why = (
+                f"{words} did not get{delta} {side} the baseline {self._baseline_text()} in "
+                f"{_epochs(self.wait_)} (patience {self.patience})"
+            )
+            return self._decision(True, Reason.BASELINE, False, text, epoch=epoch, why=why)
         if stop:
             text = (
                 f"{self.monitor} did not improve {self._delta_text()} for {_epochs(self.wait_)} "
                 f"{self._best_text()}"
             )
-            return self._decision(True, Reason.PATIENCE, False, text)
+            why = f"{words} has not improved{delta} for {_epochs(self.wait_)} (patience {self.patience})"
+            return self._decision(True, Reason.PATIENCE, False, text, epoch=epoch, why=why)
         if not finite:
             text = f"{self.monitor} is {raw}, counted as no improvement ({progress}) {self._best_text()}"
         elif not baseline_beaten:

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from epochpilot.stopping import _forecast_words as fw
 from epochpilot.stopping import _prior_weights
 from epochpilot.stopping._curvefit import CurveForecast, fit_forecast
 from epochpilot.stopping._prior import FEATURES, features, predict
@@ -26,6 +27,8 @@ from epochpilot.stopping.base import (
     fmt_value,
     get_metric,
 )
+from epochpilot.stopping.wording import epochs as n_epochs
+from epochpilot.stopping.wording import metric_words, not_finite
 
 __all__ = ["Forecast"]
 
@@ -82,11 +85,16 @@ class Forecast(Policy):
     epoch left in the budget": the latter falls towards 0 as the budget runs out and stopped still-improving
     runs a few epochs before the end, which cost accuracy for little compute (measured on the benchmark).
 
-    Budget and extension: at ``epoch >= budget`` (plus any extension already granted), if ``P(improve)``
-    over the next epochs is still ``>= 1 - confidence`` it returns ``stop=False, reason=BUDGET,
-    extend_by=k`` (``k`` = the look-ahead, capped by what is left of ``max_extension * budget``): the
-    trainer runs ``k`` more epochs and asks again. Otherwise it returns ``stop=True, reason=BUDGET``. The
-    total extension never exceeds ``max_extension * budget``.
+    Budget and extension: the budget is a hard cap unless ``max_extension`` > 0 (default 0: never past it).
+    With ``max_extension`` > 0, at ``epoch >= budget`` (plus any extension already granted), if
+    ``P(improve)`` over the next epochs is still ``>= 1 - confidence`` it returns ``stop=False,
+    reason=BUDGET, extend_by=k`` (``k`` = the look-ahead, capped by what is left of ``max_extension *
+    budget``): the trainer runs ``k`` more epochs and asks again (epochpilot's trainer grants it only when
+    its own ``extend`` setting allows). Otherwise it returns ``stop=True, reason=BUDGET``, saying whether
+    the curve was still expected to improve. The total extension never exceeds ``max_extension * budget``.
+
+    Messages: a stop's ``message`` is one plain sentence (what it expected, why it stopped, the epoch kept);
+    ``details`` carries the numbers (``P(improve)``, the forecast best and its spread, the look-ahead).
 
     NaN/inf: a non-finite monitored value is treated as divergence: stop at once with reason
     ``NOT_FINITE`` (the value is not stored). ``grad_monitor`` names an optional gradient-norm metric that
@@ -149,7 +157,7 @@ class Forecast(Policy):
         min_delta_mode: str = "rel",
         confidence: float = 0.95,
         min_epochs: int = 3,
-        max_extension: float = 0.5,
+        max_extension: float = 0.0,
         train_monitor: str | None = None,
         grad_monitor: str | None = None,
         schedule: Sequence[float] | None = None,
@@ -251,9 +259,9 @@ class Forecast(Policy):
             return None
         at = self.epochs_[len(self.values_) - len(recent) + recent.index(worst)]
         return (
-            f"in an excursion: {fmt_value(self._ext(worst))} at epoch {at} is worse than "
-            f"{fmt_value(self._ext(limit))} ({1 + EXCURSION:g}x the first value "
-            f"{fmt_value(self._ext(first))}), the forecast is not trusted"
+            f"the curve is in a spike ({fmt_value(self._ext(worst))} at epoch {at} is worse than "
+            f"{fmt_value(self._ext(limit))}, {1 + EXCURSION:g}x the first value "
+            f"{fmt_value(self._ext(first))}), so the forecast is not trusted yet"
         )
 
     def floor_hold(self, epoch: int) -> str | None:
@@ -262,15 +270,15 @@ class Forecast(Policy):
         first = math.ceil(float(self.min_fraction) * int(self.budget) - 1e-9)
         if epoch < first:
             return (
-                f"epoch {epoch} is before {self.min_fraction:g} of the budget {self.budget} "
-                f"(epoch {first}): a stop waits"
+                f"no stop before epoch {first} ({self.min_fraction:g} of the {self.budget}-epoch "
+                "budget, min_fraction)"
             )
         since = epoch - int(self.best_epoch_ or epoch)
         if since >= int(self.patience_floor):
             return None
         return (
-            f"only {since} epoch(s) since the best (patience_floor {self.patience_floor}): "
-            "a stop waits for the floor"
+            f"no stop until {n_epochs(int(self.patience_floor))} after the best epoch "
+            f"(patience_floor; {since} so far)"
         )
 
     def forecast(self, horizon: int) -> CurveForecast:
@@ -305,25 +313,12 @@ class Forecast(Policy):
             p = min(p, fc.p_improve)
         return dataclasses.replace(fc, p_improve=p)
 
-    def _describe(self, fc: CurveForecast, threshold: float) -> str:
-        sd = fc.sd
-        best_txt = f"{fmt_value(self.best_value_)} at epoch {self.best_epoch_}"
-        extra = ""
-        if self.train_values_ and self.train_values_[-1] is not None:
-            extra += f"; {self.train_monitor} {fmt_value(self.train_values_[-1])}"
-        if self.grad_values_ and self.grad_values_[-1] is not None:
-            extra += f"; {self.grad_monitor} {fmt_value(self.grad_values_[-1])}"
-        cmp = "<" if fc.p_improve < threshold else ">="
-        return (
-            f"forecast best {fmt_value(self._ext(fc.best))} at epoch {fc.best_epoch} +- {sd:.2g}; "
-            f"current best {best_txt}{extra}; P(improve) = {fc.p_improve:.2f} {cmp} {threshold:.2f}"
-        )
-
     # -- the policy ------------------------------------------------------------------------------
     def update(self, epoch: int, metrics: Mapping[str, float]) -> Decision:
         """Feed epoch ``epoch``'s metrics (1-based) and say whether to stop (or to extend the budget)."""
         epoch = check_epoch(epoch)
         raw = get_metric(metrics, self.monitor)
+        words = metric_words(self.monitor)
         if not math.isfinite(raw):
             best = "(no best yet)"
             if self.best_epoch_ is not None:
@@ -332,7 +327,9 @@ class Forecast(Policy):
                 True,
                 Reason.NOT_FINITE,
                 False,
-                f"{self.monitor} is {raw} (not finite: diverged) at epoch {epoch} {best}: stop",
+                f"{self.monitor} is {raw} (not finite: diverged) at epoch {epoch} {best}",
+                epoch=epoch,
+                why=not_finite(words, raw),
             )
         self.last_p_improve = None
         self.last_features = None
@@ -349,57 +346,63 @@ class Forecast(Policy):
         n = len(self.values_)
         end = int(self.budget) + int(self.extended_)
         threshold = 1.0 - float(self.confidence)
-        if epoch < end:
-            if epoch < int(self.min_epochs) or n < MIN_FIT_POINTS:
-                need = max(int(self.min_epochs) - epoch, MIN_FIT_POINTS - n)
-                return self._decision(
-                    False,
-                    Reason.CONTINUE,
-                    improved,
-                    f"collecting: {need} more epoch(s) before forecasting "
-                    f"(best {fmt_value(self.best_value_)} at epoch {self.best_epoch_}): continue",
-                )
-            since = epoch - int(self.best_epoch_ or epoch)
-            if int(self.patience_cap) and since >= int(self.patience_cap):
-                return self._decision(
-                    True,
-                    Reason.PATIENCE,
-                    improved,
-                    f"no new best for {since} epochs (patience_cap {self.patience_cap}; best "
-                    f"{fmt_value(self.best_value_)} at epoch {self.best_epoch_}): stop",
-                )
-            fc = self.forecast(self.lookahead)
-            self.last_p_improve = fc.p_improve
-            stop = fc.p_improve < threshold
-            text = self._describe(fc, threshold)
-            if stop:
-                self.last_hold = self.excursion() or self.floor_hold(epoch)
-                if self.last_hold is not None:
-                    stop, text = False, f"{text}, but {self.last_hold}"
+        best = f"best {fmt_value(self.best_value_)} at epoch {self.best_epoch_}"
+        if epoch >= end:
+            return self._at_budget(epoch, improved, threshold)
+        if epoch < int(self.min_epochs) or n < MIN_FIT_POINTS:
+            need = max(int(self.min_epochs) - epoch, MIN_FIT_POINTS - n)
             return self._decision(
-                stop,
-                Reason.FORECAST if stop else Reason.CONTINUE,
+                False,
+                Reason.CONTINUE,
                 improved,
-                f"{text}: {'stop' if stop else 'continue'}",
+                f"{words}: {n_epochs(need)} more before the first forecast ({best}): continue",
             )
-        # at (or past) the budget: extend while a gain is still likely
+        since = epoch - int(self.best_epoch_ or epoch)
+        if int(self.patience_cap) and since >= int(self.patience_cap):
+            return self._decision(
+                True,
+                Reason.PATIENCE,
+                improved,
+                f"no new best for {since} epochs (patience_cap {self.patience_cap}; {best})",
+                epoch=epoch,
+                why=f"{words} has not improved for {n_epochs(since)}, the longest this stopper waits "
+                f"(patience_cap {self.patience_cap})",
+            )
+        fc = self.forecast(self.lookahead)
+        self.last_p_improve = fc.p_improve
+        details = fw.details(self, fc, threshold, self.lookahead)
+        if fc.p_improve >= threshold:
+            text = f"{words} may still {fw.expect(self, fc, self.lookahead)}; {best}: continue"
+            return self._decision(False, Reason.CONTINUE, improved, text, details=details)
+        expect = fw.expect(self, fc, self.lookahead, threshold)
+        self.last_hold = self.excursion() or self.floor_hold(epoch)
+        if self.last_hold is not None:
+            text = f"{words} is unlikely to {expect}, but {self.last_hold}: continue"
+            return self._decision(False, Reason.CONTINUE, improved, text, details=details)
+        state = f"has not improved for {n_epochs(since)}" if since else "is at its best"
+        why = f"{words} {state} and is unlikely to {expect}"
+        return self._decision(
+            True, Reason.FORECAST, improved, details, epoch=epoch, why=why, details=details
+        )
+
+    def _at_budget(self, epoch: int, improved: bool, threshold: float) -> Decision:
+        """At (or past) the budget: ask for more epochs while a gain is still likely and extension room is
+        left; else stop, saying what was still expected."""
         room = self.max_extra - int(self.extended_)
-        if room > 0 and n >= MIN_FIT_POINTS:
-            fc = self.forecast(min(self.lookahead, room))
-            self.last_p_improve = fc.p_improve
-            if fc.p_improve >= threshold:
-                k = int(min(self.lookahead, room))
-                self.extended_ = int(self.extended_) + k
-                return self._decision(
-                    False,
-                    Reason.BUDGET,
-                    improved,
-                    f"{self._describe(fc, threshold)}: budget reached, extend by {k} epoch(s)",
-                    extend_by=k,
-                )
-            text = self._describe(fc, threshold)
-        else:
-            text = (
-                f"no extension left (max_extension {self.max_extension:g} of budget {self.budget})"
+        if len(self.values_) < MIN_FIT_POINTS:
+            text = f"{self.name}: budget {self.budget} reached, too few values to forecast"
+            why = fw.budget_used(self)
+            return self._decision(True, Reason.BUDGET, improved, text, epoch=epoch, why=why)
+        horizon = int(min(self.lookahead, room)) if room > 0 else self.lookahead
+        fc = self.forecast(horizon)
+        self.last_p_improve = fc.p_improve
+        details = fw.details(self, fc, threshold, horizon)
+        text = fw.at_budget(self, fc, horizon, room, threshold)
+        if room > 0 and fc.p_improve >= threshold:
+            self.extended_ = int(self.extended_) + horizon
+            return self._decision(
+                False, Reason.BUDGET, improved, text, extend_by=horizon, details=details
             )
-        return self._decision(True, Reason.BUDGET, improved, f"budget reached; {text}: stop")
+        return self._decision(
+            True, Reason.BUDGET, improved, details, epoch=epoch, why=text, details=details
+        )

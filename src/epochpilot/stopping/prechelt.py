@@ -22,6 +22,7 @@ from epochpilot.stopping.base import (
     fmt_value,
     get_metric,
 )
+from epochpilot.stopping.wording import epochs, metric_words, not_finite
 
 __all__ = [
     "GeneralizationLoss",
@@ -45,6 +46,16 @@ def training_progress(strip_errors: list[float]) -> float:
     if lowest == 0.0:
         return 0.0 if total == 0.0 else math.inf
     return 1000.0 * (total / (len(strip_errors) * lowest) - 1.0)
+
+
+def _times(n: int) -> str:
+    """``"once"``, ``"twice"``, ``"3 times in a row"``."""
+    return {0: "0 times", 1: "once", 2: "twice in a row"}.get(n, f"{n} times in a row")
+
+
+def _every(strip: int) -> str:
+    """``"every epoch"`` / ``"every 5 epochs"``."""
+    return "every epoch" if strip == 1 else f"every {strip} epochs"
 
 
 def _check_monitor(name: str, monitor: object) -> None:
@@ -89,7 +100,12 @@ class _ValidationError(Policy):
 
     def _not_finite(self, epoch: int, key: str, value: float) -> Decision:
         text = f"{key} is {value} (not finite) at epoch {epoch} {self._best_text()}"
-        return self._decision(True, Reason.NOT_FINITE, False, text)
+        why = not_finite(metric_words(key), value)
+        return self._decision(True, Reason.NOT_FINITE, False, text, epoch=epoch, why=why)
+
+    def _above(self, gl: float) -> str:
+        """``"validation loss is 6.25% above its best"``."""
+        return f"{metric_words(self.monitor)} is {fmt_value(gl)}% above its best"
 
 
 class GeneralizationLoss(_ValidationError):
@@ -100,11 +116,14 @@ class GeneralizationLoss(_ValidationError):
 
     >>> gl = GeneralizationLoss(alpha=5.0, monitor="val_loss")
     >>> for epoch, loss in enumerate([1.0, 0.8, 0.82, 0.85], start=1):
-    ...     print(gl.update(epoch, {"val_loss": loss}).message)
-    GL(val_loss) = 0 <= alpha 5 (best 1 at epoch 1): continue
-    GL(val_loss) = 0 <= alpha 5 (best 0.8 at epoch 2): continue
-    GL(val_loss) = 2.5 <= alpha 5 (best 0.8 at epoch 2): continue
-    GL(val_loss) = 6.25 > alpha 5: val_loss 0.85 is 6.25% above its best (best 0.8 at epoch 2): stop
+    ...     decision = gl.update(epoch, {"val_loss": loss})
+    ...     print(decision.message)
+    validation loss is 0% above its best, stops above 5% (best 1 at epoch 1): continue
+    validation loss is 0% above its best, stops above 5% (best 0.8 at epoch 2): continue
+    validation loss is 2.5% above its best, stops above 5% (best 0.8 at epoch 2): continue
+    Stopped at epoch 4: validation loss is 6.25% above its best, more than the 5% allowed. Kept epoch 2 (val_loss 0.8).
+    >>> print(decision.details)
+    GeneralizationLoss(val_loss): GL(val_loss) = 6.25 > alpha 5: val_loss 0.85 is 6.25% above its best (best 0.8 at epoch 2)
     """
 
     _state_keys = ("best_", "best_epoch_", "count_")
@@ -130,11 +149,16 @@ class GeneralizationLoss(_ValidationError):
                 f"GL({self.monitor}) = {fmt_value(gl)} > alpha {fmt_value(alpha)}: {self.monitor} "
                 f"{fmt_value(value)} is {fmt_value(gl)}% above its best {self._best_text()}"
             )
-            return self._decision(True, Reason.GENERALIZATION_LOSS, improved, text)
-        text = (
-            f"GL({self.monitor}) = {fmt_value(gl)} <= alpha {fmt_value(alpha)} {self._best_text()}"
+            why = f"{self._above(gl)}, more than the {fmt_value(alpha)}% allowed"
+            return self._decision(
+                True, Reason.GENERALIZATION_LOSS, improved, text, epoch=epoch, why=why
+            )
+        details = (
+            f"{self.name}: GL({self.monitor}) = {fmt_value(gl)} <= alpha {fmt_value(alpha)} "
+            f"{self._best_text()}"
         )
-        return self._decision(False, Reason.CONTINUE, improved, text)
+        text = f"{self._above(gl)}, stops above {fmt_value(alpha)}% {self._best_text()}"
+        return self._decision(False, Reason.CONTINUE, improved, text, details=details)
 
 
 class ProgressQuotient(_ValidationError):
@@ -148,11 +172,14 @@ class ProgressQuotient(_ValidationError):
     >>> pq = ProgressQuotient(alpha=0.5, strip=2, monitor="val_loss", train_monitor="loss")
     >>> history = [(1.0, 0.9), (0.8, 0.5), (0.81, 0.49), (0.86, 0.48)]
     >>> for epoch, (val, train) in enumerate(history, start=1):
-    ...     print(pq.update(epoch, {"val_loss": val, "loss": train}).message)
-    PQ(val_loss) is checked at strip ends (update 1 of 2; GL 0) (best 1 at epoch 1): continue
-    PQ(val_loss) = GL 0 / P 400 = 0 <= alpha 0.5 (best 0.8 at epoch 2): continue
-    PQ(val_loss) is checked at strip ends (update 1 of 2; GL 1.25) (best 0.8 at epoch 2): continue
-    PQ(val_loss) = GL 7.5 / P 10.42 = 0.72 > alpha 0.5 (best 0.8 at epoch 2): stop
+    ...     decision = pq.update(epoch, {"val_loss": val, "loss": train})
+    ...     print(decision.message)
+    validation loss is 0% above its best; checked at the end of each 2-epoch strip (1 of 2) (best 1 at epoch 1): continue
+    validation loss is 0% above its best while loss moved 40% over the last 2 epochs (best 0.8 at epoch 2): continue
+    validation loss is 1.25% above its best; checked at the end of each 2-epoch strip (1 of 2) (best 0.8 at epoch 2): continue
+    Stopped at epoch 4: validation loss is 7.5% above its best while loss moved only 1.042% over the last 2 epochs: the model gets worse faster than training progresses. Kept epoch 2 (val_loss 0.8).
+    >>> print(decision.details)
+    ProgressQuotient(val_loss): PQ(val_loss) = GL 7.5 / P 10.42 = 0.72 > alpha 0.5 (best 0.8 at epoch 2)
     """
 
     _state_keys = ("best_", "best_epoch_", "count_", "strip_errors_")
@@ -187,11 +214,15 @@ class ProgressQuotient(_ValidationError):
         self.strip_errors_.append(train)
         strip = int(self.strip)
         if len(self.strip_errors_) < strip:
-            text = (
-                f"PQ({self.monitor}) is checked at strip ends (update {len(self.strip_errors_)} of "
-                f"{strip}; GL {fmt_value(gl)}) {self._best_text()}"
+            details = (
+                f"{self.name}: PQ({self.monitor}) is checked at strip ends (update "
+                f"{len(self.strip_errors_)} of {strip}; GL {fmt_value(gl)}) {self._best_text()}"
             )
-            return self._decision(False, Reason.CONTINUE, improved, text)
+            text = (
+                f"{self._above(gl)}; checked at the end of each {strip}-epoch strip "
+                f"({len(self.strip_errors_)} of {strip}) {self._best_text()}"
+            )
+            return self._decision(False, Reason.CONTINUE, improved, text, details=details)
         progress = training_progress(self.strip_errors_)
         self.strip_errors_ = []
         if progress == 0.0:
@@ -204,8 +235,18 @@ class ProgressQuotient(_ValidationError):
             f"PQ({self.monitor}) = GL {fmt_value(gl)} / P {fmt_value(progress)} = {fmt_value(quotient)} "
             f"{'>' if stop else '<='} alpha {fmt_value(alpha)} {self._best_text()}"
         )
+        moved = (
+            f"{metric_words(self.train_monitor)} moved {'only ' if stop else ''}"
+            f"{fmt_value(progress / 10)}% over the last {epochs(strip)}"
+        )
+        if stop:
+            why = f"{self._above(gl)} while {moved}: the model gets worse faster than training progresses"
+            return self._decision(
+                True, Reason.PROGRESS_QUOTIENT, improved, text, epoch=epoch, why=why
+            )
+        plain = f"{self._above(gl)} while {moved} {self._best_text()}"
         return self._decision(
-            stop, Reason.PROGRESS_QUOTIENT if stop else Reason.CONTINUE, improved, text
+            False, Reason.CONTINUE, improved, plain, details=f"{self.name}: {text}"
         )
 
 
@@ -218,8 +259,8 @@ class UpStrips(_ValidationError):
     >>> up = UpStrips(strips=2, strip=2, monitor="val_loss")
     >>> for epoch, loss in enumerate([1.0, 0.8, 0.7, 0.9, 0.6, 1.0], start=1):
     ...     decision = up.update(epoch, {"val_loss": loss})
-    >>> decision.message
-    'val_loss rose at the end of 2 successive strips of 2 epochs (0.8 -> 0.9 -> 1) (best 0.6 at epoch 5): stop'
+    >>> print(decision.message)
+    Stopped at epoch 6: validation loss rose twice in a row, measured every 2 epochs (0.8 -> 0.9 -> 1). Kept epoch 5 (val_loss 0.6).
     """
 
     _state_keys = ("best_", "best_epoch_", "count_", "strip_ends_")
@@ -246,10 +287,11 @@ class UpStrips(_ValidationError):
             return self._not_finite(epoch, self.monitor, value)
         improved = self._track(epoch, value)
         strip, strips = int(self.strip), int(self.strips)
+        words = metric_words(self.monitor)
         if self.count_ % strip != 0:
             text = (
-                f"{self.monitor} is compared at strip ends (update {self.count_ % strip} of {strip}) "
-                f"{self._best_text()}"
+                f"{words} is compared at the end of each {strip}-epoch strip "
+                f"({self.count_ % strip} of {strip}) {self._best_text()}"
             )
             return self._decision(False, Reason.CONTINUE, improved, text)
         if self.strip_ends_ and value > self.strip_ends_[-1]:
@@ -264,6 +306,10 @@ class UpStrips(_ValidationError):
                 f"{self.monitor} rose at the end of {rises} successive strips of {strip} epochs "
                 f"({trail}) {self._best_text()}"
             )
-        else:
-            text = f"{self.monitor} rose in {rises} of {strips} successive strips ({trail}) {self._best_text()}"
-        return self._decision(stop, Reason.UP_STRIPS if stop else Reason.CONTINUE, improved, text)
+            why = f"{words} rose {_times(rises)}, measured {_every(strip)} ({trail})"
+            return self._decision(True, Reason.UP_STRIPS, improved, text, epoch=epoch, why=why)
+        text = (
+            f"{words} rose {_times(rises)}, measured {_every(strip)}; it stops after "
+            f"{_times(strips)} ({trail}) {self._best_text()}"
+        )
+        return self._decision(False, Reason.CONTINUE, improved, text)

@@ -17,6 +17,7 @@ from epochpilot.stopping.base import (
     get_metric,
     is_better,
 )
+from epochpilot.stopping.wording import metric_words, not_finite
 
 __all__ = ["Retention"]
 
@@ -43,7 +44,9 @@ class Retention(Policy):
     >>> decision.stop, decision.reason.value
     (True, 'retention')
     >>> print(decision.message)
-    retention 0.88 fell 0.12 below the reference 1 (max_drop 0.1) at epoch 3: stop
+    Stopped at epoch 3: retention fell to 0.88, 0.12 below the reference 1, more than the 0.1 allowed (max_drop). Kept epoch 1 (retention 0.97).
+    >>> print(decision.details)
+    Retention(retention): retention 0.88 fell 0.12 below the reference 1 (max_drop 0.1) at epoch 3
     """
 
     _state_keys = ("violating_", "best_value_", "best_epoch_", "last_")
@@ -105,6 +108,8 @@ class Retention(Policy):
                 Reason.NOT_FINITE,
                 False,
                 f"{self.monitor} is {value} (not finite) at epoch {epoch}",
+                epoch=epoch,
+                why=not_finite(metric_words(self.monitor), value),
             )
         improved = is_better(value, self.best_value_, self.mode)
         if improved:
@@ -122,7 +127,20 @@ class Retention(Policy):
             f"reference {fmt_value(float(self.reference))} ({allowed}) at epoch {epoch}"
         )
         if past and self.violating_ > self.patience:
-            return self._decision(True, Reason.RETENTION, improved, text)
+            moved = "fell" if self.mode == "max" else "rose"
+            allowed = (
+                f"{fmt_value(float(self.max_drop) * 100)}% of it"
+                if self.relative
+                else fmt_value(float(self.max_drop))
+            )
+            why = (
+                f"{metric_words(self.monitor)} {moved} to {fmt_value(value)}, "
+                f"{fmt_value(abs(self.drop(value)))} {word} the reference "
+                f"{fmt_value(float(self.reference))}, more than the {allowed} allowed (max_drop)"
+            )
+            if self.patience:
+                why += f", for {self.violating_} epochs in a row"
+            return self._decision(True, Reason.RETENTION, improved, text, epoch=epoch, why=why)
         if past:
             text += f", tolerated {self.violating_} of {self.patience}"
         return self._decision(False, Reason.CONTINUE, improved, text)

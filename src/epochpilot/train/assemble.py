@@ -75,10 +75,11 @@ def build_callbacks(
     return callbacks, writer, ckpts
 
 
-def restore(loop: Any, resume_from: Path, config_hash: str) -> Path:
+def restore(loop: Any, resume_from: Path, config_hash: str | tuple[str, ...]) -> Path:
     """Restore ``loop`` from checkpoint ``resume_from`` (or, when that one is unusable and was chosen
     automatically, the newest usable one before it: see ``Loop._resume_parts``); returns the checkpoint
-    actually used and logs where training resumes."""
+    actually used and logs where training resumes. A checkpoint whose config hash is none of
+    ``config_hash`` (the run's, and the same settings' hash in the older format) is warned about."""
     parts = load_checkpoint(resume_from)
     if parts["optimizer"] is None or parts["state"] is None:
         raise CheckpointError(
@@ -90,7 +91,8 @@ def restore(loop: Any, resume_from: Path, config_hash: str) -> Path:
     if used != Path(resume_from):  # a fallback: its own meta (it loaded, so it is valid JSON)
         with contextlib.suppress(OSError, ValueError):
             meta = json.loads((used / "meta.json").read_text(encoding="utf-8"))
-    if meta.get("config_hash") != config_hash:
+    hashes = (config_hash,) if isinstance(config_hash, str) else tuple(config_hash)
+    if meta.get("config_hash") not in hashes:
         log.warning("checkpoint %s was written by a different config", used)
     st = loop.state
     log.info(

@@ -46,13 +46,14 @@ class AutoLoss:
 
     def __call__(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.fn is None:
-            self.fn = (
-                torch.nn.MSELoss() if target.is_floating_point() else torch.nn.CrossEntropyLoss()
-            )
-            log.info(
-                "loss_fn not given: using %s for %s targets", type(self.fn).__name__, target.dtype
-            )
+            self.choose(target)
         return self.fn(output, target)
+
+    def choose(self, target: torch.Tensor) -> None:
+        """Pick the loss for targets like ``target`` (done before training when the data is in memory, so
+        the run's records name the loss that runs)."""
+        self.fn = torch.nn.MSELoss() if target.is_floating_point() else torch.nn.CrossEntropyLoss()
+        log.info("loss_fn not given: using %s for %s targets", type(self.fn).__name__, target.dtype)
 
     def __repr__(self) -> str:
         return "auto"
@@ -114,6 +115,7 @@ def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opt
     if isinstance(spec, str):
         cls = _OPTIMIZERS[spec.lower()]
         return cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    _warn_unused(cfg)
     if hasattr(spec, "param_groups"):
         opt = spec
     else:
@@ -131,6 +133,29 @@ def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opt
             )
     _check_covers(opt, model, params)
     return opt
+
+
+def _warn_unused(cfg: TrainConfig) -> None:
+    """One warning line per setting that a given optimizer (object or factory) makes unused: ``lr`` (unless a
+    schedule named by a string takes it as its peak) and ``weight_decay``, when set to other than the
+    default; the records say which values ran."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    unused = [
+        name
+        for name in ("lr", "weight_decay")
+        if getattr(cfg, name) != defaults[name]
+        and not (name == "lr" and isinstance(cfg.schedule, str))
+    ]
+    for name in unused:
+        log.warning(
+            "%s=%r is not used: the optimizer given as %s sets its own %s; set it there, or name the "
+            "optimizer (optimizer='adam', 'adamw' or 'sgd') for %s to apply",
+            name,
+            getattr(cfg, name),
+            "an object" if hasattr(cfg.optimizer, "param_groups") else "a factory",
+            name,
+            name,
+        )
 
 
 def _check_covers(opt: Any, model: torch.nn.Module, params: list[torch.nn.Parameter]) -> None:
@@ -222,14 +247,14 @@ def build_loss(spec: Any, device: torch.device) -> Any:
     return fn
 
 
-def build_stopper(spec: Any, has_val: bool, max_epochs: int) -> Any:
+def build_stopper(spec: Any, has_val: bool, max_epochs: int, extend: float | None = None) -> Any:
     """The stop policy for ``stopper``: the user's policy, False (none), None or ``"auto"`` (the default),
     ``"early"`` or ``"forecast"``, on ``val_loss`` with mode "min" (``train_loss`` without validation data).
 
     ``"auto"`` is ``EarlyStopping(patience=10)``, the most robust rule of the held-out stopping benchmark;
     ``"early"`` the classic ``EarlyStopping(patience=5)``; ``"forecast"`` is ``auto_stopper`` (Forecast, reading
     the training loss too, plus a blow-up guard), whose budget starts at ``max_epochs`` and follows a step or
-    time budget.
+    time budget; it asks for more epochs only when ``extend`` allows it (the loop grants at most that share).
     """
     monitor = "val_loss" if has_val else "train_loss"
     if spec is None or spec == "auto":
@@ -240,7 +265,9 @@ def build_stopper(spec: Any, has_val: bool, max_epochs: int) -> Any:
         from epochpilot.stopping import auto_stopper
 
         extra = {"train_monitor": "train_loss"} if has_val else {}
-        return auto_stopper(monitor, "min", budget=max_epochs, **extra)
+        return auto_stopper(
+            monitor, "min", budget=max_epochs, max_extension=extend or 0.0, **extra
+        )
     if spec == "early":
         from epochpilot.stopping import EarlyStopping
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
 from epochpilot.errors import ConfigError
 from epochpilot.stopping.base import Reason, is_better
+from epochpilot.stopping.wording import stop_sentence
 from epochpilot.train.events import Callback, Request, TrainState
 from epochpilot.train.lr import group_ratios
 
-__all__ = ["BestTracker", "CheckpointTimer", "ScheduleCallback", "StopperCallback"]
+__all__ = ["BestTracker", "CheckpointTimer", "ScheduleCallback", "StopperCallback", "stop_words"]
+
+log = logging.getLogger("epochpilot")
 
 
 class StopperCallback(Callback):
@@ -31,15 +35,29 @@ class StopperCallback(Callback):
         out = []
         if decision.improved:
             out.append(Request("best", value=decision.best_value))
+        details = getattr(decision, "details", "")
         if decision.extend_by and decision.extend_by > 0:
             out.append(
-                Request("extend", extend_by=int(decision.extend_by), message=decision.message)
+                Request(
+                    "extend",
+                    extend_by=int(decision.extend_by),
+                    message=decision.message,
+                    details=details,
+                )
             )
         if decision.stop:
-            message = decision.message
-            if state.val_every:
-                message += f" (the policy counts validations, one every {state.val_every} updates, as epochs)"
-            out.append(Request("stop", reason=decision.reason, message=message))
+            why = getattr(decision, "why", "")
+            if details:
+                log.info("epoch %d: the stopper's numbers: %s", state.epoch, details)
+            out.append(
+                Request(
+                    "stop",
+                    reason=decision.reason,
+                    message=stop_words(state, decision, index),
+                    details=details,
+                    why=why,
+                )
+            )
         return out
 
     def state_dict(self) -> dict[str, Any]:
@@ -47,6 +65,25 @@ class StopperCallback(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state)
+
+
+def stop_words(state: TrainState, decision: Any, index: int) -> str:
+    """The stop sentence in the loop's own numbers: the epoch it stopped in (and the validation, when the
+    policy counts validations) and the epoch the loop keeps. A policy without a reason clause (``why``)
+    keeps its own message."""
+    why = getattr(decision, "why", "")
+    note = f"one every {state.val_every} updates; the stopper counts validations as epochs"
+    if not why:
+        message = decision.message or decision.reason.value
+        return f"{message} ({note})" if state.val_every else message
+    where = f"epoch {state.epoch}"
+    if state.val_every:
+        where += f", validation {index} ({note})"
+    if decision.improved:
+        kept, value = state.epoch, decision.best_value
+    else:
+        kept, value = state.best_epoch, state.best_value
+    return stop_sentence(where, why, kept, state.monitor, value)
 
 
 class BestTracker(Callback):
@@ -147,7 +184,8 @@ class ScheduleCallback(Callback):
                     raise ConfigError(
                         f"ReduceOnPlateau monitors {monitor!r}, not among the epoch metrics {sorted(state.row)}"
                     )
-                plateau.update(state.row)
+                if plateau.update(state.row):
+                    log.info("epoch %d: %s", state.epoch, plateau.reduction_message())
             self._apply(state)
 
     def state_dict(self) -> dict[str, Any]:

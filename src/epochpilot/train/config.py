@@ -33,6 +33,7 @@ _UNHASHED_DEFAULTS = {
     "cooldown_fraction": 0.2,
     "sweep_start": 4.0,
     "sweep_patience": 2,
+    "extend": None,
 }
 #: fields that do not change what is trained; a run_dir may be resumed with different values for these.
 _NOT_HASHED = frozenset(
@@ -48,6 +49,7 @@ _NOT_HASHED = frozenset(
         "max_steps",
         "max_time",
         "checkpoint_fsync",
+        "report",
     }
 )
 
@@ -94,7 +96,7 @@ def _is_number(value: object) -> bool:
 
 
 #: fields that take True or False only (a string such as "no" would be truthy)
-_BOOLS = ("deterministic", "shuffle", "drop_last", "overwrite", "tensorboard")
+_BOOLS = ("deterministic", "shuffle", "drop_last", "overwrite", "tensorboard", "report")
 #: what the loop reads from every callback (besides at least one ``on_<event>`` method)
 _CALLBACK_NEEDS = ("state_key", "state_dict", "load_state_dict")
 _EVENTS = ("fit_start", "epoch_start", "step_end", "validation_end", "epoch_end", "fit_end")
@@ -137,7 +139,7 @@ def _is_callback(obj: object) -> bool:
 
 @dataclass
 class TrainConfig:
-    """Trainer settings. See ``Trainer`` for what each does; units: epochs are 1-based, steps are updates."""
+    """Trainer settings (``help(epochpilot.fit)`` lists each, its default and meaning); steps are updates."""
 
     loss_fn: Callable | str | None = None
     optimizer: Any = "adam"
@@ -167,6 +169,7 @@ class TrainConfig:
     overwrite: bool = False
     progress: bool | None = None
     tensorboard: bool = False
+    report: bool = True
     callbacks: Sequence[Any] = field(default_factory=tuple)
     on_nan: str = "stop"
     grad_norm_every: int = 50
@@ -175,6 +178,7 @@ class TrainConfig:
     cooldown_fraction: float = 0.2
     sweep_start: float = 4.0
     sweep_patience: int = 2
+    extend: float | None = None
 
     def __post_init__(self) -> None:
         """Validate every field (one-line ConfigError naming the field and the fix)."""
@@ -341,6 +345,9 @@ class TrainConfig:
             f"sweep_patience must be an int >= 1 (branches in a row without improvement before the "
             f"trunk stops), got {self.sweep_patience!r}: try 2",
         )
+        from epochpilot.train.budgets import check_extend
+
+        self.extend = check_extend(self.extend)
         if self.cooldown == "sweep" and self.val_every_steps:
             raise ConfigError(
                 "cooldown='sweep' validates once per epoch, but val_every_steps is set: drop "

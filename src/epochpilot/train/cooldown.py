@@ -25,8 +25,10 @@ __all__ = [
     "Cooling",
     "check_cooldown",
     "epochs_trained",
+    "ended",
     "kept_from",
     "schedule_callback",
+    "stopper_note",
 ]
 
 log = logging.getLogger("epochpilot")
@@ -83,6 +85,29 @@ def kept_from(state: TrainState) -> str:
     return "trunk" if record is None else f"cooldown from epoch {record['fork_epoch']}"
 
 
+def ended(state: TrainState, why: str) -> str:
+    """The run's stop sentence after a cooldown decision: ``why``, then the kept epoch and where it was
+    trained ("Stopped at epoch 30: ... Kept epoch 27 (val_loss 0.41), from the cooldown branch forked
+    after epoch 24.")."""
+    from epochpilot.stopping.wording import stop_sentence
+
+    text = stop_sentence(state.epoch, why, state.best_epoch, state.monitor, state.best_value)
+    if state.best_epoch is None:
+        return text
+    origin = kept_from(state)
+    if origin == "trunk":
+        where = "the trunk" if state.sweep is not None else "before the cooldown"
+    else:
+        kind = "branch forked" if state.sweep is not None else "started"
+        where = f"the cooldown {kind} after epoch {origin.rsplit(' ', 1)[-1]}"
+    return f"{text.rstrip('.')}, from {where}."
+
+
+def stopper_note(req: Request) -> str:
+    """What the stop policy said, as a clause (its bare reason when it gives one)."""
+    return (req.why or req.message or req.reason.value).strip().rstrip(".")
+
+
 def epochs_trained(state: TrainState) -> float:
     """Every epoch of training done, as a float (a partial last epoch counts its share of the updates)."""
     if not state.steps_per_epoch:
@@ -118,10 +143,13 @@ class Cooling:
         wanted = cooldown_length(st.step, float(self.cfg.cooldown_fraction))
         left, cap = self._updates_left()
         steps = min(wanted, left)
-        note = req.message or req.reason.value
+        note = stopper_note(req)
+        st.stop_details = req.details
         if steps <= 0:  # nothing left to cool down in: stop now, saying so
             st.stop, st.stop_reason = True, req.reason
-            st.stop_message = f"{note}; no updates left before {cap} to cool the lr down"
+            st.stop_message = ended(
+                st, f"{note}; no updates were left before {cap} to cool the learning rate down"
+            )
             return True
         if steps < wanted:
             note += (
@@ -162,12 +190,12 @@ class Cooling:
         schedule = schedule_callback(self.callbacks)
         shape = getattr(getattr(schedule, "schedule", None), "shape", "")
         epochs = st.cooldown_steps / max(1, st.steps_per_epoch)
-        kept = f"kept epoch {st.best_epoch}" if st.best_epoch is not None else "kept no epoch"
         st.stop, st.stop_reason = True, Reason(st.cooldown_reason or Reason.USER.value)
-        st.stop_message = (
-            f"the stopper fired at epoch {st.cooldown_epoch} ({st.cooldown_note}); cooled the lr down "
-            f"over {epochs:.3g} "
-            f"epochs ({st.cooldown_steps} updates, {shape or 'WSD'}); {kept} ({kept_from(st)})"
+        st.stop_message = ended(
+            st,
+            f"the stopper fired at epoch {st.cooldown_epoch} ({st.cooldown_note}), then the learning "
+            f"rate was cooled down over {epochs:.3g} epochs ({st.cooldown_steps} updates, "
+            f"{shape or 'WSD'})",
         )
 
     def _sync_schedule(self) -> None:

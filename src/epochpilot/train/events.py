@@ -25,9 +25,12 @@ ACTIONS = ("stop", "save", "best", "extend")
 class Request:
     """What a callback asks of the loop.
 
-    ``stop`` ends training after this event (with ``reason``/``message``); ``save`` writes a checkpoint now;
-    ``best`` says the monitored value improved (``value``), so the loop keeps a copy of these weights;
-    ``extend`` grants ``extend_by`` more epochs past ``max_epochs``.
+    ``stop`` ends training after this event (with ``reason``/``message``: one plain sentence; ``details``:
+    the numbers behind it; ``why``: the bare reason clause, for a loop that rewords the stop, e.g. a
+    cooldown); ``save`` writes a checkpoint now; ``best`` says the monitored value improved (``value``), so
+    the loop keeps a copy of these weights; ``extend`` asks for ``extend_by`` more epochs past
+    ``max_epochs``, which the loop grants only as far as the user's ``extend`` setting allows
+    (``Budget.grant``): the budget the user gave is a hard cap otherwise.
     """
 
     action: str
@@ -35,6 +38,8 @@ class Request:
     message: str = ""
     value: float | None = None
     extend_by: int = 0
+    details: str = ""
+    why: str = ""
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -77,6 +82,8 @@ class TrainState:
     stop: bool = False
     stop_reason: Reason = Reason.CONTINUE
     stop_message: str = ""
+    #: the numbers behind the stop sentence (the policy's details line), or ""
+    stop_details: str = ""
     lr_scale: float = 1.0
     rollbacks: int = 0
     #: validations fed to the stop policy so far (with ``val_every_steps`` several per epoch)
@@ -124,6 +131,7 @@ class TrainState:
             "stop": self.stop,
             "stop_reason": self.stop_reason.value,
             "stop_message": self.stop_message,
+            "stop_details": self.stop_details,
             "lr_scale": self.lr_scale,
             "rollbacks": self.rollbacks,
             "checks": self.checks,

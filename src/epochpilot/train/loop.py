@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 
-from epochpilot.stopping.base import Reason
 from epochpilot.train import distributed as D
 from epochpilot.train.budgets import apply_budget
 from epochpilot.train.cooldown import Cooling
@@ -119,7 +118,7 @@ class Loop(Validation, Persistence, Interruptible, Cooling, Sweeping):
             self._end_epoch()
         if not st.stop:
             st.stop = True
-            st.stop_reason, st.stop_message = self.budget.end_reason(st.max_epochs)
+            st.stop_reason, st.stop_message = self.budget.end_reason(st.max_epochs, st)
         if self.signals.signum:  # it came during the last epoch: its checkpoint is the run's end
             self._interrupt(mid_epoch=st.batch > 0)
 
@@ -313,12 +312,10 @@ class Loop(Validation, Persistence, Interruptible, Cooling, Sweeping):
         """At epoch end: the step cap, and the time budget (rank 0 measures; every rank follows)."""
         st, budget = self.state, self.budget
         if budget.steps_done(st.step) and not st.stop:
-            self._handle(
-                [Request("stop", Reason.MAX_STEPS, f"reached max_steps={budget.max_steps}")]
-            )
+            self._handle([Request("stop", *budget.steps_reason(st.epoch, st))])
         if not budget.max_time_s:
             return
-        new, stop = D.broadcast(budget.after_epoch(st.epochs_done), self.dist)
+        new, stop = D.broadcast(budget.after_epoch(st.epochs_done, st), self.dist)
         if new is not None:
             budget.epochs = new
             apply_budget(self, new)
@@ -348,19 +345,33 @@ class Loop(Validation, Persistence, Interruptible, Cooling, Sweeping):
                         "epoch %d: not kept as the best, its %s is not finite", st.epoch, st.monitor
                     )
                     continue
+                self._note_trunk_best()
                 if not self._sweep_keeps(st.row.get(st.monitor)):
                     continue
                 st.best_epoch, st.best_value = st.epoch, req.value
                 self.keep_best()
-            elif req.action == "extend":
-                st.max_epochs += req.extend_by
-                self.extended += req.extend_by
-                log.info(
-                    "extending training by %d epochs (to %d): %s",
-                    req.extend_by,
-                    st.max_epochs,
-                    req.message,
-                )
+            elif req.action == "extend":  # max_epochs is a hard cap unless the user's extend allows
+                granted = self.budget.grant(req.extend_by, self.extended)
+                asked = req.message or f"the stopper asks for {req.extend_by} more epochs"
+                asked = asked.rstrip(".")
+                if granted:
+                    st.max_epochs += granted
+                    self.extended += granted
+                    log.info(
+                        "epoch %d: %s. Granted %d more epochs (to %d; extend=%g).",
+                        st.epoch,
+                        asked,
+                        granted,
+                        st.max_epochs,
+                        self.budget.extend,
+                    )
+                else:
+                    log.info(
+                        "epoch %d: %s. Not granted: %s.",
+                        st.epoch,
+                        asked,
+                        self.budget.refusal(),
+                    )
             elif req.action == "stop" and not st.stop:
                 if self._cooldown_takes(req):
                     continue
@@ -369,6 +380,7 @@ class Loop(Validation, Persistence, Interruptible, Cooling, Sweeping):
                     req.reason,
                     req.message or req.reason.value,
                 )
+                st.stop_details = req.details
             elif req.action == "save":
                 save = True
         if save:

@@ -159,10 +159,12 @@ class Persistence:
         )
         parts["meta"] = self._meta()
         parts["best"] = self.best_weights
-        if (
-            self.trunk is not None
-        ):  # inside a cooldown branch: the trunk's copy to return to (never mutated)
+        # cooldown="sweep": inside a branch, the trunk's copy to return to; on the trunk, its best epoch since
+        # the last fork (both never mutated, so no copy)
+        if self.trunk is not None:
             parts["state"]["trunk"] = self.trunk
+        if self.trunk_best is not None:
+            parts["state"]["trunk_best"] = self.trunk_best
         return parts
 
     def save(self, mid_epoch: bool = False) -> None:
@@ -216,6 +218,7 @@ class Persistence:
                 )
         self.train.load_state_dict(inner.get("data", {}))
         self.trunk = inner.get("trunk")
+        self.trunk_best = inner.get("trunk_best")
         self.data_seed = inner.get("data_seed", self.data_seed)
         if self.scaler is not None and inner.get("scaler"):
             self.scaler.load_state_dict(inner["scaler"])

@@ -25,6 +25,7 @@ from epochpilot._files import atomic_open, atomic_write_text, path_error
 from epochpilot.errors import ConfigError, short_list
 from epochpilot.train.checkpoint import CheckpointDir
 from epochpilot.train.config import TrainConfig, to_toml
+from epochpilot.train.confighash import config_format, saved_differences
 from epochpilot.train.guard import disk_error
 from epochpilot.train.replace import Replacement, recover, settle
 from epochpilot.train.wording import words
@@ -177,50 +178,47 @@ def saved_config(run_dir: str | Path) -> tuple[dict[str, Any] | None, str | None
     return old, None
 
 
-def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """Names of hashed fields whose values differ between two saved configs."""
-    new = tomllib.loads(to_toml(new))  # compare like with like: None is "none" in TOML
-    keys = []
-    for table in ("train", "model", "data"):
-        a, b = old.get(table, {}), new.get(table, {})
-        keys += [f"{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-    from epochpilot.train.config import _NOT_HASHED
-
-    return [k for k in keys if k not in _NOT_HASHED] or ["(unknown fields)"]
-
-
 def prepare_run_dir(
-    cfg: TrainConfig, tables: Mapping[str, Mapping[str, Any]], config_hash: str
-) -> Path | None:
-    """Check ``run_dir`` and return the checkpoint to resume from (None: start fresh).
+    cfg: TrainConfig,
+    tables: Mapping[str, Mapping[str, Any]],
+    config_hash: str,
+    legacy: tuple[Mapping[str, Mapping[str, Any]], str] | None = None,
+) -> tuple[Path | None, str]:
+    """Check ``run_dir``; return the checkpoint to resume from (None: start fresh) and the config hash the
+    run directory goes on with.
 
     A folder of other files is refused (see :func:`check_run_dir`); an existing run is refused unless
     ``resume`` or ``overwrite`` says what to do with it; a refusal touches no file. ``resume="auto"`` continues
-    only a run of the same config (same hash). ``overwrite=True`` moves the old run aside (see
-    :mod:`epochpilot.train.replace`): it is deleted once the new run has its first checkpoint, and comes
-    back if the fit fails before that.
+    only a run of the same config (same hash). A run written before ``config_format = 2`` is compared through
+    ``legacy``: the tables and hash of the settings as given (what it recorded), and goes on with that hash.
+    ``overwrite=True`` moves the old run aside (see :mod:`epochpilot.train.replace`): it is deleted once the
+    new run has its first checkpoint, and comes back if the fit fails before that.
     """
     resume = cfg.resume
     explicit = isinstance(resume, (str, Path)) and resume != "auto"
     if cfg.run_dir is None:
-        return Path(resume) if explicit else None
+        return (Path(resume) if explicit else None), config_hash
     run_dir = Path(cfg.run_dir)
     w = words()
     recover(run_dir, w.field)
     kind = check_run_dir(run_dir, w.field)
     old, damaged = saved_config(run_dir) if kind == "run" else (None, None)
     has_run = old is not None or (kind == "run" and any((run_dir / name).exists() for name in OURS))
+    new_hash = config_hash  # what a fresh start writes
+    if old is not None and damaged is None and config_format(old) < 2 and legacy is not None:
+        tables, config_hash = legacy  # an older run: compared, and continued, as it was recorded
     same = damaged is None and old is not None and old["run"]["config_hash"] == config_hash
     if explicit:
         _claim(run_dir)
-        return Path(resume)
+        return Path(resume), config_hash
     if not has_run:
         if resume is True:
             raise ConfigError(
-                f"resume=True but run_dir {str(run_dir)!r} holds no run: use resume='auto' or False"
+                f"resume=True but run_dir {str(run_dir)!r} holds no run to continue: pass "
+                f"resume='auto' or False to start one"
             )
         _claim(run_dir)
-        return None
+        return None, new_hash
     if cfg.overwrite:
         _check_writable(run_dir)
         Replacement.begin(run_dir, w.field)
@@ -230,22 +228,33 @@ def prepare_run_dir(
             "overwrite=True" if w.python else "--overwrite",
             run_dir,
         )
-        return None
+        return None, new_hash
     where = f"{w.field} {str(run_dir)!r}"
-    what = "a run" if same or damaged else "a run of a different config"
     diff = (
         ""
         if same or damaged or old is None
-        else f" (differs in {', '.join(_differences(old, tables))})"
+        else f" (differs in {', '.join(saved_differences(old, tables))})"
     )
     if resume is False:
-        ways = w.ways(run_dir, w.resume, w.overwrite, w.other)
+        # each way out must work as written: resume='auto' refuses a changed or damaged config
+        if same:
+            what, ways = "a run", w.ways(run_dir, w.resume, w.overwrite, w.other)
+        elif damaged:
+            what = f"a run whose {run_dir / 'config.toml'} {damaged}"
+            ways = w.ways(run_dir, "restore the file", w.anyway, w.overwrite, w.other)
+        elif old is None:
+            what = "a run without a config.toml to compare this config with"
+            ways = w.ways(run_dir, w.anyway, w.overwrite, w.other)
+        else:
+            what = "a run of a different config"
+            ways = w.ways(run_dir, w.anyway, w.overwrite, w.other)
         raise ConfigError(f"{where} already holds {what}{diff}: {ways}")
-    if resume == "auto" and damaged:
-        ways = w.ways(run_dir, "restore the file", w.anyway, w.overwrite, w.other)
+    if resume == "auto" and (damaged or old is None):
+        why = f"whose {run_dir / 'config.toml'} {damaged}" if damaged else "without a config.toml"
+        fixes = ("restore the file",) if damaged else ()
+        ways = w.ways(run_dir, *fixes, w.anyway, w.overwrite, w.other)
         raise ConfigError(
-            f"{where} holds a run whose {run_dir / 'config.toml'} {damaged}, so its config cannot be "
-            f"compared with this one: {ways}"
+            f"{where} holds a run {why}, so its config cannot be compared with this one: {ways}"
         )
     if resume == "auto" and not same:
         ways = w.ways(run_dir, w.anyway, w.overwrite, w.other)
@@ -253,8 +262,11 @@ def prepare_run_dir(
     latest = CheckpointDir(run_dir / "checkpoints", cfg.keep_last).latest()
     if latest is None:
         if resume is True:
+            fix = (
+                "pass resume='auto' to start it" if same else w.ways(run_dir, w.overwrite, w.other)
+            )
             raise ConfigError(
-                f"resume=True but run_dir {str(run_dir)!r} has no checkpoint: use resume='auto'"
+                f"resume=True but run_dir {str(run_dir)!r} has no checkpoint to continue from: {fix}"
             )
         log.info("run_dir %s has no checkpoint yet: starting from scratch", run_dir)
     elif damaged:
@@ -262,7 +274,7 @@ def prepare_run_dir(
     elif not same:
         log.warning("resuming %s with a changed config%s", latest, diff)
     _claim(run_dir)
-    return latest
+    return latest, (config_hash if latest is not None else new_hash)
 
 
 def _size(path: Path) -> int:

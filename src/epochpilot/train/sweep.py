@@ -8,9 +8,12 @@ goes on at the constant lr. Every epoch, trunk or branch, counts against ``max_e
 numbered in the order they were trained) and the best validated weights over trunk and branches are kept.
 
 The trunk ends when ``sweep_patience`` branches in a row did not beat the best earlier branch
-(:class:`~epochpilot.stopping.cooldown.SweepStop`), when the stop policy fires on the trunk (after a first
-branch; before one, a last branch is cooled down from there), or when the budget nears: the last branch takes
-every update left, so the model kept at the cap is annealed. Hard stops (not finite, divergence, interrupts,
+(:class:`~epochpilot.stopping.cooldown.SweepStop`), when the stop policy fires on the trunk, or when the
+budget nears: the last branch takes every update left, so the model kept at the cap is annealed. When the
+policy fires and the trunk improved (on its own line) since the last fork, the trunk is rewound to that best
+epoch (a copy is kept at each trunk improvement) and a last branch cools down from there: the trunk's best
+epoch usually falls between two doubling branch points, and annealing from a point the trunk had already
+overfit loses to it. Hard stops (not finite, divergence, interrupts,
 ``max_time``) end the run at once. The state of the running branch and the trunk's copy are saved in
 checkpoints, so a run killed inside a branch resumes exactly. Mixed into ``Loop``.
 """
@@ -53,6 +56,8 @@ def new_sweep_state(first_step: int) -> dict[str, Any]:
         "pending": "",  # the stop policy fired on the trunk before any branch: cool down from here
         "reason": "",  # the stop reason of the run if the running branch is the last one
         "best_raw": None,  # the monitored value of the kept epoch (trunk or branch)
+        "trunk_best": None,  # {"epoch", "trunk_epochs", "trunk_step"}: the trunk's best since the last fork
+        "rewind": False,  # the pending last branch starts from the trunk's best epoch
         "branches": [],
         "stopper": None,
     }
@@ -138,6 +143,13 @@ def _short_warmup(callback: Any, first: int, state: Any) -> None:
         callback._apply(state)
 
 
+def _tried(state: Any) -> str:
+    """"4 cooldown branches, 60 epochs trained in all"."""
+    n = len(state.sweep["branches"])
+    epochs = state.step / max(1, state.steps_per_epoch)
+    return f"{n} cooldown branch{'es' if n != 1 else ''}, {epochs:.3g} epochs trained in all"
+
+
 class Sweeping:
     """The loop's side of ``cooldown="sweep"`` (a mixin of ``Loop``)."""
 
@@ -145,6 +157,7 @@ class Sweeping:
     cfg: Any
     callbacks: list[Any]
     trunk: dict[str, Any] | None = None
+    trunk_best: dict[str, Any] | None = None
 
     # -- set-up and rows ---------------------------------------------------------------------------------
     def _sweep_start(self) -> None:
@@ -188,6 +201,20 @@ class Sweeping:
             return sw["fork"]["trunk_epochs"] + sw["branch_rows"] + 1
         return sw["trunk_epochs"] + 1
 
+    def _note_trunk_best(self) -> None:
+        """The stop policy says the trunk improved on its own best: keep a copy of the trunk's state here, so
+        a last branch can cool down from the trunk's best epoch when the policy ends the trunk later."""
+        st = self.state
+        sw = st.sweep
+        if sw is None or sw["branch"]:
+            return
+        self.trunk_best = self._trunk_capture()
+        sw["trunk_best"] = {
+            "epoch": st.epoch,
+            "trunk_epochs": sw["trunk_epochs"],
+            "trunk_step": st.step - sw["branch_steps"],
+        }
+
     def _sweep_keeps(self, value: Any) -> bool:
         """Whether an epoch whose monitored value is ``value`` beats the kept one over trunk and branches
         (the stop policy only compares within its own line: its state goes back to the trunk's)."""
@@ -201,23 +228,26 @@ class Sweeping:
         return True
 
     def _sweep_takes(self, req: Any) -> bool:
-        """A soft stop request from the stop policy: ignored in a branch; on the trunk, the end of the trunk
-        once a branch was tried, else a last branch from here. Always True: the sweep took the request."""
+        """A soft stop request from the stop policy: ignored in a branch. On the trunk: a last branch cooled
+        down from the trunk's best epoch when that came after the last fork (the trunk is rewound to it),
+        else the end of the trunk once a branch was tried, else a last branch from here. Always True: the
+        sweep took the request."""
         sw = self.state.sweep
-        note = req.message or req.reason.value
+        from epochpilot.train.cooldown import ended, stopper_note
+
+        note = stopper_note(req)
         if sw["branch"]:
             log.debug("epoch %d: stop request ignored inside a branch: %s", self.state.epoch, note)
             return True
         st = self.state
+        st.stop_details = req.details
+        best = sw["trunk_best"]
+        if best is not None and best["epoch"] != st.epoch and self.trunk_best is not None:
+            sw["pending"], sw["reason"], sw["rewind"] = note, req.reason.value, True
+            return True
         if sw["branches"]:  # the trunk ends; the best branch so far (or trunk epoch) is the result
-            from epochpilot.train.cooldown import kept_from
-
-            kept = f"kept epoch {st.best_epoch} ({kept_from(st)})" if st.best_epoch else "kept none"
             st.stop, st.stop_reason = True, req.reason
-            st.stop_message = (
-                f"{note}; the trunk ends after {len(sw['branches'])} cooldown branches, "
-                f"{st.step / max(1, st.steps_per_epoch):.3g} epochs trained; {kept}"
-            )
+            st.stop_message = ended(st, f"{note}; the trunk ends after {_tried(st)}")
             return True
         sw["pending"], sw["reason"] = note, req.reason.value
         return True
@@ -239,43 +269,58 @@ class Sweeping:
         trunk_step = st.step - sw["branch_steps"]
         fraction = float(self.cfg.cooldown_fraction)
         if sw["pending"]:
+            origin = None
+            if sw["rewind"] and self.trunk_best is not None:  # cool down from the trunk's best epoch
+                self._trunk_restore(self.trunk_best)
+                origin = sw["trunk_best"]
+                trunk_step = origin["trunk_step"]
             steps = min(whole_epochs(cooldown_length(trunk_step, fraction), spe), left)
             if steps > 0:
-                self._fork(steps, final=True, note=sw["pending"], reason=sw["reason"])
+                self._fork(
+                    steps, final=True, note=sw["pending"], reason=sw["reason"], origin=origin
+                )
             else:  # nothing left to cool down in
+                from epochpilot.train.cooldown import ended
+
                 st.stop, st.stop_reason = True, Reason(sw["reason"])
-                st.stop_message = (
-                    f"{sw['pending']}; no updates left before {cap} to cool the lr down"
+                st.stop_message = ended(
+                    st, f"{sw['pending']}; no updates were left before {cap} to cool the lr down"
                 )
             return
         action, steps = next_branch(trunk_step, left, spe, fraction, sw["next_point"])
         if action == "final":
-            note = f"{cap} nears: the last branch takes the {steps} updates left"
+            note = f"the budget ({cap}) is used up; the last cooldown branch took its {steps} last updates"
             reason = Reason.MAX_STEPS if cap.startswith("max_steps") else Reason.MAX_EPOCHS
             self._fork(steps, final=True, note=note, reason=reason.value)
         elif action == "branch":
             self._fork(steps, final=False, note="", reason="")
 
-    def _fork(self, steps: int, final: bool, note: str, reason: str) -> None:
-        """Copy the trunk's state and start a branch cooling down over ``steps`` updates."""
+    def _fork(
+        self, steps: int, final: bool, note: str, reason: str, origin: dict[str, Any] | None = None
+    ) -> None:
+        """Copy the trunk's state and start a branch cooling down over ``steps`` updates (from the trunk's
+        current epoch, or from ``origin``, the trunk's best epoch it was rewound to)."""
         st = self.state
         sw = st.sweep
         self.trunk = self._trunk_capture()
+        origin = origin or {
+            "epoch": st.epoch,
+            "trunk_epochs": sw["trunk_epochs"],
+            "trunk_step": st.step - sw["branch_steps"],
+        }
         sw.update(
             branch=len(sw["branches"]) + 1,
             final=final,
             note=note,
             reason=reason,
             pending="",
+            rewind=False,
+            trunk_best=None,
             branch_rows=0,
-            fork={
-                "epoch": st.epoch,
-                "step": st.step,
-                "trunk_epochs": sw["trunk_epochs"],
-                "trunk_step": st.step - sw["branch_steps"],
-            },
+            fork={**origin, "step": st.step},
         )
-        st.cooldown_start, st.cooldown_steps, st.cooldown_epoch = st.step, steps, st.epoch
+        self.trunk_best = None  # a later trunk improvement is copied afresh
+        st.cooldown_start, st.cooldown_steps, st.cooldown_epoch = st.step, steps, origin["epoch"]
         self._sync_schedule()
         log.info(
             "epoch %d: cooldown branch %d over %d updates (%.3g epochs)%s",
@@ -312,16 +357,20 @@ class Sweeping:
             log.info("epoch %d: %s", st.epoch, decision.message)
         if not (final or decision.stop):
             return
-        from epochpilot.train.cooldown import kept_from
+        from epochpilot.train.cooldown import ended
 
-        why = note if final else decision.message
-        kept = f"kept epoch {st.best_epoch} ({kept_from(st)})" if st.best_epoch else "kept none"
+        if final:
+            why = note
+        else:
+            n = int(self.cfg.sweep_patience)
+            why = (
+                f"{'the last cooldown branch' if n == 1 else f'the last {n} cooldown branches'} did not "
+                "beat an earlier one, so later ones are unlikely to"
+            )
+            st.stop_details = decision.message
         st.stop = True
         st.stop_reason = Reason(reason) if final and reason else Reason.PATIENCE
-        st.stop_message = (
-            f"{why}; {len(sw['branches'])} cooldown branches in {st.step / max(1, st.steps_per_epoch):.3g} "
-            f"epochs trained; {kept}"
-        )
+        st.stop_message = ended(st, f"{why}; {_tried(st)}")
 
     # -- the trunk's copy ----------------------------------------------------------------------------------------
     def _trunk_capture(self) -> dict[str, Any]:

@@ -8,18 +8,17 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from epochpilot.errors import ConfigError, ConfigTypeError
-from epochpilot.stopping.base import Reason
 from epochpilot.train import distributed as D
 from epochpilot.train.assemble import build_callbacks, restore
 from epochpilot.train.budgets import Budget
 from epochpilot.train.build import (
+    AutoLoss,
     build_loss,
     build_optimizer,
     build_schedule_checked,
@@ -29,54 +28,31 @@ from epochpilot.train.build import (
     check_settings,
     seed_all,
 )
+from epochpilot.train.callbacks import ScheduleCallback
 from epochpilot.train.config import TrainConfig
-from epochpilot.train.cooldown import check_cooldown, epochs_trained, kept_from
+from epochpilot.train.confighash import records_hash
+from epochpilot.train.cooldown import check_cooldown
 from epochpilot.train.data import make_batches
 from epochpilot.train.events import TrainState
 from epochpilot.train.guard import fit_guard
 from epochpilot.train.loop import Loop
 from epochpilot.train.record import write_summary
 from epochpilot.train.replace import settle
+from epochpilot.train.resolved import (
+    FORMAT,
+    describe_loss,
+    describe_policy,
+    describe_schedule,
+    run_tables,
+)
+from epochpilot.train.result import FitResult, run_summary, version, write_run_report
 from epochpilot.train.rundir import prepare_run_dir, write_config
-from epochpilot.train.sweep import branch_records
+from epochpilot.train.settings import fit_doc
 from epochpilot.train.validate import dry_forward
 
 __all__ = ["FitResult", "Trainer", "fit"]
 
 log = logging.getLogger("epochpilot")
-
-
-@dataclass
-class FitResult:
-    """What a fit returns: the model holding the best weights, the history and why training ended."""
-
-    model: torch.nn.Module
-    history: list[dict[str, Any]]
-    best_epoch: int | None
-    best_value: float | None
-    stopped_epoch: int
-    stop_reason: Reason
-    stop_message: str
-    run_dir: Path | None
-    monitor: str
-    mode: str
-    total_steps: int = 0
-    elapsed_s: float = 0.0
-    summary: dict[str, Any] = field(default_factory=dict)
-    #: every epoch trained, a partial last epoch as its share (cooldown included)
-    epochs_trained: float = 0.0
-    #: where the kept weights were trained: "trunk" or "cooldown from epoch E" (E: the epoch it forked after)
-    kept_from: str = "trunk"
-    #: one dict per cooldown branch (``cooldown="sweep"`` / ``"on_stop"``): fork, length, best value and epoch
-    branches: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def best_row(self) -> dict[str, Any] | None:
-        """The history row of the best epoch (None when nothing improved)."""
-        for row in self.history:
-            if row.get("epoch") == self.best_epoch:
-                return row
-        return None
 
 
 class Trainer:
@@ -95,7 +71,7 @@ class Trainer:
     ``cooldown="sweep"`` forks cooldown branches off the constant-lr trunk and keeps the best model over
     all of them, trunk and branches within ``max_epochs`` (see ``train.sweep``).
     The best weights (by the stopper's monitor) are loaded into the
-    model at the end, whether or not the stopper fired.
+    model at the end, whether or not the stopper fired. ``help(epochpilot.fit)`` lists every setting.
     """
 
     def __init__(self, config: TrainConfig | None = None, **kwargs: Any) -> None:
@@ -173,61 +149,75 @@ class Trainer:
                 "val_every_steps needs val_data: pass validation data or drop val_every_steps"
             )
 
-        stopper = build_stopper(cfg.stopper, val is not None, cfg.max_epochs)
+        stopper = build_stopper(cfg.stopper, val is not None, cfg.max_epochs, cfg.extend)
         monitor = getattr(stopper, "monitor", None) if stopper is not False else None
         monitor = monitor or ("val_loss" if val is not None else "train_loss")
         mode = getattr(stopper, "mode", "min") if stopper is not False else "min"
         check_monitor(monitor, list(cfg.metrics), val is not None)
 
         model.to(device)
+        # a factory is called here; the records read what it built
         optimizer = build_optimizer(cfg, model)
         dry_forward(
             model, [("train_data", train), ("val_data", val)], device, cfg.precision, cfg.batch_size
         )
         steps_per_epoch = math.ceil(len(train) / cfg.accumulation)
-        budget = Budget(cfg.max_epochs, cfg.max_steps, cfg.max_time)
+        budget = Budget(cfg.max_epochs, cfg.max_steps, cfg.max_time, extend=cfg.extend)
         budget.plan(steps_per_epoch)
         total = budget.total_steps(steps_per_epoch)
         schedule, factory = build_schedule_checked(cfg, total)
         check_cooldown(cfg.cooldown, schedule, stopper)
         wrapped = D.wrap(model, info, device)
         loss_fn = build_loss(cfg.loss_fn, device)
+        tensors = getattr(train, "tensors", None)
+        if isinstance(loss_fn, AutoLoss) and tensors:  # chosen now, so config.toml names it
+            loss_fn.choose(tensors[-1][:1])
         scaler = torch.amp.GradScaler("cuda") if cfg.precision == "16-mixed" else None
 
-        n_params = sum(p.numel() for p in model.parameters())
-        tables = {
-            "train": cfg.resolved(),
-            "model": {
-                "class": f"{type(model).__module__}.{type(model).__qualname__}",
-                "parameters": n_params,
-            },
-            "data": {
-                "n_train": train.n_samples,
-                "n_val": val.n_samples if val is not None else -1,
-                "world_size": info.world_size,
-            },
+        model_table = {
+            "class": f"{type(model).__module__}.{type(model).__qualname__}",
+            "parameters": sum(p.numel() for p in model.parameters()),
         }
-        config_hash = cfg.config_hash(
-            {"model": tables["model"], "data": {"n_train": train.n_samples}}
+        data_table = {
+            "n_train": train.n_samples,
+            "n_val": val.n_samples if val is not None else -1,
+            "world_size": info.world_size,
+        }
+        # what ran (format 2), and the settings as given with their hash, for runs written before it
+        tables = run_tables(
+            cfg,
+            optimizer=optimizer,
+            stopper=stopper,
+            schedule=schedule,
+            factory=factory,
+            total_steps=total,
+            loss_fn=loss_fn,
+            model=model_table,
+            data=data_table,
         )
+        legacy = {"train": cfg.resolved(), "model": model_table, "data": data_table}
+        legacy_hash = cfg.config_hash({"model": model_table, "data": {"n_train": train.n_samples}})
+        config_hash = records_hash(tables)
         tables["run"] = {
             "config_hash": config_hash,
-            "epochpilot_version": _version(),
+            "config_format": FORMAT,
+            "epochpilot_version": version(),
             "torch_version": torch.__version__,
         }
-        outcome: tuple[str, Any] = ("ok", None)
+        outcome: tuple[str, Any] = ("ok", (None, config_hash))
         if (
             info.rank == 0
         ):  # rank 0 decides; the other ranks learn the answer (or the error) from it
             try:
-                outcome = ("ok", prepare_run_dir(cfg, tables, config_hash))
+                outcome = ("ok", prepare_run_dir(cfg, tables, config_hash, (legacy, legacy_hash)))
             except Exception as exc:
                 if not info.active:
                     raise
                 outcome = ("error", exc)
-        kind, resume_from = D.broadcast(outcome, info)
+        kind, answer = D.broadcast(outcome, info)
         if kind == "error":
-            raise resume_from
+            raise answer
+        resume_from, run_hash = answer  # run_hash: the hash the run directory's config.toml holds
         run_dir = Path(cfg.run_dir) if cfg.run_dir is not None else None
 
         callbacks, writer, ckpts = build_callbacks(
@@ -268,43 +258,27 @@ class Trainer:
             scaler=scaler,
             callbacks=callbacks,
             ckpts=ckpts,
-            config_hash=config_hash,
+            config_hash=run_hash,
             data_seed=data_seed,
             extended=0,
             budget=budget,
             summary_writer=lambda: None,
         )
 
+        # summary.json's records of what ran: [train] as in config.toml, and the built parts
+        records = {k: tables[k] for k in ("train", "optimizer", "stopper", "schedule")}
+
         def summary() -> dict[str, Any]:
-            st = state
-            return {
-                "monitor": monitor,
-                "mode": mode,
-                "best_epoch": st.best_epoch,
-                "best_value": st.best_value,
-                "stopped_epoch": st.epochs_done,
-                "stop_reason": st.stop_reason.value,
-                "stop_message": st.stop_message,
-                "max_epochs": st.max_epochs,
-                "epochs_run": len(st.history),
-                "epochs_trained": epochs_trained(st),
-                "kept_from": kept_from(st),
-                "cooldown": cfg.cooldown,
-                "branches": branch_records(st),
-                "total_steps": st.step,
-                "steps_per_epoch": st.steps_per_epoch,
-                "batch_size": cfg.batch_size,
-                "n_train": train.n_samples,
-                "n_val": val.n_samples if val is not None else None,
-                "elapsed_s": time.perf_counter() - started,
-                "budget_kind": budget.kind,
-                "budget_detail": budget.summary(st.steps_per_epoch),
-                "epochpilot_version": _version(),
-                "world_size": info.world_size,
-                "final_metrics": next(
-                    (r for r in st.history if r.get("epoch") == st.best_epoch), None
-                ),
-            }
+            return run_summary(
+                state,
+                cfg=cfg,
+                budget=budget,
+                train=train,
+                val=val,
+                world_size=info.world_size,
+                started=started,
+                records=records,
+            )
 
         if run_dir is not None and info.rank == 0:
 
@@ -322,7 +296,7 @@ class Trainer:
         if (
             resume_from is not None
         ):  # the checkpoint actually used, after a fallback past damaged ones
-            resume_from = restore(loop, resume_from, config_hash)
+            resume_from = restore(loop, resume_from, (run_hash, config_hash, legacy_hash))
         else:
             if hasattr(stopper, "reset"):
                 stopper.reset()
@@ -346,10 +320,20 @@ class Trainer:
             loop._dispatch("fit_end")
             if cfg.deterministic and not was_deterministic:
                 torch.use_deterministic_algorithms(False)
+        records["stopper"] = describe_policy(stopper, cfg.stopper)  # as it ended (budget included)
+        records["train"] = dict(records["train"], loss_fn=describe_loss(loss_fn, cfg.loss_fn))
+        sched = next((cb for cb in callbacks if isinstance(cb, ScheduleCallback)), None)
+        if sched is not None:
+            records["schedule"] = describe_schedule(
+                sched.schedule, cfg.schedule, factory, sched.total_steps or total
+            )
         result_summary = summary()
         if run_dir is not None and info.rank == 0:
             write_summary(run_dir, result_summary)
         D.barrier(info)
+        report = None
+        if run_dir is not None and info.rank == 0 and cfg.report:
+            report = write_run_report(run_dir)
         return FitResult(
             model=model,
             history=state.history,
@@ -367,23 +351,14 @@ class Trainer:
             epochs_trained=result_summary["epochs_trained"],
             kept_from=result_summary["kept_from"],
             branches=result_summary["branches"],
+            report=report,
         )
 
 
-def _version() -> str:
-    import epochpilot
-
-    return getattr(epochpilot, "__version__", "0")
-
-
 def fit(model: torch.nn.Module, train_data: Any, val_data: Any = None, **config: Any) -> FitResult:
-    """Shortcut for ``Trainer(**config).fit(model, train_data, val_data)``.
-
-    >>> import torch
-    >>> from epochpilot import fit
-    >>> X, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
-    >>> result = fit(torch.nn.Linear(4, 2), (X, y), max_epochs=2, seed=0)
-    >>> len(result.history)
-    2
-    """
+    """``Trainer(**config).fit(model, train_data, val_data)`` (replaced below by the text that lists every
+    setting, generated from ``TrainConfig``: see ``help(epochpilot.fit)``)."""
     return Trainer(**config).fit(model, train_data, val_data)
+
+
+fit.__doc__ = fit_doc()
