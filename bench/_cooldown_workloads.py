@@ -140,7 +140,9 @@ def prepare(w: Workload, seed: int, cache_dir: str) -> dict[str, Any]:
     noisy = add_label_noise(y[order[:b]], w.noise, n_classes, rng) if w.noise else y[order[:b]]
     # signals (MNIST-1D) get one scale for all positions; tables and embeddings one per column
     axis = None if w.data == "mnist1d" else 0
-    mean, std = X[tr].mean(axis), X[tr].std(axis) + 1e-6
+    mean, std = X[tr].mean(axis), X[tr].std(axis)
+    # a column constant on the training rows (digits' edge pixels) keeps its scale
+    std = np.where(std > 1e-6, std, 1.0)
     Z = ((X - mean) / std).astype(np.float32)
     return {
         "train": (Z[tr], noisy[:a]),

@@ -1,11 +1,28 @@
-"""epochpilot inside Hugging Face's Trainer: stop with a policy, warm up + linear decay through
-``to_hf_scheduler``, restore the best weights, keep the policy in checkpoints, write a run directory
-``epochpilot report`` reads. A 2-layer BERT built from a config on synthetic tokens: nothing is downloaded.
+"""A Hugging Face ``Trainer`` whose early stopping and best-model loading are swapped for epochpilot's callback.
 
-    python examples/hf_example.py
+Before, early stopping needs the Trainer to save and reload checkpoints::
+
+    args = TrainingArguments(..., eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
+                             metric_for_best_model="eval_loss", greater_is_better=False)
+    trainer = Trainer(..., callbacks=[EarlyStoppingCallback(early_stopping_patience=10)])
+    trainer.train()
+    trainer.save_model("best-model")
+
+After, one callback (``EpochPilot()`` with no policy is epochpilot.fit's default: patience 10 on val_loss, which
+is the Trainer's eval_loss): it prints one line when it stops, keeps the best evaluation's weights in memory
+and puts them back at the end (no checkpoint round trip: ``save_strategy="no"`` is fine), and writes a run
+directory with ``history.csv``, ``summary.json``, ``report.html`` and the kept model as a ``save_pretrained``
+folder (``model/``) that ``from_pretrained`` reads. The learning rate follows an epochpilot schedule through
+``to_hf_scheduler``.
+
+A 2-layer BERT built from a config, on synthetic token sequences: nothing is downloaded.
+
+    python examples/hf_example.py          # 15 epochs at most: about a minute on a CPU
+    python examples/hf_example.py --tiny   # 64 sequences, 2 epochs (the tests run this)
 """
 
 import os
+import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -17,10 +34,10 @@ from transformers.trainer_callback import PrinterCallback
 
 from epochpilot.integrations.transformers import EpochPilot, to_hf_scheduler
 from epochpilot.schedules import linear_with_warmup
-from epochpilot.stopping import EarlyStopping
 
-torch.set_num_threads(1)
-torch.manual_seed(0)
+TINY = "--tiny" in sys.argv or os.environ.get("EPOCHPILOT_EXAMPLE_TINY") == "1"
+N, EPOCHS = (64, 2) if TINY else (256, 15)
+RUN_DIR = "runs/hf-example"
 
 
 class Tokens(torch.utils.data.Dataset):
@@ -41,46 +58,51 @@ class Tokens(torch.utils.data.Dataset):
         return {"input_ids": self.ids[i], "labels": self.labels[i]}
 
 
-config = BertConfig(
-    vocab_size=100,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=64,
-    max_position_embeddings=32,
-    num_labels=2,
-)
-model = BertForSequenceClassification(config)
-train, val = Tokens(256, seed=1), Tokens(64, seed=2)
-epochs, batch_size = 15, 32
-optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-scheduler = to_hf_scheduler(
-    linear_with_warmup(3e-3, warmup_steps=8, total_steps=epochs * len(train) // batch_size),
-    optimizer,
-)
-pilot = EpochPilot(EarlyStopping("val_loss", mode="min", patience=2), run_dir="runs/hf-example")
-args = TrainingArguments(
-    output_dir=tempfile.mkdtemp(prefix="hf-example-"),
-    num_train_epochs=epochs,
-    per_device_train_batch_size=batch_size,
-    eval_strategy="epoch",
-    logging_strategy="epoch",
-    save_strategy="no",
-    report_to="none",
-    use_cpu=True,
-    disable_tqdm=True,
-    seed=0,
-)
-trainer = Trainer(
-    model=model,
-    args=args,
-    train_dataset=train,
-    eval_dataset=val,
-    optimizers=(optimizer, scheduler),
-    callbacks=[pilot],
-)
-trainer.remove_callback(PrinterCallback)  # quiet: the run directory keeps the history
-trainer.train()
-print(pilot.summary_["stop_message"])
-print(f"best epoch {pilot.best_epoch_}: val_loss {pilot.best_value_:.4f} (weights restored)")
-print("report: runs/hf-example/report.html")
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=32,
+        num_labels=2,
+    )
+    model = BertForSequenceClassification(config)
+    train, val = Tokens(N, seed=1), Tokens(N // 4, seed=2)
+    batch_size = 32
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    total_steps = EPOCHS * -(-len(train) // batch_size)  # optimizer updates in the whole budget
+    schedule = linear_with_warmup(3e-3, warmup_steps=total_steps // 10, total_steps=total_steps)
+    pilot = EpochPilot(run_dir=RUN_DIR)  # stops, keeps the best evaluation, writes RUN_DIR/model/
+    args = TrainingArguments(
+        output_dir=tempfile.mkdtemp(prefix="hf-example-"),
+        num_train_epochs=EPOCHS,
+        per_device_train_batch_size=batch_size,
+        eval_strategy="epoch",
+        logging_strategy="epoch",
+        save_strategy="no",  # no checkpoints needed to keep the best model
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        eval_dataset=val,
+        optimizers=(optimizer, to_hf_scheduler(schedule, optimizer)),
+        callbacks=[pilot],
+    )
+    trainer.remove_callback(PrinterCallback)  # quiet: the run directory keeps the history
+    trainer.train()
+
+    kept = BertForSequenceClassification.from_pretrained(f"{RUN_DIR}/model")  # the kept model
+    kept.eval()
+    with torch.no_grad():
+        accuracy = (kept(input_ids=val.ids).logits.argmax(1) == val.labels).float().mean().item()
+    print(f"validation accuracy of the kept model (epoch {pilot.best_epoch_}): {accuracy:.3f}")
+    print(f"report: {RUN_DIR}/report.html")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -336,3 +337,54 @@ def test_property_any_curve_with_gaps_and_nans_gets_a_consistent_report(vals, mo
         assert math.isfinite(vals[r.sweet_spot - 1])
     _check_phases(r)
     json.dumps(r.to_dict(), allow_nan=False)
+
+
+def _short_converged(n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    e = np.arange(1, n + 1)
+    val = 2 * np.exp(-e / 2.5) + 0.3 + rng.normal(0, 0.004, n)
+    train = 2 * np.exp(-e / 2.5) + 0.1 + rng.normal(0, 0.002, n)
+    return [
+        {"epoch": int(i), "train_loss": float(t), "val_loss": float(v)}
+        for i, t, v in zip(e, train, val, strict=True)
+    ]
+
+
+def test_advice_never_names_a_budget_the_run_did_not_reach():
+    # a 17-epoch run that converged around epoch 15: patience 3 would stop at 18, after the run ended, so
+    # "a budget of 18 epochs would have been enough" contradicted the run it was about
+    r = analyze(_short_converged(17, seed=0), "val_loss", "min")
+    assert (r.diagnosis, r.sweet_spot, r.suggested_patience) == ("good_fit", 15, 3)
+    assert r.suggested_epochs == 17
+    assert "budget of 18" not in r.advice[0]
+    assert r.advice[0].endswith(
+        "it has converged; the 17 epochs run here were enough (a stopper with patience 3 would not "
+        "have stopped before epoch 18)."
+    )
+
+
+def test_a_shorter_budget_is_advised_only_when_it_is_shorter():
+    r = analyze(overfitting(), "val_loss", "min")
+    last = r.epochs[-1]
+    assert r.suggested_epochs == r.sweet_spot + r.suggested_patience < last
+    assert (
+        f"next time a budget of {r.suggested_epochs} epochs with patience {r.suggested_patience} is "
+        f"enough ({last - r.suggested_epochs} fewer than the {last} run here)"
+    ) in r.advice[0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(8, 40), seed=st.integers(0, 10_000), overfit=st.booleans())
+def test_converged_or_overfit_advice_stays_within_the_run(n, seed, overfit):
+    rows = _short_converged(n, seed)
+    if overfit:
+        for row in rows:
+            row["val_loss"] += 0.03 * max(0, row["epoch"] - n + 4)
+    r = analyze(rows, "val_loss", "min")
+    if r.diagnosis not in ("good_fit", "overfitting") or r.suggested_epochs is None:
+        return
+    last = r.epochs[-1]
+    named = [int(b) for b in re.findall(r"budget of (\d+) epochs", " ".join(r.advice))]
+    if r.diagnosis == "good_fit" and r.sweet_spot == last:  # best at the last epoch: more may help
+        return
+    assert r.suggested_epochs <= last and all(b < last for b in named), r.advice

@@ -1,50 +1,50 @@
 """epochpilot: plan, run, stop and explain PyTorch training.
 
-The pure parts (budget, schedules, stop policies, curve analysis) import on ``import epochpilot`` without
-torch; the torch side (``Trainer``, ``fit``, ``load``, ...) and the report (matplotlib) import on first use, so a
-Keras or JAX user of the stop policies never pays for torch.
+``import epochpilot`` imports nothing but this file: every public name is loaded from its module on first use
+(PEP 562), so the ``epochpilot`` command answers ``--help`` and the user's mistakes without numpy or torch, a
+Keras or JAX user of the stop policies never pays for torch, and the report (matplotlib) loads only when used.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
-
-from epochpilot import budget
-from epochpilot.curves import CurveReport, Phase, analyze
-from epochpilot.plan import DataProfile, EpochPlan
-from epochpilot.schedules import (
-    Constant,
-    Cosine,
-    ExponentialDecay,
-    Join,
-    MultiStepDecay,
-    OneCycle,
-    ReduceOnPlateau,
-    StepDecay,
-    Warmup,
-    simulate,
-    to_torch,
-)
-from epochpilot.stopping import (
-    EMA,
-    AnyOf,
-    Decision,
-    EarlyStopping,
-    Forecast,
-    GeneralizationLoss,
-    Policy,
-    ProgressQuotient,
-    Reason,
-    Retention,
-    UpStrips,
-    auto_stopper,
-)
+import importlib.util
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-#: public names that live in modules importing torch or matplotlib: loaded on first access.
+#: public name -> the module it lives in; loaded on first access.
 _LAZY = {
+    # pure parts (no torch)
+    "CurveReport": "epochpilot.curves",
+    "Phase": "epochpilot.curves",
+    "analyze": "epochpilot.curves",
+    "DataProfile": "epochpilot.plan",
+    "EpochPlan": "epochpilot.plan",
+    "Constant": "epochpilot.schedules",
+    "Cosine": "epochpilot.schedules",
+    "ExponentialDecay": "epochpilot.schedules",
+    "Join": "epochpilot.schedules",
+    "MultiStepDecay": "epochpilot.schedules",
+    "OneCycle": "epochpilot.schedules",
+    "ReduceOnPlateau": "epochpilot.schedules",
+    "StepDecay": "epochpilot.schedules",
+    "Warmup": "epochpilot.schedules",
+    "simulate": "epochpilot.schedules",
+    "to_torch": "epochpilot.schedules",
+    "EMA": "epochpilot.stopping",
+    "AnyOf": "epochpilot.stopping",
+    "Decision": "epochpilot.stopping",
+    "EarlyStopping": "epochpilot.stopping",
+    "Forecast": "epochpilot.stopping",
+    "GeneralizationLoss": "epochpilot.stopping",
+    "Policy": "epochpilot.stopping",
+    "ProgressQuotient": "epochpilot.stopping",
+    "Reason": "epochpilot.stopping",
+    "Retention": "epochpilot.stopping",
+    "UpStrips": "epochpilot.stopping",
+    "auto_stopper": "epochpilot.stopping",
+    # torch or matplotlib
     "Trainer": "epochpilot.train",
     "TrainConfig": "epochpilot.train",
     "FitResult": "epochpilot.train",
@@ -118,13 +118,57 @@ __all__ = [
     "write_report",
 ]
 
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name loads on first use
+    from epochpilot import budget
+    from epochpilot.audit import AuditReport
+    from epochpilot.curves import CurveReport, Phase, analyze
+    from epochpilot.mixed import MixedSampler, Stage, Stages
+    from epochpilot.plan import DataProfile, EpochPlan
+    from epochpilot.predictor import Predictor, load
+    from epochpilot.report import compare_runs, write_report
+    from epochpilot.schedules import (
+        Constant,
+        Cosine,
+        ExponentialDecay,
+        Join,
+        MultiStepDecay,
+        OneCycle,
+        ReduceOnPlateau,
+        StepDecay,
+        Warmup,
+        simulate,
+        to_torch,
+    )
+    from epochpilot.select import EpochSelection, kfold_epochs, refit
+    from epochpilot.stopping import (
+        EMA,
+        AnyOf,
+        Decision,
+        EarlyStopping,
+        Forecast,
+        GeneralizationLoss,
+        Policy,
+        ProgressQuotient,
+        Reason,
+        Retention,
+        UpStrips,
+        auto_stopper,
+    )
+    from epochpilot.train import FitResult, TrainConfig, Trainer, TrainingTerminated, accuracy, fit
+    from epochpilot.train.lr_find import LRFindResult, lr_find
+
 
 def __getattr__(name: str) -> Any:
-    """Import the torch- or matplotlib-backed public names on first use (PEP 562)."""
+    """Load a public name (or a submodule such as ``epochpilot.stopping``) on first use (PEP 562)."""
     module = _LAZY.get(name)
-    if module is None:
+    if module is not None:
+        value = getattr(importlib.import_module(module), name)
+    elif not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = importlib.import_module(
+            f"{__name__}.{name}"
+        )  # ``import epochpilot; epochpilot.budget``
+    else:
         raise AttributeError(f"module 'epochpilot' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 

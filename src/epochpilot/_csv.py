@@ -11,10 +11,12 @@ import csv
 import errno
 import re
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from epochpilot.errors import DataError, short_list
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["read_frame"]
 
@@ -60,6 +62,8 @@ def read_frame(path: str | Path, field: str | None = None) -> pd.DataFrame:
             raise DataError(f"{label} is {name} text, not UTF-8: {save}")
     if b"\x00" in head:
         raise DataError(f"{label} is a binary file, not CSV text: {save}")
+    import pandas as pd  # here: the file checks above answer without it (see epochpilot.cli._precheck)
+
     try:
         frame = pd.read_csv(path)
     except pd.errors.EmptyDataError:

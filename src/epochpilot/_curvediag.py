@@ -95,13 +95,12 @@ def _diagnose(c: _Ctx, bad, tr_bad, m, sweet, onset, gap) -> _Verdict:
     patience = max(3, _longest_wait(c.s, m) + 2)
     ss, best_raw = E[sweet], float(c.raw[sweet])
     last = int(np.nonzero(np.isfinite(c.y))[0][-1])
-    budget = ss + patience
+    budget, enough = _enough(ss, patience, E[last])
     advice: list[str] = []
     if onset is not None:
         advice.append(
             f"{mon} {bottomed} at epoch {ss} ({_fmt(best_raw)}) and {worse} {_pct(best_raw, c.raw[last])} "
-            f"by epoch {E[last]}: keep the epoch-{ss} weights; next time a budget of {budget} epochs with "
-            f"patience {patience} is enough."
+            f"by epoch {E[last]}: keep the epoch-{ss} weights; {enough}."
         )
         if c.tr_raw is not None and np.isfinite(c.tr_raw[[sweet, last]]).all():
             advice.append(
@@ -138,7 +137,7 @@ def _diagnose(c: _Ctx, bad, tr_bad, m, sweet, onset, gap) -> _Verdict:
         advice.append(
             f"{mon} levelled off around epoch {ss} ({_fmt(best_raw)} there); over the {_n(after, 'epoch')} "
             f"after it the smoothed curve moved {_pct(s_best, s_last)} ({_fmt(s_best)} -> {_fmt(s_last)}): it "
-            f"has converged. A budget of {budget} epochs with patience {patience} would have been enough."
+            f"has converged; {enough}."
         )
     else:
         advice.append(
@@ -147,6 +146,25 @@ def _diagnose(c: _Ctx, bad, tr_bad, m, sweet, onset, gap) -> _Verdict:
             f"(patience {patience}) would confirm it."
         )
     return "good_fit", advice + _gap_advice(gap, E, sweet, last), budget, patience
+
+
+def _enough(sweet: int, patience: int, ran: int) -> tuple[int, str]:
+    """The epoch budget to suggest for a curve that converged or overfit, and the clause saying it.
+
+    A patience stopper stops ``patience`` epochs after the sweet spot; when that is not before the run's own
+    last epoch, the run was not longer than needed, and the advice says so instead of naming a budget the
+    run did not even reach (it never suggests more epochs than the run had)."""
+    budget = sweet + patience
+    if budget < ran:
+        saved = ran - budget
+        return budget, (
+            f"next time a budget of {budget} epochs with patience {patience} is enough "
+            f"({saved} fewer than the {ran} run here)"
+        )
+    return ran, (
+        f"the {ran} epochs run here were enough (a stopper with patience {patience} would not have "
+        f"stopped before epoch {budget})"
+    )
 
 
 def _gap_advice(gap, E, sweet: int, last: int) -> list[str]:

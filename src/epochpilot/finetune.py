@@ -344,6 +344,7 @@ def finetune(
     train_data = (*model.tokenize(texts), torch.as_tensor(labels))
     val_data = (*model.tokenize(val_pair[0]), torch.as_tensor(val_pair[1])) if val_pair else None
     config.setdefault("metrics", ["accuracy"])
+    config.setdefault("report", False)  # the fine-tuning command writes its own report
     trainer = Trainer(
         optimizer=optimizer,
         lr=lr,

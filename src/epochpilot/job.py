@@ -28,7 +28,7 @@ The TOML schema (every key optional; unknown keys are refused with the nearest v
     weight_decay = 0.0001
     schedule = "warmup(cosine)"
     warmup = 0.05               # fraction of all steps (< 1) or a number of steps (>= 1)
-    cooldown = "none"           # on_stop (with schedule = "wsd"): when the stopper fires, cool the lr down first
+    cooldown = "none"           # sweep | on_stop (with schedule = "wsd"): anneal at branch points / when the stopper fires
     cooldown_fraction = 0.2     # the cooldown's length as a share of the updates so far
     stopper = "auto"            # auto (patience 10, the default) | early (patience) | forecast | none
     monitor = "val_loss"

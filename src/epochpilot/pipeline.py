@@ -295,6 +295,7 @@ def run_job(
         run_dir=run_dir,
         resume="auto" if spec.run.resume else False,
         overwrite=spec.run.overwrite,
+        report=False,  # the job writes its report itself, with the test scores
     )
     resuming = spec.run.resume and is_run_dir(run_dir) and (run_dir / "job.toml").is_file()
     if resuming:  # continuing rewrites the run's files: room for them, before any is touched

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from epochpilot.stopping.base import check_mode, get_metric
+from epochpilot.stopping.wording import metric_words
 
 __all__ = ["ReduceOnPlateau", "plateaus"]
 
@@ -155,6 +156,32 @@ class ReduceOnPlateau:
                 "ReduceOnPlateau has no monitor: pass monitor='val_loss' (or call step(value))"
             )
         return self.step(get_metric(metrics, self.monitor))
+
+    def reduction_message(self) -> str:
+        """The plain sentence for the reduction the last :meth:`step` made (call it when step returned True).
+
+        >>> plateau = ReduceOnPlateau("val_loss", mode="min", patience=1, factor=0.5, threshold=0.0)
+        >>> [plateau.step(v) for v in (1.0, 1.0, 1.1)]
+        [False, False, True]
+        >>> plateau.reduction_message()
+        'Lowered the learning rate to 0.5x the schedule (reduction 1, factor 0.5): validation loss has not improved for 2 evaluations (patience 1).'
+        """
+        words = metric_words(self.monitor) if self.monitor else "the monitored value"
+        by = ""
+        if self.threshold > 0:
+            size = (
+                f"{self.threshold * 100:g}%"
+                if self.threshold_mode == "rel"
+                else f"{self.threshold:g}"
+            )
+            by = f" by more than {size}"
+        waited = self.patience + 1
+        unit = "evaluation" if waited == 1 else "evaluations"
+        return (
+            f"Lowered the learning rate to {self.scale:.3g}x the schedule (reduction "
+            f"{self.num_reductions}, factor {self.factor:g}): {words} has not improved{by} for "
+            f"{waited} {unit} (patience {self.patience})."
+        )
 
     def apply(self, lr: float) -> float:
         """Scale ``lr`` by the current multiplier, floored at ``min_lr`` (never raising ``lr`` above itself)."""

@@ -187,7 +187,7 @@ def _run_fold(job: dict[str, Any]) -> dict[str, Any]:
 
         torch.manual_seed(job["seed"])
     model = job["factory"]()
-    result = Trainer(**job["kwargs"]).fit(model, job["train"], job["val"])
+    result = Trainer(**{"report": False, **job["kwargs"]}).fit(model, job["train"], job["val"])
     return {
         "history": result.history,
         "best_epoch": result.best_epoch,
@@ -369,4 +369,5 @@ def refit(
         import torch
 
         torch.manual_seed(kw["seed"])
+    kw.setdefault("report", False)  # the selection report covers the refit
     return Trainer(**kw).fit(model_factory(), (X, y))

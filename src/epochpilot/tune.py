@@ -163,6 +163,7 @@ class JobObjective:
             tensorboard=False,
             progress=False,
             callbacks=[PruningCallback(trial, monitor=spec.train.monitor)],
+            report=False,  # one report for the study, not one per trial
         )
         result = Trainer(**kwargs).fit(
             job_model(spec, data.pre), (data.X_train, data.y_train), (data.X_val, data.y_val)

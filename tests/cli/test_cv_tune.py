@@ -66,6 +66,13 @@ def test_tune_prints_the_best_trial_writes_a_report_and_resumes(cli, tmp_path):
     best = json.loads((run / "best.json").read_text())
     assert set(best["params"]) == {"lr", "model.hidden"}
     proc = cli("tune", *FAST, "--trials", "5", *space, "--run-dir", "runs/t")
+    assert proc.returncode == 2  # a study that holds trials is not continued by accident
+    assert (
+        "holds 4 trials (4 finished) of these settings: pass --resume to continue it" in proc.stderr
+    )
+    proc = cli("tune", *FAST, "--trials", "5", *space, "--run-dir", "runs/t", "--pruner", "median")
+    assert proc.returncode == 2 and "(pruner epochpilot, not median)" in proc.stderr
+    proc = cli("tune", *FAST, "--trials", "5", *space, "--run-dir", "runs/t", "--resume")
     assert proc.returncode == 0, proc.stderr
     assert "study epochpilot: 5 trials" in proc.stdout  # resumed: one more trial
     proc = cli("tune", *FAST, "--trials", "6", "--space", "lr=log:1e-3:1e-2", "--run-dir", "runs/t")

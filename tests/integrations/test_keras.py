@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import runpy
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,6 @@ from epochpilot.stopping.forecast import Forecast  # noqa: E402
 from ._native import native_run  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def data(n: int = 160) -> tuple[np.ndarray, np.ndarray]:
@@ -108,7 +106,7 @@ def test_stops_where_epochpilots_trainer_stops_and_restores_best(tmp_path: Path)
     assert summary["monitor"] == "val_loss" and summary["stop_reason"] == "patience"
     assert summary["best_epoch"] == native.best_epoch
     assert summary["stopped_epoch"] == native.stopped_epoch
-    assert "patience unit: 1 epoch" in summary["stop_message"]
+    assert summary["stop_message"] == native.stop_message  # the policy's own words, no unit note
     assert (run / "report.html").is_file()
     assert write_report(run).is_file()
 
@@ -259,10 +257,3 @@ def test_bad_input_is_named() -> None:
     pilot = EpochPilot(EarlyStopping("val_acc", mode="max"))
     with pytest.raises(KeyError, match="val_accuracy"):
         fit(model(), [pilot], epochs=1)
-
-
-def test_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    monkeypatch.chdir(tmp_path)
-    runpy.run_path(str(ROOT / "examples" / "keras_example.py"), run_name="__main__")
-    assert "weights restored" in capsys.readouterr().out
-    assert (tmp_path / "runs" / "keras-example" / "report.html").is_file()

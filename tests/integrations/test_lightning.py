@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import runpy
 import subprocess
 import sys
 import warnings
@@ -133,7 +132,7 @@ def test_stops_where_epochpilots_trainer_stops_and_restores_best(tmp_path: Path)
     summary = json.loads((run / "summary.json").read_text())
     assert (summary["monitor"], summary["stop_reason"]) == ("val_loss", "patience")
     assert summary["best_epoch"] == native.best_epoch
-    assert "patience unit: 1 validated epoch" in summary["stop_message"]
+    assert summary["stop_message"] == native.stop_message  # one validation per epoch: no unit note
     assert write_report(run).is_file()
 
 
@@ -310,10 +309,3 @@ def test_history_metrics_and_bad_input() -> None:
         trainer([pilot], max_epochs=1).fit(Net(), *loaders())
     with pytest.raises(ValueError, match="'core'"):
         pilot.load_state_dict({})
-
-
-def test_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    monkeypatch.chdir(tmp_path)
-    runpy.run_path(str(ROOT / "examples" / "lightning_example.py"), run_name="__main__")
-    assert "weights restored" in capsys.readouterr().out
-    assert (tmp_path / "runs" / "lightning-example" / "report.html").is_file()

@@ -98,7 +98,9 @@ def test_lr_trace_is_constant_then_the_cooldown_shape_to_zero(blobs, make_mlp, s
         "Stopped at epoch 8: the stopper fired at epoch 5 (val_loss stopped improving), then the "
         "learning rate was cooled down over 2.5 epochs (20 updates, linear). Kept epoch "
     )
-    assert "the learning rate was cooled down over 2.5 epochs (20 updates, linear)" in r.stop_message
+    assert (
+        "the learning rate was cooled down over 2.5 epochs (20 updates, linear)" in r.stop_message
+    )
     assert r.epochs_trained == 7.5 and r.summary["epochs_trained"] == 7.5
     assert [row["epoch"] for row in r.history] == list(
         range(1, 9)

@@ -113,7 +113,10 @@ def test_branches_that_stop_improving_end_the_trunk(blobs, make_mlp):
     assert values[-1] >= min(values[:-1])  # the last branch did not improve on an earlier one
     assert all(a > b for a, b in zip(values[:-2], values[1:-1]))  # every earlier one did
     assert result.stop_reason == Reason.PATIENCE
-    assert "did not beat an earlier one" in result.stop_message and "stop the trunk" in result.summary["stop_details"]
+    assert (
+        "did not beat an earlier one" in result.stop_message
+        and "stop the trunk" in result.summary["stop_details"]
+    )
     assert result.epochs_trained < 200
 
 
@@ -176,7 +179,10 @@ def test_the_last_branch_cools_down_from_the_trunks_best_epoch(
     """When the policy ends the trunk after its best epoch (and after the last fork), the trunk is rewound to
     that epoch and the last branch cools down from there: not from a point the trunk had already overfit."""
     kw = dict(
-        stopper=ImprovesAt(improve, stop_at), max_epochs=60, sweep_start=start, run_dir=tmp_path / "a"
+        stopper=ImprovesAt(improve, stop_at),
+        max_epochs=60,
+        sweep_start=start,
+        run_dir=tmp_path / "a",
     )
     result = _fit(blobs, make_mlp, **kw)
     assert [b["fork_epoch"] for b in result.branches] == forks
@@ -184,12 +190,16 @@ def test_the_last_branch_cools_down_from_the_trunks_best_epoch(
     assert last["final"] and last["first_epoch"] == first
     rows = [r for r in result.history if r["branch"] == last["branch"]]
     trunk_best = next(r for r in result.history if r["epoch"] == forks[-1])
-    assert rows[0]["trunk_epoch"] == trunk_best["trunk_epoch"] + 1  # the data order after the best epoch
+    assert (
+        rows[0]["trunk_epoch"] == trunk_best["trunk_epoch"] + 1
+    )  # the data order after the best epoch
     assert rows[-1]["lr"] == 0.0 and result.stop_reason == Reason.PATIENCE
     # the same run killed inside that branch resumes bitwise (the trunk's best copy is in the checkpoint)
     kw.update(stopper=ImprovesAt(improve, stop_at), run_dir=tmp_path / "b", keep_last=50)
     with pytest.raises(KeyboardInterrupt):
-        _fit(blobs, make_mlp, callbacks=[Kill(first - 1)], **kw)  # before the stop: trunk_best saved
+        _fit(
+            blobs, make_mlp, callbacks=[Kill(first - 1)], **kw
+        )  # before the stop: trunk_best saved
     kw["stopper"] = ImprovesAt(improve, stop_at)
     resumed = _fit(blobs, make_mlp, resume="auto", **kw)
     assert _plain(resumed.history, drop=TIMING) == _plain(result.history, drop=TIMING)

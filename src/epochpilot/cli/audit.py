@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "precheck", "run"]
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -33,6 +33,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.set_defaults(func=run)
     return parser
+
+
+def precheck(args: argparse.Namespace) -> None:
+    """``--json``, then a training FILE that cannot be read as CSV, refused before numpy and pandas are
+    imported (the splits are read in order: the others are left to :func:`run`)."""
+    from epochpilot._files import check_output_path
+    from epochpilot.cli._precheck import check_frame
+
+    if args.json not in (None, "-"):
+        check_output_path(args.json, "--json")
+    check_frame(args.file)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,20 +14,27 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 from epochpilot.errors import CheckpointError, ConfigError
-from epochpilot.train.wording import Words
 
-__all__ = ["add_parser", "continue_run", "plan_budget", "run"]
+if TYPE_CHECKING:  # imported where used: ``epochpilot --help`` does not wait for torch
+    import numpy as np
+    import torch
+
+    from epochpilot.train.wording import Words
+
+__all__ = ["add_parser", "continue_run", "plan_budget", "precheck", "run"]
 
 log = logging.getLogger("epochpilot")
 
-#: how refusals about ``continue_run(out=...)`` read in Python (the CLI's name ``--out``)
-PYTHON_OUT = Words("out", None, None, "pass overwrite=True to replace it", "pass another out")
+
+def python_out() -> Words:
+    """How refusals about ``continue_run(out=...)`` read in Python (the CLI's name is ``--out``)."""
+    from epochpilot.train.wording import Words
+
+    return Words("out", None, None, "pass overwrite=True to replace it", "pass another out")
+
 
 EXAMPLES = """examples:
   epochpilot continue runs/wine --data new_rows.csv
@@ -179,6 +186,9 @@ def continue_run(
     A model factory that the run's ``job.toml`` names and that is not built into epochpilot is imported only
     with ``trust_factory=True`` (CLI ``--trust-factory``): only for run directories whose source you trust.
     """
+    check_arguments(run_dir, replay, lr_scale, epochs)
+    import torch
+
     from epochpilot import pipeline
     from epochpilot.data import Preprocessor, Table, read_csv
     from epochpilot.finetune_probe import Probed
@@ -190,24 +200,8 @@ def continue_run(
     from epochpilot.train.wording import speaking, words
 
     run_dir = Path(run_dir)
-    if not run_dir.is_dir() or not (run_dir / "job.toml").is_file():
-        raise ConfigError(
-            f"{run_dir} is not a run directory written by 'epochpilot train' (no job.toml)"
-        )
-    if not 0.0 <= replay < 1.0:
-        raise ConfigError(
-            f"--replay must be in [0, 1), got {replay}: the share of old rows in each epoch"
-        )
-    if lr_scale <= 0:
-        raise ConfigError(f"--lr-scale must be > 0, got {lr_scale}")
-    if epochs is not None and (
-        isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1
-    ):
-        raise ConfigError(
-            f"--epochs must be an integer >= 1, got {epochs!r}: leave it out to use the planned budget"
-        )
     out = Path(out) if out is not None else run_dir.with_name(run_dir.name + "-continued")
-    wording = PYTHON_OUT if words().python else words()  # refusals name `out` / `--out`
+    wording = python_out() if words().python else words()  # refusals name `out` / `--out`
     # the new run's folder is checked before any work: nothing is written until everything is validated
     with speaking(wording):
         pipeline.check_run_dir(out, overwrite=overwrite, resume=False)
@@ -290,7 +284,9 @@ def continue_run(
     # an old run in --out is kept aside until the new one is safe, and comes back if this fails before that
     with speaking(wording), pipeline.claimed_run_dir(out, overwrite=overwrite, resume=False):
         pipeline._write_job(out, spec)
-        result = Trainer(**kwargs, run_dir=out, overwrite=overwrite).fit(model, loader, new_va)
+        result = Trainer(**kwargs, run_dir=out, overwrite=overwrite, report=False).fit(
+            model, loader, new_va
+        )
         pipeline.save_predictor(out, spec, pre, result.model)
     final_old = old_score()
     extra = {
@@ -309,6 +305,34 @@ def continue_run(
     echo(f"{key}: {reference:.4g} before, {final_old:.4g} after; stop: {result.stop_message}")
     echo(f"report: {report}")
     return pipeline.JobResult(result, out, {}, report, why)
+
+
+def check_arguments(
+    run_dir: str | Path, replay: float, lr_scale: float, epochs: int | None
+) -> None:
+    """Refuse a RUN_DIR that is no training run and out-of-range settings (no torch needed)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or not (run_dir / "job.toml").is_file():
+        raise ConfigError(
+            f"{run_dir} is not a run directory written by 'epochpilot train' (no job.toml)"
+        )
+    if not 0.0 <= replay < 1.0:
+        raise ConfigError(
+            f"--replay must be in [0, 1), got {replay}: the share of old rows in each epoch"
+        )
+    if lr_scale <= 0:
+        raise ConfigError(f"--lr-scale must be > 0, got {lr_scale}")
+    if epochs is not None and (
+        isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1
+    ):
+        raise ConfigError(
+            f"--epochs must be an integer >= 1, got {epochs!r}: leave it out to use the planned budget"
+        )
+
+
+def precheck(args: argparse.Namespace) -> None:
+    """The argument checks of ``epochpilot continue``, before torch is imported."""
+    check_arguments(args.run_dir, args.replay, args.lr_scale, args.epochs)
 
 
 def run(args: argparse.Namespace) -> int:

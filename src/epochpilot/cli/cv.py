@@ -61,6 +61,20 @@ def cv_run_dir(spec: Any, given: Path | None, suffix: str) -> Path:
     return base.with_name(f"{base.name}-{suffix}")
 
 
+def _refuse_resume(args: argparse.Namespace) -> None:
+    if args.resume:
+        raise ValueError("epochpilot cv cannot resume: re-run with --overwrite")
+
+
+def precheck(args: argparse.Namespace) -> None:
+    """``epochpilot cv``'s flags, job file and data file checked before torch is imported."""
+    from epochpilot.cli.train import check_job, spec_from_args
+
+    spec = spec_from_args(args)
+    _refuse_resume(args)
+    check_job(spec, cv_run_dir(spec, args.run_dir, "cv"), resume=False)
+
+
 def run(args: argparse.Namespace) -> int:
     """Cross-validate the job and print the choice."""
     import pandas as pd
@@ -87,8 +101,7 @@ def run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     run_dir = cv_run_dir(spec, args.run_dir, "cv")
     logging.getLogger("epochpilot").setLevel(logging.WARNING)  # no per-epoch lines from k runs
-    if args.resume:
-        raise ValueError("epochpilot cv cannot resume: re-run with --overwrite")
+    _refuse_resume(args)
     check_run_dir(run_dir, overwrite=spec.run.overwrite, resume=False)  # before any work
 
     table = load_table(spec)

@@ -75,18 +75,60 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_arguments(p)
 
 
-def _texts(args: argparse.Namespace) -> Any:
-    """The labelled texts, as a TextSet."""
+def _check_source(args: argparse.Namespace) -> None:
+    """Exactly one of --data and --fortunes (at least two categories)."""
     from epochpilot.errors import ConfigError
-    from epochpilot.textdata import load_fortunes
 
     if (args.data is None) == (args.fortunes is None):
         raise ConfigError("give exactly one of --data FILE.csv or --fortunes CATEGORY...")
+    if args.fortunes is not None and len(args.fortunes) < 2:
+        raise ConfigError("--fortunes needs at least two categories (they are the classes)")
+
+
+def _texts(args: argparse.Namespace) -> Any:
+    """The labelled texts, as a TextSet."""
+    from epochpilot.textdata import load_fortunes
+
+    _check_source(args)
     if args.fortunes is not None:
-        if len(args.fortunes) < 2:
-            raise ConfigError("--fortunes needs at least two categories (they are the classes)")
         return load_fortunes(args.fortunes)
     return csv_texts(args.data, args.text_column, args.target, "--data")
+
+
+def _missing_column(path: Path, columns: Any, text_column: str, target: str, flag: str) -> None:
+    """Refuse a CSV without the text or the label column, naming the option that names it."""
+    from epochpilot.errors import DataError, short_list
+
+    for column, option in ((text_column, "--text-column"), (target, "--target")):
+        if column not in columns:
+            raise DataError(
+                f"{flag} {path} has no column {column!r}: set {option} "
+                f"(columns: {short_list(columns)})"
+            )
+
+
+def _check_val_fraction(args: argparse.Namespace) -> None:
+    from epochpilot.errors import ConfigError
+
+    if not 0 < args.val_fraction < 0.5:
+        raise ConfigError(f"--val-fraction must be in (0, 0.5), got {args.val_fraction}")
+
+
+def precheck(args: argparse.Namespace) -> None:
+    """The flags and the --data file checked before torch and pandas are imported, in :func:`run`'s order
+    (the data only when the run directory would pass its check, which comes first)."""
+    from epochpilot.cli._finetune_mixed import mixed_requested
+    from epochpilot.cli._precheck import check_frame, fresh_run_dir
+
+    _check_val_fraction(args)
+    if not fresh_run_dir(args.run_dir, overwrite=args.overwrite):
+        return
+    mixed_requested(args)
+    _check_source(args)
+    if args.data is not None:
+        table = check_frame(args.data, "--data")
+        if table is not None:
+            _missing_column(args.data, table[0], args.text_column, args.target, "--data")
 
 
 def csv_texts(path: Path, text_column: str, target: str, flag: str) -> Any:
@@ -94,18 +136,13 @@ def csv_texts(path: Path, text_column: str, target: str, flag: str) -> Any:
     import numpy as np
 
     from epochpilot._csv import read_frame
-    from epochpilot.errors import DataError, short_list
+    from epochpilot.errors import DataError
     from epochpilot.textdata import TextSet
 
     frame = read_frame(
         path, flag
     )  # missing, empty, binary, UTF-16, unparsable: one line naming the file
-    for column, option in ((text_column, "--text-column"), (target, "--target")):
-        if column not in frame.columns:
-            raise DataError(
-                f"{flag} {path} has no column {column!r}: set {option} "
-                f"(columns: {short_list(frame.columns)})"
-            )
+    _missing_column(path, frame.columns, text_column, target, flag)
     frame = frame.dropna(subset=[text_column, target])
     classes = sorted(frame[target].astype(str).unique())
     if len(classes) < 2 and flag == "--data":
@@ -122,12 +159,10 @@ def csv_texts(path: Path, text_column: str, target: str, flag: str) -> Any:
 def run(args: argparse.Namespace) -> int:
     """Fine-tune, write the report, print the summary."""
     from epochpilot.cli._finetune_mixed import mixed_requested, run_mixed
-    from epochpilot.errors import ConfigError
     from epochpilot.pipeline import check_run_dir
     from epochpilot.train.signals import TrainingTerminated, exit_code
 
-    if not 0 < args.val_fraction < 0.5:
-        raise ConfigError(f"--val-fraction must be in (0, 0.5), got {args.val_fraction}")
+    _check_val_fraction(args)
     check_run_dir(args.run_dir, overwrite=args.overwrite, resume=False)  # before any work
     mixed = mixed_requested(args)
     data = _texts(args)

@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "precheck", "run"]
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -52,35 +52,71 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _source(args: argparse.Namespace) -> Any:
-    """A sample count, or an AuditReport of the CSV / built-in data set."""
-    from epochpilot.audit import audit
+def _kind(text: str) -> str:
+    """What SOURCE names: "count", "file" or "builtin"; anything else is a DataError (no import needed)."""
+    from epochpilot._jobcheck import BUILTINS
     from epochpilot.errors import DataError
 
-    text = args.source
     if text.isdigit():
         if int(text) < 1:
             raise DataError(
                 f"the sample count must be >= 1, got {text}: give the number of training rows"
             )
-        return int(text)
+        return "count"
     if os.path.exists(text):
-        return audit(text, target=args.target, text_column=args.text_column, fields={"train": ""})
-    from epochpilot.data import BUILTINS, load_builtin
-
+        return "file"
     if text in BUILTINS:
-        table = load_builtin(text, n_samples=args.n_samples)
-        return audit(table.frame, target=table.target)
+        return "builtin"
     raise DataError(
         f"{text!r} is neither a file, a built-in data set ({', '.join(BUILTINS)}) nor a sample count"
     )
+
+
+def _source(args: argparse.Namespace) -> Any:
+    """A sample count, or an AuditReport of the CSV / built-in data set."""
+    from epochpilot.audit import audit
+
+    text = args.source
+    kind = _kind(text)
+    if kind == "count":
+        return int(text)
+    if kind == "file":
+        return audit(text, target=args.target, text_column=args.text_column, fields={"train": ""})
+    from epochpilot.data import load_builtin
+
+    table = load_builtin(text, n_samples=args.n_samples)
+    return audit(table.frame, target=table.target)
+
+
+def _as_run_words(exc: Exception, source: str) -> Exception:
+    """An error as :func:`run` reports it: naming the file when the message does not (the planner does not
+    know it)."""
+    from epochpilot.errors import DataError
+
+    if os.path.isfile(source) and source not in str(exc):
+        return DataError(f"{source}: {exc}")
+    return exc
+
+
+def precheck(args: argparse.Namespace) -> None:
+    """``--json``, then a SOURCE that is no file, built-in or count (or a CSV that cannot be read), refused
+    before numpy and pandas are imported, in :func:`run`'s words."""
+    from epochpilot._files import check_output_path
+    from epochpilot.cli._precheck import check_frame
+
+    try:
+        if args.json not in (None, "-"):
+            check_output_path(args.json, "--json")
+        if _kind(args.source) == "file":
+            check_frame(args.source)
+    except ValueError as exc:
+        raise _as_run_words(exc, args.source) from None
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the plan; 0 on success; bad input: one line on stderr, exit code 2; a --json
     path that cannot be written is refused before the data is read."""
     from epochpilot._files import atomic_write_text, check_output_path
-    from epochpilot.errors import DataError
     from epochpilot.plan import plan
 
     try:
@@ -96,9 +132,7 @@ def run(args: argparse.Namespace) -> int:
             table=args.table,
         )
     except (ValueError, TypeError) as exc:  # DataError and ConfigError are ValueErrors
-        if os.path.isfile(args.source) and args.source not in str(exc):
-            return _fail(DataError(f"{args.source}: {exc}"))  # the planner does not know the file
-        return _fail(exc)
+        return _fail(_as_run_words(exc, args.source))
     payload = json.dumps(result.to_dict(), indent=2)
     if args.json == "-":
         print(payload)

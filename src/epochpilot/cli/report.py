@@ -1,6 +1,7 @@
 """``epochpilot report``: see :mod:`epochpilot.cli.runs`."""
 
 from epochpilot.cli.runs import add_report as add_parser
+from epochpilot.cli.runs import precheck_run_dir as precheck
 from epochpilot.cli.runs import run_report as run
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "precheck", "run"]

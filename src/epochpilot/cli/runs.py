@@ -10,6 +10,22 @@ from pathlib import Path
 from epochpilot._files import atomic_open, check_output_path
 from epochpilot.errors import ConfigError
 
+__all__ = [
+    "add_compare",
+    "add_evaluate",
+    "add_predict",
+    "add_report",
+    "add_resume",
+    "precheck_compare",
+    "precheck_predict",
+    "precheck_run_dir",
+    "run_compare",
+    "run_evaluate",
+    "run_predict",
+    "run_report",
+    "run_resume",
+]
+
 TRUST_HELP = (
     "import the model factory that the run's files name even when it is not built into epochpilot "
     "(it runs that code): only for run directories whose source you trust"
@@ -65,6 +81,29 @@ def _run_dir(path: Path) -> Path:
             f"{path} is not a run directory: give the directory 'epochpilot train' wrote"
         )
     return path
+
+
+def precheck_run_dir(args: argparse.Namespace) -> None:
+    """``RUN_DIR`` that is not a folder, refused before torch is imported (predict, evaluate, resume, report)."""
+    from epochpilot.cli._precheck import check_run_dir_arg
+
+    check_run_dir_arg(args.run_dir)
+
+
+def precheck_predict(args: argparse.Namespace) -> None:
+    """``--out`` (checked first), then ``RUN_DIR``, before torch is imported."""
+    if args.out:
+        check_out(args.out)
+    precheck_run_dir(args)
+
+
+def precheck_compare(args: argparse.Namespace) -> None:
+    """``--out``, then each ``RUN_DIR`` in order, before matplotlib and torch are imported."""
+    from epochpilot.cli._precheck import check_run_dir_arg
+
+    check_out(args.out)
+    for path in args.run_dirs:
+        check_run_dir_arg(path)
 
 
 def add_predict(subparsers: argparse._SubParsersAction) -> None:

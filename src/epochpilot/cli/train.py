@@ -50,8 +50,9 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--schedule", help="e.g. 'warmup(cosine)', onecycle, constant, wsd")
     t.add_argument(
         "--cooldown",
-        choices=["none", "on_stop"],
-        help="on_stop: when the stopper fires, cool the lr down first (needs --schedule wsd)",
+        choices=["none", "on_stop", "sweep"],
+        help="sweep: cooldown branches off a constant lr, the best kept; on_stop: when the stopper "
+        "fires, cool the lr down first (both need --schedule wsd)",
     )
     t.add_argument(
         "--cooldown-fraction",
@@ -168,6 +169,23 @@ def train_and_print(spec: Any, run_dir: Path) -> int:
         return code
     print_summary(result)
     return 0
+
+
+def check_job(spec: Any, run_dir: Path, *, resume: bool | None = None) -> None:
+    """The job's data file refused as reading it would refuse it (missing, not CSV, no such target
+    column, ...), without pandas or torch; only when the run directory would pass its own check (the
+    command checks that first). ``resume`` overrides the job's own ``run.resume`` (cv and tune)."""
+    from epochpilot.cli._precheck import check_csv, fresh_run_dir
+
+    resume = spec.run.resume if resume is None else resume
+    if spec.data.csv and fresh_run_dir(run_dir, overwrite=spec.run.overwrite, resume=resume):
+        check_csv(spec.data.csv, spec.data.target)
+
+
+def precheck(args: argparse.Namespace) -> None:
+    """``epochpilot train``'s flags, job file and data file checked before torch is imported."""
+    spec = spec_from_args(args)
+    check_job(spec, default_run_dir(spec))
 
 
 def run(args: argparse.Namespace) -> int:

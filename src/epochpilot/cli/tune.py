@@ -10,13 +10,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from epochpilot._files import atomic_write_text
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 EXAMPLES = """examples:
   epochpilot tune examples/digits.toml --trials 30
   epochpilot tune --builtin wine --trials 20 --max-epochs 30 --workers 2
@@ -26,9 +19,12 @@ EXAMPLES = """examples:
   epochpilot tune job.toml --trials 100 --storage postgresql://user:pw@db-host/optuna --study-name digits
 
 Each trial trains the job with the trial's settings and reports its validation value every epoch; the
-pruner stops trials that cannot win. The study lives in RUN_DIR/study.db (or --storage): re-running the
-same command resumes it until --trials trials have finished, and any number of machines running the same
-command with a shared --storage work on one study. Open it in optuna-dashboard with the printed URL.
+pruner stops trials that cannot win. The study lives in RUN_DIR/study.db (or --storage). Running into a
+study that holds trials is refused unless --resume (continue it until --trials trials have finished; only
+with the same settings: another --pruner, --sampler, --seed, space or job setting is refused, naming it)
+or --overwrite (start it over). Any number of machines running the same command with --resume and a
+shared --storage work on one study; a worker process that dies (out of memory) costs one trial, retried
+once. Open the study in optuna-dashboard with the printed URL.
 
 --space NAME=KIND:LOW:HIGH (KIND float, log or int) or NAME=choice:A,B,C (or a JSON list after
 'choice:'); NAME is a [train] setting (lr, batch_size, warmup, weight_decay, schedule, max_epochs,
@@ -103,6 +99,26 @@ def parse_space_arg(text: str) -> tuple[str, tuple[Any, ...]]:
     return name, (kind, low, high)
 
 
+def read_space_file(path: Path) -> dict[str, Any]:
+    """The entries of a --space file, read as TOML (not yet checked against the job's settings)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    if not path.exists():
+        raise FileNotFoundError(f"--space-file {path}: no such space file; check the path")
+    try:
+        space = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"--space-file {path}: TOML syntax error: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(
+            f"--space-file {path}: cannot read it as UTF-8 TOML text ({exc})"
+        ) from None
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in space.items()}
+
+
 def space_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The search space: --space-file, then --space flags; the default space when neither is given."""
     from epochpilot.tune_space import job_parameters, parse_space
@@ -110,23 +126,28 @@ def space_from_args(args: argparse.Namespace) -> dict[str, Any]:
     space: dict[str, Any] = {}
     if args.space_file is not None:
         path = Path(args.space_file)
-        if not path.exists():
-            raise FileNotFoundError(f"--space-file {path}: no such space file; check the path")
-        try:
-            space.update(tomllib.loads(path.read_text()))
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"--space-file {path}: TOML syntax error: {exc}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ValueError(
-                f"--space-file {path}: cannot read it as UTF-8 TOML text ({exc})"
-            ) from None
-        space = {k: tuple(v) if isinstance(v, list) else v for k, v in space.items()}
+        space.update(read_space_file(path))
         if space:  # each entry checked here, so that its error names the file
             parse_space(space, job_parameters(), where=str(path))
     for text in args.space:
         name, decl = parse_space_arg(text)
         space[name] = decl
     return space or dict(DEFAULT_SPACE)
+
+
+def precheck(args: argparse.Namespace) -> None:
+    """``epochpilot tune``'s flags, job file, space and data file checked before optuna and torch are
+    imported (a space file's entries need optuna: with one, the data are left to ``run``)."""
+    from epochpilot.cli.cv import cv_run_dir
+    from epochpilot.cli.train import check_job, spec_from_args
+
+    spec = spec_from_args(args)
+    if args.space_file is not None and read_space_file(Path(args.space_file)):
+        return
+    for text in args.space:
+        parse_space_arg(text)
+    overwrite = bool(spec.run.overwrite)
+    check_job(spec, cv_run_dir(spec, args.run_dir, "tune"), resume=not overwrite)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -144,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("epochpilot").setLevel(logging.WARNING)  # no per-epoch lines from k runs
     run_dir = cv_run_dir(spec, args.run_dir, "tune")
     overwrite = bool(spec.run.overwrite)
-    # re-running the same command resumes the study: an existing study is continued, not refused
+    # the run directory may hold the study: tune() decides (--resume continues it, --overwrite starts over)
     kind = check_run_dir(run_dir, overwrite=overwrite, resume=not overwrite)
     if kind == "run" and not overwrite and not _is_study(run_dir):
         raise FileExistsError(
@@ -167,6 +188,8 @@ def run(args: argparse.Namespace) -> int:
             run_dir=run_dir,
             seed=spec.train.seed,
             timeout=args.timeout,
+            resume="auto" if spec.run.resume else False,
+            overwrite=overwrite,
         )
         report = write_tune_report(
             study, run_dir / "report.html", title=f"{spec.source}: {run_dir}"
@@ -212,6 +235,8 @@ def print_study(study: Any) -> None:
 
 
 def _write_best(study: Any, run_dir: Path) -> None:
+    from epochpilot._files import atomic_write_text
+
     try:
         best = study.best_trial
     except ValueError:

@@ -9,7 +9,16 @@ from typing import Any
 
 from epochpilot.integrations._common import PilotCore
 
-__all__ = ["PilotAttributes"]
+__all__ = ["PilotAttributes", "check_verbose"]
+
+
+def check_verbose(verbose: object) -> bool:
+    """``verbose`` as a bool (Keras' 0/1 accepted); anything else raises a TypeError."""
+    if isinstance(verbose, bool):
+        return verbose
+    if isinstance(verbose, int) and verbose in (0, 1):
+        return bool(verbose)
+    raise TypeError(f"verbose must be True or False, got {verbose!r}")
 
 
 class PilotAttributes:

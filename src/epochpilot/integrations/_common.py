@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from epochpilot._files import atomic_open
+from epochpilot.integrations._schedule import ScheduleDriver
 from epochpilot.stopping.base import Decision, Policy, Reason
 
 __all__ = [
     "PilotCore",
     "ScheduleDriver",
-    "check_policy",
     "policy_target",
     "scalar",
     "write_json_atomic",
@@ -94,62 +94,11 @@ def scalar(value: Any) -> float | None:
     return float(array.reshape(()))
 
 
-def check_policy(policy: Any) -> Policy:
-    """Return ``policy`` if it is an epochpilot stop policy; else raise a TypeError naming the fix."""
-    if not isinstance(policy, Policy):
-        raise TypeError(
-            f"policy must be an epochpilot stop policy (e.g. EarlyStopping('val_loss', mode='min')), "
-            f"got {type(policy).__name__}"
-        )
-    return policy
-
-
 def policy_target(policy: Policy) -> tuple[str | None, str | None]:
     """The (monitor, mode) whose best epoch the policy reports (``AnyOf``: its first policy's)."""
     while not hasattr(policy, "monitor") and getattr(policy, "policies", None):
         policy = policy.policies[0]  # type: ignore[attr-defined]
     return getattr(policy, "monitor", None), getattr(policy, "mode", None)
-
-
-class ScheduleDriver:
-    """An epochpilot schedule driven by a framework: ``lr(step)`` before each update, ``observe(row)`` after
-    each validation (feeds any ``ReduceOnPlateau`` inside). Optimizer-free; the adapter sets the lr."""
-
-    def __init__(self, schedule: Callable[[int], float]) -> None:
-        if not callable(schedule):
-            raise TypeError(f"schedule must be callable step -> lr, got {schedule!r}")
-        from epochpilot.schedules import plateaus
-
-        self.schedule = schedule
-        self.plateaus = plateaus(schedule)
-
-    def lr(self, step: int) -> float:
-        """The lr for update ``step`` (optimizer updates done so far); a non-finite lr raises."""
-        lr = float(self.schedule(max(int(step), 0)))
-        if not math.isfinite(lr):
-            raise ValueError(
-                f"schedule returned lr={lr} at step {step}: a schedule must give finite lrs"
-            )
-        return lr
-
-    def observe(self, row: Mapping[str, Any]) -> None:
-        """Feed one validated epoch's row to every ReduceOnPlateau in the schedule."""
-        for plateau in self.plateaus:
-            plateau.update(row)
-
-    def state_dict(self) -> list[dict[str, Any]]:
-        """The plateaus' states (the step itself lives in the framework's optimizer)."""
-        return [plateau.state_dict() for plateau in self.plateaus]
-
-    def load_state_dict(self, state: list[dict[str, Any]]) -> None:
-        """Restore :meth:`state_dict` output."""
-        if len(state) != len(self.plateaus):
-            raise ValueError(
-                f"schedule state has {len(state)} ReduceOnPlateau states, the schedule has "
-                f"{len(self.plateaus)}: rebuild the schedule as in the saved run"
-            )
-        for plateau, sub in zip(self.plateaus, state, strict=True):
-            plateau.load_state_dict(sub)
 
 
 class PilotCore:
@@ -162,7 +111,7 @@ class PilotCore:
 
     def __init__(
         self,
-        policy: Policy,
+        policy: Policy | str | None,
         schedule: Callable[[int], float] | None = None,
         run_dir: str | Path | None = None,
         *,
@@ -170,15 +119,62 @@ class PilotCore:
         unit: str = "epoch",
         rename: Callable[[str], str] | None = None,
     ) -> None:
-        self.policy = check_policy(policy)
+        from epochpilot.integrations._policy import resolve_policy
+
+        #: ``spec``: "auto"/"early"/"forecast" when the policy was built here (None: the user's policy)
+        self.policy, self.spec = resolve_policy(policy)
         self.driver = ScheduleDriver(schedule) if schedule is not None else None
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.framework = framework
+        #: what one "epoch" of the policy is, for the verbose line ("epoch" or "evaluation"), and a plain note
+        #: added to the stop message when the policy's epochs are not the trainer's (set by the adapter)
         self.unit = unit
-        monitor, self.mode = policy_target(policy)
-        #: the monitor under its history name (e.g. Keras' ``loss`` is ``train_loss`` in history.jsonl)
-        self.monitor = rename(monitor) if rename is not None and monitor else monitor
+        self.note = ""
+        self._rename = rename
+        self._target()
         self.reset()
+
+    def _target(self) -> None:
+        monitor, self.mode = policy_target(self.policy)
+        #: the monitor under its history name (e.g. Keras' ``loss`` is ``train_loss`` in history.jsonl)
+        self.monitor = self._rename(monitor) if self._rename is not None and monitor else monitor
+
+    # -- a policy built here -------------------------------------------------------------------------
+    def set_budget(self, epochs: int | None) -> None:
+        """Tell a policy built here (``"forecast"``) the trainer's budget, in the policy's epochs; a user's
+        policy keeps its own. No budget known for a policy that needs one raises a ValueError."""
+        if self.spec is None or not hasattr(self.policy, "set_budget"):
+            return
+        if epochs is None or epochs < 1:
+            raise ValueError(
+                f"policy={self.spec!r} plans for the trainer's epoch budget, but {self.framework} gives none: "
+                f"set the number of epochs, or pass a policy built with its own budget"
+            )
+        self.policy.set_budget(int(epochs))  # type: ignore[attr-defined]
+
+    def fallback(self, metrics: Mapping[str, Any] | None = None) -> bool:
+        """Without validation metrics (no ``val_*`` key in ``metrics``; None: the adapter knows there is no
+        validation), a policy built here watches ``train_loss`` instead of ``val_loss``, as ``epochpilot.fit``
+        does without validation data; its state carries over. True if it switched."""
+        if self.spec is None or self.monitor == "train_loss":
+            return False
+        if metrics is not None and (
+            "train_loss" not in metrics or any(str(k).startswith("val_") for k in metrics)
+        ):
+            return False
+        from epochpilot.integrations._policy import build_named
+
+        state = self.policy.state_dict()
+        budget = getattr(self.policy, "budget", 1)
+        self.policy = build_named(self.spec, "train_loss", budget)
+        self.policy.load_state_dict(state)
+        self._target()
+        log.info(
+            "epochpilot (%s): no validation metrics: the %r policy watches train_loss",
+            self.framework,
+            self.spec,
+        )
+        return True
 
     def reset(self) -> None:
         """Forget the run (the policy's state included): a fresh fit."""
@@ -189,6 +185,8 @@ class PilotCore:
         self.stop_epoch: int | None = None
         self.stop_reason = Reason.CONTINUE
         self.stop_message = ""
+        self.stop_why = ""
+        self.stop_details = ""
         self.extended = 0
         self.decision: Decision | None = None
         self._columns: list[str] = []
@@ -224,13 +222,26 @@ class PilotCore:
             self.best_epoch, self.best_value = decision.best_epoch, decision.best_value
         if decision.stop:
             self.stop_epoch, self.stop_reason = epoch, decision.reason
-            self.stop_message = f"{decision.message} [patience unit: 1 {self.unit}]"
+            self.stop_message = self._with_note(decision)
+            # the reason clause alone and the numbers behind it (policies that give them)
+            self.stop_why = str(getattr(decision, "why", "") or "")
+            self.stop_details = str(getattr(decision, "details", "") or "")
             log.info("epochpilot (%s) epoch %d: %s", self.framework, epoch, self.stop_message)
         else:
             log.debug("epochpilot (%s) epoch %d: %s", self.framework, epoch, decision.message)
         if write:
             self.flush()
         return decision
+
+    def _with_note(self, decision: Decision) -> str:
+        """The decision's message with the adapter's note after its reason clause (or at the end)."""
+        message = decision.message
+        if not self.note:
+            return message
+        clause = str(getattr(decision, "why", "") or "").strip().rstrip(".")
+        if clause and clause in message:
+            return message.replace(clause, f"{clause} ({self.note})", 1)
+        return f"{message} ({self.note})"
 
     def update_last(self, extra: Mapping[str, Any]) -> None:
         """Add keys the framework computes after validation (e.g. Lightning's epoch training metrics) to the
@@ -303,7 +314,9 @@ class PilotCore:
             "stopped_epoch": int(last.get("epoch", 0)),
             "stop_reason": reason,
             "stop_message": message,
+            "stop_details": (self.stop_details or None) if self.stop_epoch is not None else None,
             "max_epochs": None,
+            "extended_by": self.extended,
             "epochs_run": len(self.history),
             "total_steps": last.get("step"),
             "steps_per_epoch": None,

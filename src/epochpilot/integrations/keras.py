@@ -1,11 +1,18 @@
-"""epochpilot inside ``keras.Model.fit``: ``EpochPilot(policy, schedule=None, run_dir=None, restore_best=True)``.
+"""epochpilot inside ``keras.Model.fit``: ``EpochPilot(policy=None, schedule=None, run_dir=None,
+restore_best=True, *, verbose=True, save_model=None, report=True, resume=False)``.
 
 A Keras 3 callback (any backend: no torch needed unless the backend is torch). Each epoch it feeds the logs to
 an epochpilot stop policy and sets ``model.stop_training`` when the policy says stop; before each batch it sets
 the optimizer's learning rate to ``schedule(step)`` with ``step = optimizer.iterations``; it keeps a copy of the
 best epoch's weights and puts them back at the end of ``fit`` whether or not it stopped (Keras #12511); with a
 ``run_dir`` it writes ``history.jsonl``, ``history.csv``, ``summary.json``, ``report.html``, its state
-(``epochpilot_state.json``) and the best weights (``best.weights.npz``) so a crashed run can resume.
+(``epochpilot_state.json``) and the best weights (``best.weights.npz``) so a crashed run can resume, and at the
+end the kept model as ``model.keras`` (``keras.saving.load_model`` reads it; ``save_model=False`` skips it).
+
+``policy`` is optional: None (or ``"auto"``) is ``epochpilot.fit``'s default (EarlyStopping, patience 10, on
+``val_loss``; on ``train_loss`` when ``fit`` has no validation data), ``"early"`` patience 5, ``"forecast"``
+Forecast planned for ``fit``'s ``epochs``. ``verbose=True`` prints one line when training ends, as Keras'
+``EarlyStopping(verbose=1)`` does: the stop, the kept epoch and where the model was saved.
 
 History names: Keras' ``loss``/``accuracy`` become ``train_loss``/``train_accuracy``, ``val_*`` stay, and
 ``learning_rate`` becomes ``lr``. The policy sees both spellings, so ``EarlyStopping("val_loss", ...)`` and
@@ -25,8 +32,10 @@ from typing import Any
 import keras
 import numpy as np
 
-from epochpilot.integrations._attributes import PilotAttributes
+from epochpilot.integrations._attributes import PilotAttributes, check_verbose
 from epochpilot.integrations._common import PilotCore, scalar, write_json_atomic
+from epochpilot.integrations._lines import stop_line
+from epochpilot.integrations._save import check_save_model, save_atomically
 from epochpilot.stopping.base import Policy
 
 __all__ = ["EpochPilot", "history_name"]
@@ -34,6 +43,7 @@ __all__ = ["EpochPilot", "history_name"]
 log = logging.getLogger("epochpilot")
 STATE_FILE = "epochpilot_state.json"
 BEST_FILE = "best.weights.npz"
+MODEL_FILE = "model.keras"
 
 
 def history_name(key: str) -> str:
@@ -56,23 +66,25 @@ class EpochPilot(PilotAttributes, keras.callbacks.Callback):
     the best weights come back from the run dir; reload your model (``keras.saving.load_model``, which
     restores the optimizer's step) and call ``fit(..., initial_epoch=epochs_done)``. ``report=False`` skips
     ``report.html`` (matplotlib). Attributes after ``fit``: ``best_epoch_``, ``best_value_``,
-    ``stopped_epoch_`` (None when the policy never said stop), ``summary_``, ``history_``.
+    ``stopped_epoch_`` (None when the policy never said stop), ``summary_``, ``history_``, ``model_path_``
+    (the saved ``model.keras`` or None) and ``stop_line_`` (the verbose line).
 
     >>> import os; os.environ.setdefault("KERAS_BACKEND", "torch")  # doctest: +SKIP
-    >>> from epochpilot.stopping import EarlyStopping
-    >>> pilot = EpochPilot(EarlyStopping("val_loss", mode="min", patience=2))
+    >>> pilot = EpochPilot(run_dir="runs/keras")  # the default policy, as epochpilot.fit's
     >>> model.fit(x, y, validation_split=0.2, epochs=50, callbacks=[pilot])  # doctest: +SKIP
     """
 
     def __init__(
         self,
-        policy: Policy,
+        policy: Policy | str | None = None,
         schedule: Callable[[int], float] | None = None,
         run_dir: str | Path | None = None,
         restore_best: bool = True,
         *,
-        resume: bool = False,
+        verbose: bool = True,
+        save_model: bool | None = None,
         report: bool = True,
+        resume: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(restore_best, bool):
@@ -82,13 +94,16 @@ class EpochPilot(PilotAttributes, keras.callbacks.Callback):
                 "resume=True needs run_dir: the state to resume lives in the run directory"
             )
         self.core = PilotCore(policy, schedule, run_dir, framework="keras", rename=history_name)
-        self.policy = policy
         self.schedule = schedule
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.restore_best = restore_best
+        self.verbose = check_verbose(verbose)
+        self.save_model = check_save_model(save_model, self.run_dir)
         self.report = report
         self.best_weights_: list[np.ndarray] | None = None
         self.summary_: dict[str, Any] | None = None
+        self.model_path_: Path | None = None
+        self.stop_line_: str | None = None
         self._resumed = False
         self._warned_extend = False
         if resume:
@@ -139,6 +154,7 @@ class EpochPilot(PilotAttributes, keras.callbacks.Callback):
             self.core.reset()
             self.best_weights_ = None
         self._resumed = False
+        self.core.set_budget((self.params or {}).get("epochs"))
         self.core.start()
         if self.schedule is not None:
             optimizer = self._optimizer()
@@ -169,6 +185,7 @@ class EpochPilot(PilotAttributes, keras.callbacks.Callback):
             self.core.driver
         )  # the lr the next update will use, as epochpilot's trainer records it
         row.setdefault("lr", driver.lr(row["step"]) if driver else _number(optimizer.learning_rate))
+        self.core.fallback(row)  # no validation data: a default policy watches train_loss
         decision = self.core.observe(row, extra=raw)
         if decision.improved and self.restore_best:
             self.best_weights_ = [np.array(w, copy=True) for w in self.model.get_weights()]
@@ -190,13 +207,39 @@ class EpochPilot(PilotAttributes, keras.callbacks.Callback):
             self.model.stop_training = True
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
-        if self.restore_best and self.best_weights_ is not None:
+        restored = self.restore_best and self.best_weights_ is not None
+        if restored:
             self.model.set_weights(self.best_weights_)
             log.info("epochpilot (keras): restored the weights of epoch %s", self.core.best_epoch)
+        if self.save_model and self.run_dir is not None and self.core.history:
+            self.model_path_ = save_atomically(
+                self.run_dir / MODEL_FILE, lambda tmp: self.model.save(str(tmp)), "keras"
+            )
         params = self.params or {}
         self.summary_ = self.core.finish(
             report=self.report,
             max_epochs=params.get("epochs"),
             steps_per_epoch=params.get("steps"),
             stop_message=f"fit ran its {params.get('epochs')} epochs; the policy did not stop it",
+            saved_model=MODEL_FILE if self.model_path_ is not None else None,
         )
+        self.stop_line_ = stop_line(
+            self.core,
+            restored=bool(restored),
+            saved=str(self.model_path_) if self.model_path_ is not None else None,
+        )
+        if self.verbose:
+            _print(self.stop_line_)
+
+    @property
+    def policy(self) -> Policy:
+        """The stop policy (built from ``policy=None``/a name when no policy object was given)."""
+        return self.core.policy
+
+
+def _print(line: str) -> None:
+    """Print as Keras' own callbacks do: to stdout, or to the log when interactive logging is off."""
+    if keras.config.is_interactive_logging_enabled():
+        print(line, flush=True)
+    else:
+        log.info(line)

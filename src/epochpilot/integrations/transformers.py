@@ -1,5 +1,5 @@
-"""epochpilot inside Hugging Face's ``Trainer``: ``EpochPilot(policy, run_dir=None, restore_best=True)`` and
-``to_hf_scheduler(schedule, optimizer)``.
+"""epochpilot inside Hugging Face's ``Trainer``: ``EpochPilot(policy=None, run_dir=None, restore_best=True, *,
+verbose=True, save_model=None, report=True)`` and ``to_hf_scheduler(schedule, optimizer)``.
 
 ``EpochPilot`` is a ``TrainerCallback``: after each evaluation it feeds the policy the metrics (``eval_x`` also
 as ``val_x``; ``train_loss`` is the mean of the training losses logged since the previous evaluation) and sets
@@ -8,7 +8,16 @@ by the Trainer, so every rank reaches the same decision. It keeps the best evalu
 them at the end of training whether or not it stopped. It is an ``ExportableState``: its state (policy,
 history, best) goes into each checkpoint's ``trainer_state.json`` and comes back on
 ``train(resume_from_checkpoint=...)``, with or without ``restore_callback_states_from_checkpoint``
-(transformers #28544); the best weights are saved beside it as ``epochpilot_best.pt``.
+(transformers #28544); the best weights are saved beside it as ``epochpilot_best.pt``. With a ``run_dir``, at
+the end of training the kept model (and the ``processing_class``, e.g. the tokenizer, when the Trainer has
+one) goes to ``run_dir/model`` through ``save_pretrained`` on the main process, so ``from_pretrained`` and
+``pipeline`` load it (``save_model=False`` skips it; for DeepSpeed/FSDP-sharded models use
+``trainer.save_model`` instead).
+
+``policy`` is optional: None (or ``"auto"``) is ``epochpilot.fit``'s default (EarlyStopping, patience 10, on
+``val_loss``), ``"early"`` patience 5, ``"forecast"`` Forecast planned for the evaluations the Trainer will run
+(``num_train_epochs`` or ``max_steps`` over ``eval_steps``). ``verbose=True`` prints one line on the main
+process when training ends: the stop, the kept evaluation and where the model was saved.
 
 Patience counts evaluations: with ``eval_strategy="epoch"`` one per epoch, with ``"steps"`` one per
 evaluation (history rows are then numbered by evaluation, ``hf_epoch`` keeps the Trainer's fractional
@@ -35,14 +44,17 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
-from epochpilot.integrations._attributes import PilotAttributes
+from epochpilot.integrations._attributes import PilotAttributes, check_verbose
 from epochpilot.integrations._common import PilotCore, scalar
+from epochpilot.integrations._lines import stop_line
+from epochpilot.integrations._save import check_save_model, save_atomically
 from epochpilot.stopping.base import Policy
 
 __all__ = ["EpochPilot", "history_name", "to_hf_scheduler"]
 
 log = logging.getLogger("epochpilot")
 BEST_FILE = "epochpilot_best.pt"
+MODEL_DIR = "model"
 _SKIP = ("runtime", "samples_per_second", "steps_per_second")
 
 
@@ -70,10 +82,10 @@ class EpochPilot(PilotAttributes, TrainerCallback, ExportableState):
     """Stop, restore-best, checkpoint and record a Hugging Face ``Trainer`` run with an epochpilot policy.
 
     Attributes: ``best_epoch_`` (the best evaluation, 1-based), ``best_value_``, ``stopped_epoch_``,
-    ``history_`` and ``summary_`` (after training).
+    ``history_``, and after training ``summary_``, ``model_path_`` (the ``save_pretrained`` folder or None)
+    and ``stop_line_`` (the verbose line).
 
-    >>> from epochpilot.stopping import EarlyStopping
-    >>> pilot = EpochPilot(EarlyStopping("val_loss", mode="min", patience=2), run_dir="runs/hf")
+    >>> pilot = EpochPilot(run_dir="runs/hf")  # the default policy, as epochpilot.fit's
     >>> Trainer(model, args, train_dataset=train, eval_dataset=val, callbacks=[pilot]).train()  # doctest: +SKIP
     """
 
@@ -83,10 +95,12 @@ class EpochPilot(PilotAttributes, TrainerCallback, ExportableState):
 
     def __init__(
         self,
-        policy: Policy | None = None,
+        policy: Policy | str | None = None,
         run_dir: str | Path | None = None,
         restore_best: bool = True,
         *,
+        verbose: bool = True,
+        save_model: bool | None = None,
         report: bool = True,
         restore_key: str | None = None,
     ) -> None:
@@ -102,26 +116,29 @@ class EpochPilot(PilotAttributes, TrainerCallback, ExportableState):
         if not isinstance(restore_best, bool):
             raise TypeError(f"restore_best must be a bool, got {restore_best!r}")
         self.core = PilotCore(
-            policy,  # type: ignore[arg-type] - PilotCore names a missing/wrong policy
-            None,
-            run_dir,
-            framework="transformers",
-            unit="evaluation",
-            rename=history_name,
+            policy, None, run_dir, framework="transformers", unit="evaluation", rename=history_name
         )
-        self.policy = policy
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.restore_best = restore_best
+        self.verbose = check_verbose(verbose)
+        self.save_model = check_save_model(save_model, self.run_dir)
         self.report = report
         self.best_weights_: dict[str, torch.Tensor] | None = None
         self.summary_: dict[str, Any] | None = None
+        self.model_path_: Path | None = None
+        self.stop_line_: str | None = None
         self._losses: list[float] = []
         self._last_log: dict[str, float] = {}
         self._resumed = False
         self._training = False
         self._warned_extend = False
-        self.key = f"EpochPilot({self.core.monitor}, {policy.name})"  # type: ignore[union-attr]
+        self.key = f"EpochPilot({self.core.monitor}, {self.core.policy.name})"
         self._live[self.key] = self
+
+    @property
+    def policy(self) -> Policy:
+        """The stop policy (built from ``policy=None``/a name when no policy object was given)."""
+        return self.core.policy
 
     # -- attributes ----------------------------------------------------------------------------------
 
@@ -173,7 +190,13 @@ class EpochPilot(PilotAttributes, TrainerCallback, ExportableState):
         if not state.is_world_process_zero:
             self.core.run_dir = None
         strategy = str(getattr(args.eval_strategy, "value", args.eval_strategy))
+        every = state.eval_steps if strategy == "steps" else None
         self.core.unit = "epoch" if strategy == "epoch" else "evaluation"
+        self.core.note = f"epochs here are evaluations, one every {every} steps" if every else ""
+        if strategy == "epoch":
+            self.core.set_budget(math.ceil(state.num_train_epochs or 0) or None)
+        else:
+            self.core.set_budget(state.max_steps // every if every and state.max_steps else None)
         self.core.start()
         self._losses, self._last_log, self._training = [], {}, True
 
@@ -258,18 +281,50 @@ class EpochPilot(PilotAttributes, TrainerCallback, ExportableState):
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._training = False
         model = kwargs.get("model")
-        if self.restore_best and self.best_weights_ is not None and model is not None:
-            model.load_state_dict(self.best_weights_)
+        restored = self.restore_best and self.best_weights_ is not None and model is not None
+        if restored:
+            model.load_state_dict(self.best_weights_)  # type: ignore[union-attr]
             log.info(
                 "epochpilot (transformers): restored the weights of evaluation %s",
                 self.core.best_epoch,
             )
+        main = state.is_world_process_zero
+        if self.save_model and self.run_dir is not None and self.core.history and main:
+            self.model_path_ = self._save(model, kwargs.get("processing_class"))
         epochs = args.num_train_epochs if args.max_steps <= 0 else None
         self.summary_ = self.core.finish(
-            report=self.report and state.is_world_process_zero,
+            report=self.report and main,
             max_epochs=math.ceil(epochs) if epochs else None,
             batch_size=state.train_batch_size,
             max_steps=state.max_steps,
             eval_strategy=str(getattr(args.eval_strategy, "value", args.eval_strategy)),
             stop_message=f"the Trainer ran its {state.max_steps} steps; the policy did not stop it",
+            saved_model=MODEL_DIR if self.model_path_ is not None else None,
         )
+        self.stop_line_ = stop_line(
+            self.core,
+            restored=bool(restored),
+            saved=str(self.model_path_) if self.model_path_ is not None else None,
+            unit=self.core.unit,
+        )
+        if self.verbose and main:
+            print(self.stop_line_, flush=True)
+
+    def _save(self, model: Any, processing: Any) -> Path | None:
+        """``save_pretrained`` of the kept model (and of the processing class) into ``run_dir/model``."""
+        final = self.run_dir / MODEL_DIR  # type: ignore[operator]
+        if not hasattr(model, "save_pretrained"):
+            warnings.warn(
+                f"epochpilot (transformers): the model ({type(model).__name__}) has no save_pretrained, so "
+                f"{final} was not written; save it with trainer.save_model, or pass save_model=False",
+                UserWarning,
+                stacklevel=3,
+            )
+            return None
+
+        def write(folder: Path) -> None:
+            model.save_pretrained(folder)
+            if processing is not None and hasattr(processing, "save_pretrained"):
+                processing.save_pretrained(folder)
+
+        return save_atomically(final, write, "transformers")

@@ -265,9 +265,7 @@ def build_stopper(spec: Any, has_val: bool, max_epochs: int, extend: float | Non
         from epochpilot.stopping import auto_stopper
 
         extra = {"train_monitor": "train_loss"} if has_val else {}
-        return auto_stopper(
-            monitor, "min", budget=max_epochs, max_extension=extend or 0.0, **extra
-        )
+        return auto_stopper(monitor, "min", budget=max_epochs, max_extension=extend or 0.0, **extra)
     if spec == "early":
         from epochpilot.stopping import EarlyStopping
 

@@ -144,7 +144,7 @@ def _short_warmup(callback: Any, first: int, state: Any) -> None:
 
 
 def _tried(state: Any) -> str:
-    """"4 cooldown branches, 60 epochs trained in all"."""
+    """ "4 cooldown branches, 60 epochs trained in all"."""
     n = len(state.sweep["branches"])
     epochs = state.step / max(1, state.steps_per_epoch)
     return f"{n} cooldown branch{'es' if n != 1 else ''}, {epochs:.3g} epochs trained in all"
@@ -270,7 +270,9 @@ class Sweeping:
         fraction = float(self.cfg.cooldown_fraction)
         if sw["pending"]:
             origin = None
-            if sw["rewind"] and self.trunk_best is not None:  # cool down from the trunk's best epoch
+            if (
+                sw["rewind"] and self.trunk_best is not None
+            ):  # cool down from the trunk's best epoch
                 self._trunk_restore(self.trunk_best)
                 origin = sw["trunk_best"]
                 trunk_step = origin["trunk_step"]
