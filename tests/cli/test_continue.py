@@ -130,3 +130,25 @@ def test_continue_run_refusal_reads_as_python(tmp_path, old_run):
     text = str(err.value)
     assert text.startswith("out ") and "overwrite=True" in text and "--" not in text
     assert "resume" not in text
+
+
+def test_a_sweep_run_continues_from_its_trunk_without_a_new_warmup(cli, tmp_path, old_run):
+    """A ``cooldown="sweep"`` run keeps the trunk's last constant-lr state: ``continue`` trains on from there
+    at the trunk's lr (no warmup, no decay to undo) with new cooldown branches."""
+    sweep = tmp_path / "runs" / "s"
+    proc = cli(
+        "train", "--data", tmp_path / "old.csv", "--target", "target", "--max-epochs", "12",
+        "--schedule", "wsd", "--cooldown", "sweep", "--lr", "0.01", "--no-tensorboard",
+        "--run-dir", sweep,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    proc = cli("continue", sweep, "--data", tmp_path / "new.csv", "--epochs", "6")
+    assert proc.returncode == 0, proc.stderr
+    assert "from the trunk's last constant-lr state" in proc.stdout + proc.stderr
+    out = tmp_path / "runs" / "s-continued"
+    rows = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert rows[0]["branch"] == 0 and rows[0]["lr"] == pytest.approx(0.01 * 0.3)  # --lr-scale 0.3
+    assert any(r["branch"] for r in rows)  # new cooldown branches
+    # a run without a sweep continues from its kept model, as before
+    proc = cli("continue", old_run, "--data", tmp_path / "new.csv", "--epochs", "2")
+    assert "trunk" not in proc.stdout + proc.stderr

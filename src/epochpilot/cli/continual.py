@@ -91,6 +91,25 @@ def plan_budget(summary: dict[str, Any], n_old: int, n_new: int) -> tuple[int, s
     return epochs, why
 
 
+def _trunk_weights(run_dir: Path, model: Any) -> tuple[dict[str, Any], Path] | None:
+    """The trunk's last constant-lr weights of a ``cooldown="sweep"`` run (its newest checkpoint: the trunk
+    copy it holds inside a branch, else its own weights, which are the trunk's), or None when the run has
+    no usable one. Continuing from there needs no new warmup and has no decay to undo."""
+    from epochpilot.train.checkpoint import list_checkpoints, load_checkpoint
+    from epochpilot.train.checkpoint_check import state_dict_misfit
+
+    for path in reversed(list_checkpoints(run_dir / "checkpoints")):
+        try:
+            parts = load_checkpoint(path)
+        except (CheckpointError, OSError, RuntimeError, ValueError):
+            continue
+        trunk = (parts.get("state") or {}).get("trunk")
+        weights = trunk["model"] if isinstance(trunk, dict) else parts.get("model")
+        if isinstance(weights, dict) and state_dict_misfit(weights, model.state_dict()) is None:
+            return weights, path
+    return None
+
+
 def _best_weights(run_dir: Path, model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], Path]:
     """The run's best weights: as of its newest checkpoint (which knows the best epoch and where its weights
     are, even for a run killed before ``best/`` was brought up to date), else ``best/``. When those files are
@@ -212,6 +231,8 @@ def continue_run(
     model = pipeline.job_model(spec, pre)
     state, source = _best_weights(run_dir, model)
     old_summary = _old_summary(run_dir, epochs)
+    sweep = spec.train.cooldown == "sweep"
+    trunk = _trunk_weights(run_dir, model) if sweep else None
 
     old_train_df, old_val_df, _ = pipeline.split(pipeline.load_table(spec), spec, pre.task)
     new_table = read_csv(data, pre.target)
@@ -265,16 +286,25 @@ def continue_run(
     )
     planned, why = plan_budget(old_summary, n_old, n_new)
     epochs = planned if epochs is None else epochs
-    echo(
-        f"continuing {run_dir} from {source.name}: {n_new} new rows, {n_old} old rows replayed at {replay:.0%}"
-    )
+    start = source.name
+    if trunk is not None:  # train on from the trunk at its constant lr; the guard still judges the kept model
+        model.load_state_dict(trunk[0])
+        start = f"the trunk's last constant-lr state ({trunk[1].name}; kept model {source.name})"
+    echo(f"continuing {run_dir} from {start}: {n_new} new rows, {n_old} old rows replayed at {replay:.0%}")
     echo(f"budget: {why if epochs == planned else f'{epochs} epochs (given)'}")
     echo(
         f"guard: {key} {reference:.4g} on the old validation rows may drop by at most {guard.max_drop:g}"
     )
 
+    # a sweep run goes on from its trunk with new cooldown branches (no re-warmup); others decay anew
+    schedule, cooldown = ("wsd", "sweep") if trunk is not None else ("cosine", "none")
     train_spec = dataclasses.replace(
-        spec.train, max_epochs=epochs, lr=spec.train.lr * lr_scale, schedule="cosine", warmup=0.0
+        spec.train,
+        max_epochs=epochs,
+        lr=spec.train.lr * lr_scale,
+        schedule=schedule,
+        warmup=0.0,
+        cooldown=cooldown,
     )
     cont_spec = dataclasses.replace(spec, train=train_spec)
     kwargs = pipeline.trainer_kwargs(cont_spec, len(sampler), classification)
