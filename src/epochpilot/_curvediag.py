@@ -26,6 +26,8 @@ class _Ctx:
     w: int
     tr_raw: np.ndarray | None
     tr_y: np.ndarray | None
+    #: what acts in training only in this run (e.g. "dropout 0.1"), named when val beats train
+    regularisers: tuple[str, ...] = ()
 
 
 def _explosion(v: np.ndarray, w: int) -> tuple[int, int] | None:
@@ -52,7 +54,15 @@ def _v(
 
 
 def _diagnose(c: _Ctx, bad, tr_bad, m, sweet, onset, gap) -> _Verdict:
-    """The diagnosis, advice sentences, suggested epoch budget and patience."""
+    """The diagnosis, advice sentences, suggested epoch budget and patience; a curve that did not diverge
+    and ends with validation better than training gets a sentence on why (see :func:`_negative_gap`)."""
+    diagnosis, advice, budget, patience = _verdict(c, bad, tr_bad, m, sweet, onset, gap)
+    if diagnosis != "diverged":
+        advice += _negative_gap(c, gap, sweet)
+    return diagnosis, advice, budget, patience
+
+
+def _verdict(c: _Ctx, bad, tr_bad, m, sweet, onset, gap) -> _Verdict:
     n, E, mon, sign = len(c.y), c.epochs, c.monitor, (1.0 if c.mode == "min" else -1.0)
     worse, bottomed = ("rose", "bottomed") if c.mode == "min" else ("fell", "peaked")
     keep = f"; keep the epoch-{E[sweet]} weights" if sweet is not None else ""
@@ -170,9 +180,50 @@ def _enough(sweet: int, patience: int, ran: int) -> tuple[int, str]:
 def _gap_advice(gap, E, sweet: int, last: int) -> list[str]:
     if not gap or gap[sweet] is None or gap[last] is None:
         return []
+    if gap[sweet] < 0:  # val better than train: _negative_gap says so, and why
+        return []
     head = "The generalization gap (how much worse val is than train) was"
     if sweet == last:
         return [f"{head} {_fmt(gap[last])} at epoch {E[last]}."]
     return [
         f"{head} {_fmt(gap[sweet])} at epoch {E[sweet]} and {_fmt(gap[last])} at epoch {E[last]}."
+    ]
+
+
+def _and(items: tuple[str, ...]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _negative_gap(c: _Ctx, gap, sweet: int | None) -> list[str]:
+    """One sentence when validation is better than training at the kept epoch (else at the last epoch with
+    both): the regularisers acting in training only (named when the run's config says which) and the
+    epoch-averaged train metric make training look worse; without either, the split may leak."""
+    if not gap or c.train is None:
+        return []
+    both = [i for i, g in enumerate(gap) if g is not None]
+    if not both:
+        return []
+    i = sweet if sweet is not None and gap[sweet] is not None else both[-1]
+    if gap[i] >= 0:
+        return []
+    head = (
+        f"{c.monitor} is better than {c.train} (generalization gap {_fmt(gap[i])} at epoch "
+        f"{c.epochs[i]})"
+    )
+    averaged = (
+        f"{c.train} is also averaged over each epoch while the weights are still improving, and "
+        f"{c.monitor} is measured at the epoch's end"
+    )
+    if c.regularisers:
+        acts = "acts" if len(c.regularisers) == 1 else "act"
+        return [
+            f"{head}: expected with this run's {_and(c.regularisers)}, which {acts} in training only, "
+            f"so {c.train} is measured on a harder task than {c.monitor}; {averaged}. This alone is no "
+            f"sign of leakage."
+        ]
+    return [
+        f"{head}: common when dropout, augmentation or label smoothing/noise act in training only "
+        f"({c.train} is measured with them on, {c.monitor} with them off); {averaged}. If none of "
+        f"these applies, check that the validation rows are not easier than, or copies of, the "
+        f"training rows (epochpilot audit TRAIN.csv --val VAL.csv)."
     ]

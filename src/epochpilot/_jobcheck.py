@@ -175,6 +175,11 @@ def _check_train(t: Any) -> None:
     _choice(t, "train", "on_nan", ON_NAN)
     _choice(t, "train", "cooldown", ("none", "on_stop", "sweep"))
     _need(
+        math.isfinite(t.extend) and t.extend >= 0.0,
+        "train.extend",
+        f"must be a share >= 0 of max_epochs (0: max_epochs is a hard cap), got {t.extend!r}: try 0.5",
+    )
+    _need(
         math.isfinite(t.cooldown_fraction) and 0.0 < t.cooldown_fraction <= 1.0,
         "train.cooldown_fraction",
         f"must be in (0, 1] (a share of the updates so far), got {t.cooldown_fraction!r}: try 0.2",

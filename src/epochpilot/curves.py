@@ -18,7 +18,9 @@ Definitions (epochs are 1-based, as everywhere in epochpilot):
   Without a train series the val-only rule is used.
 * ``phases``: "fast_descent" runs from epoch 1 until the smoothed improvement rate has fallen below a fifth of
   its peak; "slow_optimization" follows until the onset; "overfitting_risk" runs from the onset to the end.
-* ``generalization_gap``: val - train for mode "min", train - val for "max" (positive = val is worse).
+* ``generalization_gap``: val - train for mode "min", train - val for "max" (positive = val is worse). When
+  it is negative at the sweet spot (val better than train), the advice says why that happens: regularisers
+  acting in training only (named from ``regularisers`` when given) and a train metric averaged over the epoch.
 
 NaN handling: ``None``/NaN/inf values are non-finite; a non-finite monitored or train value means "diverged".
 Keys missing from a row (e.g. validation every other epoch) are skipped, not treated as divergence.
@@ -236,11 +238,15 @@ def analyze(
     monitor: str,
     mode: str,
     train_monitor: str | None = None,
+    *,
+    regularisers: Sequence[str] = (),
 ) -> CurveReport:
     """Analyse one run's learning curve of ``monitor`` (mode "min" or "max"); see the module docstring.
 
     ``history`` is a list of per-epoch dicts (history.jsonl rows) or a dict of lists. ``train_monitor``
     defaults to ``train_<x>`` (or Keras' ``<x>``) for a monitor ``val_<x>`` when that key exists.
+    ``regularisers`` names what makes training harder than validation in this run (e.g. ``["dropout
+    0.1"]``): the advice names them when validation ends up better than training.
     """
     if mode not in ("min", "max"):
         raise ValueError(
@@ -297,7 +303,11 @@ def analyze(
     onset_i = None if m is None or sweet is None else _onset(s, sig_s, m, sweet, tr_s)
     phases = _phases(s, onset_i, epochs) if m is not None else []
 
-    ctx = _Ctx(monitor, mode, train_monitor, epochs, raw, y, s, sigma, w, tr_raw, tr_y)
+    if isinstance(regularisers, str):
+        regularisers = (regularisers,)
+    ctx = _Ctx(
+        monitor, mode, train_monitor, epochs, raw, y, s, sigma, w, tr_raw, tr_y, tuple(regularisers)
+    )
     diagnosis, advice, sugg_epochs, sugg_pat = _diagnose(ctx, bad, tr_bad, m, sweet, onset_i, gap)
 
     return CurveReport(

@@ -30,6 +30,7 @@ The TOML schema (every key optional; unknown keys are refused with the nearest v
     warmup = 0.05               # fraction of all steps (< 1) or a number of steps (>= 1)
     cooldown = "none"           # sweep | on_stop (with schedule = "wsd"): anneal at branch points / when the stopper fires
     cooldown_fraction = 0.2     # the cooldown's length as a share of the updates so far
+    extend = 0.0                # share of max_epochs a stopper may add when it still expects gains (0: a hard cap)
     stopper = "auto"            # auto (patience 10, the default) | early (patience) | forecast | none
     monitor = "val_loss"
     mode = "min"
@@ -143,6 +144,7 @@ class TrainSpec:
     on_nan: str = "stop"
     cooldown: str = "none"
     cooldown_fraction: float = 0.2
+    extend: float = 0.0
 
     def __post_init__(self) -> None:
         check_section(self, "train")

@@ -27,6 +27,7 @@ from epochpilot.errors import DataError
 from epochpilot.job import JobSpec
 from epochpilot.models import build_model
 from epochpilot.predictor import Predictor, load
+from epochpilot.scores import json_safe, loss_units, target_scale
 from epochpilot.train.rundir import check_for_command as check_run_dir
 from epochpilot.train.rundir import check_space, claimed_run_dir, is_run_dir
 from epochpilot.train.rundir import claim_run_dir as prepare_run_dir
@@ -50,13 +51,18 @@ __all__ = [
 
 @dataclass
 class JobResult:
-    """What a finished job produced: the trainer's result plus test metrics and the report path."""
+    """What a finished job produced: the trainer's result, the kept model's scores on the test and validation
+    rows (target units for regression: see :mod:`epochpilot.scores`) and the report path."""
 
     fit: Any
     run_dir: Path
     test_metrics: dict[str, float]
     report: Path | None
     budget_text: str
+    val_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    task: str | None = None
+    #: regression: the target's scaler, ``{"target": column, "mean": ..., "std": ...}`` (the loss's units)
+    target_scale: dict[str, Any] | None = None
 
 
 def load_table(spec: JobSpec) -> Table:
@@ -242,6 +248,7 @@ def trainer_kwargs(spec: JobSpec, n_train: int, classification: bool) -> dict[st
         on_nan=t.on_nan,
         cooldown=None if t.cooldown == "none" else t.cooldown,
         cooldown_fraction=t.cooldown_fraction,
+        extend=t.extend or None,
     )
 
 
@@ -309,10 +316,20 @@ def run_job(
             _write_job(run_dir, spec)
         run_dir = Path(result.run_dir or run_dir)
         save_predictor(run_dir, spec, pre, result.model)
+    predictor = Predictor(run_dir, pre, result.model)
+    val_metrics = predictor.score(data.X_val, data.y_val)
     test_metrics: dict[str, float] = {}
     if data.test is not None:
-        test_metrics = Predictor(run_dir, pre, result.model).evaluate(data.test)
-    extra = {"test_metrics": test_metrics, "task": pre.task, "budget": text}
+        test_metrics = predictor.evaluate(data.test)
+    scale = target_scale(pre.task, pre.target, pre.y_mean, pre.y_scale)
+    extra: dict[str, Any] = {
+        "val_metrics": json_safe(val_metrics),
+        "test_metrics": json_safe(test_metrics),
+        "task": pre.task,
+        "budget": text,
+    }
+    if scale is not None:  # what the losses are measured in
+        extra.update(target_scale=scale, loss_units=loss_units(scale))
     if plan is not None:
         extra["plan"] = plan.to_dict()
     _update_summary(run_dir, extra)
@@ -321,7 +338,7 @@ def run_job(
         from epochpilot.report import write_report as _write
 
         report = _write(run_dir)
-    return JobResult(result, run_dir, test_metrics, report, text)
+    return JobResult(result, run_dir, test_metrics, report, text, val_metrics, pre.task, scale)
 
 
 def _search(spec: JobSpec) -> list[Path]:

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -56,31 +55,32 @@ class Predictor:
         return result
 
     def evaluate(self, data: pd.DataFrame | str | Path) -> dict[str, float]:
-        """Loss and accuracy (classification) or MSE/MAE/R² in the target's units (regression)."""
+        """Loss, accuracy and ROC AUC (binary) for classification; R², MAE, RMSE and MSE in the target's own
+        units for regression (see :mod:`epochpilot.scores`); ``n`` rows. Undefined scores are NaN."""
         frame = self._frame(data)
         pre = self.preprocessor
         if pre.target not in frame.columns:
             where = frame.attrs.get("source", "the evaluation data")
             raise DataError(f"{where} has no target column {pre.target!r}: add it or use predict")
         X, y = pre.transform(frame)
-        with torch.no_grad():
-            out = self.model(torch.from_numpy(X))
+        return self.score(X, y)
+
+    @torch.no_grad()
+    def score(self, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        """:meth:`evaluate` on rows already preprocessed (``X``) with encoded targets (``y``: class indices,
+        or the standardised regression target)."""
+        from epochpilot.scores import classification_scores, standardised_regression_scores
+
+        out = self.model(torch.from_numpy(np.asarray(X, dtype=np.float32)))
+        pre = self.preprocessor
         if pre.task == "classification":
-            target = torch.from_numpy(y)
-            loss = torch.nn.functional.cross_entropy(out, target).item()
-            acc = (out.argmax(dim=1) == target).float().mean().item()
-            return {"loss": loss, "accuracy": acc, "n": float(len(y))}
-        pred = pre.decode_values(out.reshape(-1).numpy())
-        y = pre.decode_values(y)
-        err = pred - y
-        ss_tot = float(((y - y.mean()) ** 2).sum())
-        r2 = 1.0 - float((err**2).sum()) / ss_tot if ss_tot > 0 else math.nan
-        return {
-            "mse": float((err**2).mean()),
-            "mae": float(np.abs(err).mean()),
-            "r2": r2,
-            "n": float(len(y)),
-        }
+            target = torch.from_numpy(np.asarray(y, dtype=np.int64).reshape(-1))
+            loss = torch.nn.functional.cross_entropy(out.float(), target).item()
+            proba = torch.softmax(out.float(), dim=1).numpy()
+            return {"loss": loss, **classification_scores(target.numpy(), proba)}
+        return standardised_regression_scores(
+            np.asarray(y).reshape(-1), out.float().reshape(-1).numpy(), pre.y_mean, pre.y_scale
+        )
 
 
 def _read_frame(path: str | Path) -> pd.DataFrame:

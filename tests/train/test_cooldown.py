@@ -247,6 +247,33 @@ def test_job_files_take_wsd_and_cooldown():
         TrainSpec(cooldown="on_stop")
     with pytest.raises(ValueError, match=r"train.cooldown_fraction.*must be in \(0, 1\]"):
         TrainSpec(schedule="wsd", cooldown_fraction=0.0)
+    assert override(JobSpec(), "train", schedule="wsd", cooldown="sweep").train.cooldown == "sweep"
+    assert override(JobSpec(), "train", extend=0.5).train.extend == 0.5
+    with pytest.raises(ValueError, match=r"train.extend.*must be a share >= 0"):
+        TrainSpec(extend=-1.0)
+
+
+def test_the_cli_takes_sweep_and_extend(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "epochpilot", "train", "--builtin", "wine", "--max-epochs", "8",
+         "--schedule", "wsd", "--cooldown", "sweep", "--extend", "0.5", "--no-tensorboard",
+         "--run-dir", str(run)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["cooldown"] == "sweep" and summary["branches"] and summary["max_epochs"] == 8
+    assert "[train]" in (run / "config.toml").read_text()
+    bad = subprocess.run(
+        [sys.executable, "-m", "epochpilot", "train", "--builtin", "wine", "--extend", "-1"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "--extend" in bad.stderr and "\n" not in bad.stderr.strip()
 
 
 def test_schedule_lr_resumes_the_cooled_schedule():

@@ -50,6 +50,7 @@ FIXES: dict[str, str] = {
 FLOAT_RANGES: dict[str, tuple[float, bool, float | None, bool]] = {
     "--lr": (0.0, False, None, False),
     "--cooldown-fraction": (0.0, False, 1.0, True),
+    "--extend": (0.0, True, None, False),
     "--head-lr": (0.0, False, None, False),
     "--lr-scale": (0.0, False, None, False),
     "--task-weight": (0.0, False, None, False),

@@ -287,10 +287,14 @@ def continue_run(
     planned, why = plan_budget(old_summary, n_old, n_new)
     epochs = planned if epochs is None else epochs
     start = source.name
-    if trunk is not None:  # train on from the trunk at its constant lr; the guard still judges the kept model
+    if (
+        trunk is not None
+    ):  # train on from the trunk at its constant lr; the guard still judges the kept model
         model.load_state_dict(trunk[0])
         start = f"the trunk's last constant-lr state ({trunk[1].name}; kept model {source.name})"
-    echo(f"continuing {run_dir} from {start}: {n_new} new rows, {n_old} old rows replayed at {replay:.0%}")
+    echo(
+        f"continuing {run_dir} from {start}: {n_new} new rows, {n_old} old rows replayed at {replay:.0%}"
+    )
     echo(f"budget: {why if epochs == planned else f'{epochs} epochs (given)'}")
     echo(
         f"guard: {key} {reference:.4g} on the old validation rows may drop by at most {guard.max_drop:g}"

@@ -154,15 +154,19 @@ def add_evaluate(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    """Print the metrics."""
+    """Print the scores (R², MAE, RMSE and MSE in the target's units for regression; loss, accuracy and
+    ROC AUC for a binary target), as the run summary words them; undefined ones are null in ``--json``."""
     from epochpilot.predictor import load
+    from epochpilot.scores import json_safe, score_rows
 
-    metrics = load(_run_dir(args.run_dir), trust_factory=args.trust_factory).evaluate(args.data)
+    predictor = load(_run_dir(args.run_dir), trust_factory=args.trust_factory)
+    metrics = predictor.evaluate(args.data)
     if args.json:
-        print(json.dumps(metrics))
+        print(json.dumps(json_safe(metrics)))
     else:
-        for key, value in metrics.items():
-            print(f"{key:>10}: {value:.4g}")
+        pre = predictor.preprocessor
+        for key, text in score_rows(metrics, task=pre.task, target=pre.target, skip=()):
+            print(f"{key:>10}: {text}")
     return 0
 
 

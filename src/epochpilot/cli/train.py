@@ -59,6 +59,12 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         help="the cooldown's length as a share of the updates so far (default 0.2)",
     )
+    t.add_argument(
+        "--extend",
+        type=float,
+        help="share of the epoch budget a stopper may add when it still expects gains "
+        "(default 0: --max-epochs is a hard cap)",
+    )
     t.add_argument("--patience", type=int)
     t.add_argument(
         "--stopper",
@@ -116,6 +122,7 @@ def spec_from_args(args: argparse.Namespace) -> Any:
         schedule=args.schedule,
         cooldown=args.cooldown,
         cooldown_fraction=args.cooldown_fraction,
+        extend=args.extend,
         patience=args.patience,
         stopper=args.stopper,
         seed=args.seed,

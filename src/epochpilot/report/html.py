@@ -112,18 +112,64 @@ def _compute_card(run: RunData) -> str:
     return _card("Compute used vs budget", body + kv_table(rows))
 
 
+def _scale(run: RunData) -> dict[str, Any] | None:
+    """A regression run's target scaler from summary.json (its losses are on the standardised target)."""
+    scale = run.summary.get("target_scale")
+    return scale if isinstance(scale, dict) and _num(scale.get("std")) else None
+
+
+def _scores_table(run: RunData) -> str:
+    """The kept model's scores on the validation and test rows (one column each), labelled with their
+    units; "" when summary.json holds neither."""
+    from epochpilot.scores import SCORE_ORDER, score_label, unit_note
+
+    s = run.summary
+    cols = [
+        (name, s[key])
+        for key, name in (("val_metrics", "validation"), ("test_metrics", "test"))
+        if isinstance(s.get(key), dict) and s[key]
+    ]
+    if not cols:
+        return ""
+    keys = list(dict.fromkeys(k for _, metrics in cols for k in metrics))
+    keys.sort(key=lambda k: SCORE_ORDER.index(k) if k in SCORE_ORDER else len(SCORE_ORDER))
+    task = s.get("task")
+    target = (_scale(run) or {}).get("target")
+    rows = []
+    for k in keys:
+        unit = unit_note(k, task, target)
+        label = f"{score_label(k)} ({unit})" if unit else score_label(k)
+        rows.append((label, *(_num(metrics.get(k)) for _, metrics in cols)))
+    kept = s.get("best_epoch")
+    head = f"Scores of the kept model (epoch {kept})" if kept else "Scores of the kept model"
+    return f"<h3>{esc(head)}</h3>" + table(("score", *(n for n, _ in cols)), rows)
+
+
 def _metrics_card(run: RunData) -> str:
+    from epochpilot.scores import loss_note
+
     s = run.summary
     fm = s.get("final_metrics")
     if not isinstance(fm, dict):
         best = s.get("best_epoch") or (run.analysis.sweet_spot if run.analysis else None)
         fm = run.row_at(best) or (run.history[-1] if run.history else {})
     skip = ("epoch", "step", *BRANCH_KEYS)
-    rows = [(k, v) for k, v in fm.items() if k not in skip and _num(v) is not None]
+    scale = _scale(run)
+    rows = [
+        (f"{k} (standardised target)" if scale and k.endswith("loss") else k, v)
+        for k, v in fm.items()
+        if k not in skip and _num(v) is not None
+    ]
     body = kv_table(rows) if rows else '<p class="note">no metrics recorded</p>'
-    if isinstance(s.get("test_metrics"), dict) and s["test_metrics"]:
-        body += "<h3>Held-out test set</h3>" + kv_table(s["test_metrics"].items())
-    return _card(f"Metrics at epoch {fm.get('epoch', '—')}", body)
+    loss_key = next((k for k in ("val_loss", "loss", "train_loss") if _num(fm.get(k))), None)
+    if scale and loss_key:
+        body += (
+            f'<p class="note">The losses are MSE on the standardised target (its mean subtracted, divided '
+            f"by its standard deviation); for {esc(loss_key)}, "
+            f"{esc(loss_note(fm[loss_key], scale).split('; ', 1)[-1])}. R², MAE "
+            f"and RMSE below are in the target's own units.</p>"
+        )
+    return _card(f"Metrics at epoch {fm.get('epoch', '—')}", body + _scores_table(run))
 
 
 def _span(epochs: list[int]) -> str | None:

@@ -16,6 +16,7 @@ from typing import Any
 from epochpilot.curves import CurveReport, analyze
 from epochpilot.errors import EpochpilotError
 from epochpilot.report.branches import analysed_rows
+from epochpilot.report.regularisers import regularisers
 
 try:
     import tomllib
@@ -59,6 +60,8 @@ class RunData:
     mode: str | None = None
     analysis: CurveReport | None = None
     label: str | None = None
+    #: what acts in training only (``"dropout 0.1 (job.toml [model] dropout)"``), from job.toml/config.toml
+    regularisers: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -181,6 +184,10 @@ _SUMMARY_TYPES: dict[str, tuple[type, ...]] = {
     "kept_from": (str,),
     "cooldown": (str,),
     "branches": (list,),
+    "task": (str,),
+    "val_metrics": (dict,),
+    "test_metrics": (dict,),
+    "target_scale": (dict,),
 }
 
 #: the fields of one ``summary["branches"]`` entry with the types the report can use (None allowed unless
@@ -333,6 +340,7 @@ def load_run(run_dir: str | Path) -> RunData:
             _note(run.notes, f"{cp} does not parse ({e}); shown as text")
     if (path / "lr.csv").is_file():
         run.lr_steps = _read_lr_csv(path / "lr.csv", run.notes)
+    run.regularisers = regularisers(path, run.config)
     run.monitor, run.mode = _choose_monitor(run)
     if run.monitor is not None:
         rows = analysed_rows(run)
@@ -344,7 +352,12 @@ def load_run(run_dir: str | Path) -> RunData:
                 + "; the other cooldown branches are drawn in the branches plot"
             )
         try:
-            run.analysis = analyze(run.history if rows is None else rows, run.monitor, run.mode)
+            run.analysis = analyze(
+                run.history if rows is None else rows,
+                run.monitor,
+                run.mode,
+                regularisers=run.regularisers,
+            )
         except ValueError as e:  # a history the analysis cannot read still gets its plots
             run.notes.append(f"curve analysis skipped: {e}")
     return run
