@@ -52,6 +52,7 @@ def test_every_example_has_a_test() -> None:
     assert {p.name for p in (ROOT / "examples").glob("*.py")} == tested | others
 
 
+@pytest.mark.fit_report  # the example's run directory holds fit's report.html
 def test_pytorch_example_swaps_the_loop_for_fit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -195,20 +195,27 @@ def _and(items: tuple[str, ...]) -> str:
 
 
 def _negative_gap(c: _Ctx, gap, sweet: int | None) -> list[str]:
-    """One sentence when validation is better than training at the kept epoch (else at the last epoch with
-    both): the regularisers acting in training only (named when the run's config says which) and the
-    epoch-averaged train metric make training look worse; without either, the split may leak."""
+    """One sentence when validation is better than training at the kept epoch (else the last one with
+    both), with a median gap up to there beyond the curve's noise and 1% of its range: regularisers acting
+    in training only (named when the run's config says which) and an epoch-averaged train metric make
+    training look worse; without either, the split may leak."""
     if not gap or c.train is None:
         return []
     both = [i for i, g in enumerate(gap) if g is not None]
     if not both:
         return []
     i = sweet if sweet is not None and gap[sweet] is not None else both[-1]
-    if gap[i] >= 0:
+    # the median gap up to that epoch (the sweet spot's own value is picked for being low) beyond twice the
+    # smoothed noise and 1% of the curve's range: a gap of about 0 says nothing
+    finite = c.s[np.isfinite(c.s)]
+    span = float(finite.max() - finite.min()) if finite.size else 0.0
+    median = float(np.median([g for g in gap[: i + 1] if g is not None]))
+    if not (gap[i] < 0 and median < -max(2 * c.sigma / math.sqrt(c.w), 0.01 * span)):
         return []
+    over = f"epoch {c.epochs[0]}" if i == 0 else f"epochs {c.epochs[0]}-{c.epochs[i]}"
     head = (
         f"{c.monitor} is better than {c.train} (generalization gap {_fmt(gap[i])} at epoch "
-        f"{c.epochs[i]})"
+        f"{c.epochs[i]}, median {_fmt(median)} over {over})"
     )
     averaged = (
         f"{c.train} is also averaged over each epoch while the weights are still improving, and "

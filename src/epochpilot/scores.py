@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 #: the order scores are shown in (console, ``evaluate``, report); other keys follow in their own order
-SCORE_ORDER = ("r2", "mae", "rmse", "mse", "accuracy", "roc_auc", "loss", "n")
+SCORE_ORDER = ("r2", "mae", "rmse", "mse", "loss", "accuracy", "roc_auc", "n")
 
 _LABELS = {
     "r2": "R²",

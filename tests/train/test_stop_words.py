@@ -3,7 +3,6 @@ the epoch the loop kept (issue 22, items 1 and 3)."""
 
 from __future__ import annotations
 
-import functools
 import logging
 from types import SimpleNamespace
 
@@ -15,7 +14,6 @@ from epochpilot.stopping import EarlyStopping, Forecast
 from epochpilot.stopping.base import Reason
 from epochpilot.train import budgets as B
 from epochpilot.train import fit
-from epochpilot.train import trainer as T
 from epochpilot.train.budgets import Budget, check_extend
 from epochpilot.train.callbacks import ScheduleCallback
 from epochpilot.train.events import TrainState
@@ -60,11 +58,11 @@ def test_forecast_built_to_extend_is_capped_too(blobs):
 
 
 def test_extend_grants_at_most_its_fraction_and_the_end_says_so(blobs, scripted, monkeypatch):
-    # the trainer's `extend` setting reaches the loop through Budget(extend=...) (wired by the trainer)
-    monkeypatch.setattr(T, "Budget", functools.partial(Budget, extend=0.5))
     X, y = blobs
     policy = scripted({4: {"extend_by": 5}})
-    result = fit(mlp(), (X[:64], y[:64]), (X[64:], y[64:]), max_epochs=4, stopper=policy, **kw())
+    result = fit(
+        mlp(), (X[:64], y[:64]), (X[64:], y[64:]), max_epochs=4, stopper=policy, extend=0.5, **kw()
+    )
     assert len(result.history) == 6  # 2 of the 5 asked: floor(0.5 * 4)
     assert result.stop_reason is Reason.MAX_EPOCHS
     assert result.stop_message.startswith(

@@ -145,4 +145,15 @@ def saved_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[st
     for table in ("train", "model", "data"):
         a, b = old.get(table, {}), new.get(table, {})
         keys += [f"{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-    return [k for k in keys if k not in _NOT_HASHED] or ["(unknown fields)"]
+    return [k for k in keys if k not in _NOT_HASHED and not _added_default(k, old, new)] or [
+        "(unknown fields)"
+    ]
+
+
+def _added_default(key: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """True for a ``[train]`` field added after ``old`` was written that ``new`` holds at its default (left
+    out of the hash, so it is no difference)."""
+    if key not in _UNHASHED_DEFAULTS or key in old.get("train", {}):
+        return False
+    default = _UNHASHED_DEFAULTS[key]
+    return new.get("train", {}).get(key) in (default, "none" if default is None else default)

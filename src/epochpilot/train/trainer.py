@@ -313,13 +313,13 @@ class Trainer:
         try:
             loop.run()
         finally:
+            if cfg.deterministic and not was_deterministic:  # first: whatever fails below
+                torch.use_deterministic_algorithms(False)
             if ckpts is not None:
                 ckpts.close()
             if loop.best_weights is not None:
                 model.load_state_dict(loop.best_weights)
             loop._dispatch("fit_end")
-            if cfg.deterministic and not was_deterministic:
-                torch.use_deterministic_algorithms(False)
         records["stopper"] = describe_policy(stopper, cfg.stopper)  # as it ended (budget included)
         records["train"] = dict(records["train"], loss_fn=describe_loss(loss_fn, cfg.loss_fn))
         sched = next((cb for cb in callbacks if isinstance(cb, ScheduleCallback)), None)
