@@ -73,7 +73,7 @@ def check_cooldown(cooldown: str | None, schedule: Any, stopper: Any) -> None:
 def kept_from(state: TrainState) -> str:
     """``"trunk"`` or ``"cooldown from epoch E"``: where the kept (best) weights were trained (E: the epoch
     the cooldown branch forked after)."""
-    from epochpilot.train.sweep import branch_records
+    from epochpilot.train.branches import branch_records
 
     if state.best_epoch is None:
         return "trunk"

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 
 from epochpilot.stopping.base import Reason
+from epochpilot.train.branches import branch_records
 from epochpilot.train.cooldown import epochs_trained, kept_from
-from epochpilot.train.sweep import branch_records
 
 __all__ = ["FitResult", "run_summary", "version", "write_run_report"]
 
