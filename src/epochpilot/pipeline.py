@@ -117,7 +117,11 @@ def _stopper(spec: JobSpec) -> Any:
 
         train_monitor = "train_loss" if train.monitor != "train_loss" else None
         return auto_stopper(
-            train.monitor, train.mode, budget=train.max_epochs, train_monitor=train_monitor
+            train.monitor,
+            train.mode,
+            budget=train.max_epochs,
+            train_monitor=train_monitor,
+            max_extension=train.extend,  # asks for more epochs only when [train] extend allows them
         )
     return EarlyStopping(
         train.monitor,

@@ -298,3 +298,12 @@ def test_schedule_lr_resumes_the_cooled_schedule():
     with pytest.warns(UserWarning, match="different schedule"):
         other.load_state_dict(first.state_dict())
     assert other.schedule == WSD(0.2)
+
+
+def test_a_job_with_the_forecast_stopper_and_extend_may_extend():
+    from epochpilot.pipeline import _stopper
+
+    spec = override(JobSpec(), "train", stopper="forecast", extend=0.5, max_epochs=20)
+    assert _stopper(spec).forecast.max_extension == 0.5
+    plain = override(JobSpec(), "train", stopper="forecast", max_epochs=20)
+    assert _stopper(plain).forecast.max_extension == 0.0
