@@ -194,7 +194,7 @@ def _check_train(t: Any) -> None:
 
 
 def _check_duration(value: Any) -> None:
-    from epochpilot.train.budgets import parse_duration
+    from epochpilot._duration import parse_duration
 
     try:
         seconds = parse_duration(value, "max_time")

@@ -110,6 +110,11 @@ ERRORS = [
     ),
     ("train --builtin wine --lr nan", "--lr must be a number > 0, got nan"),
     (
+        "train --builtin wine --max-time abc",
+        "--max-time must be a duration such as 90 (seconds), '90s', '10min' or '2h', got 'abc'",
+    ),
+    ("train --builtin wine --extend -1", "--extend must be a number >= 0, got -1"),
+    (
         "train --builtin wine --stopper erly",
         "--stopper: invalid choice 'erly': did you mean 'early'?",
     ),
