@@ -281,7 +281,8 @@ def test_forecast_asks_for_more_only_when_allowed_then_says_the_extension_is_use
     assert last.reason is Reason.BUDGET and len(decisions) == 30
     check_plain(last, 30)
     assert (
-        "the budget of 20 epochs and the 10 epochs added to it (max_extension 0.5) are used up"
+        "the budget of 20 epochs and the 10 epochs added to it (at most 0.5 of the budget may be "
+        "added) are used up"
         in (last.message)
     )
 

@@ -59,7 +59,7 @@ def budget_used(policy: Any) -> str:
         return f"the budget of {n_epochs(budget)} is used up"
     return (
         f"the budget of {n_epochs(budget)} and the {n_epochs(extended)} added to it "
-        f"(max_extension {float(policy.max_extension):g}) are used up"
+        f"(at most {float(policy.max_extension):g} of the budget may be added) are used up"
     )
 
 
