@@ -282,8 +282,7 @@ def test_forecast_asks_for_more_only_when_allowed_then_says_the_extension_is_use
     check_plain(last, 30)
     assert (
         "the budget of 20 epochs and the 10 epochs added to it (at most 0.5 of the budget may be "
-        "added) are used up"
-        in (last.message)
+        "added) are used up" in (last.message)
     )
 
 
