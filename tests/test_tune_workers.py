@@ -182,3 +182,19 @@ def test_cli_tune_with_a_killed_worker_ends_with_exit_0(tmp_path):
     assert len(warned) == 1 and "SIGKILL" in warned[0], proc.stderr
     assert "1 fail" in proc.stdout  # the killed trial; its retry completed:
     assert "(2 complete, 1 fail)" in proc.stdout or "(3 complete, 1 fail)" in proc.stdout
+
+
+def test_a_worker_error_is_rebuilt_from_plain_strings_never_unpickled():
+    """The parent rebuilds a worker's exception from (module, class, message) strings, only for built-in and
+    epochpilot classes; any other class comes back as one EpochpilotError line (nothing is imported or
+    unpickled from a message)."""
+    from epochpilot.errors import ConfigError
+    from epochpilot.tune_workers import _rebuild
+
+    assert isinstance(_rebuild(("builtins", "ZeroDivisionError", "x")), ZeroDivisionError)
+    again = _rebuild(("epochpilot.errors", "ConfigError", "bad lr"))
+    assert isinstance(again, ConfigError) and str(again) == "bad lr"
+    assert _rebuild(("os", "system", "echo pwned")) is None
+    assert _rebuild(("mypkg.errors", "MyError", "x")) is None
+    assert _rebuild(("builtins", "print", "x")) is None  # not an exception class
+    assert _rebuild(None) is None and _rebuild(("builtins", "ValueError")) is None

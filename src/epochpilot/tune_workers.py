@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import signal
 import socket
 import sys
@@ -114,20 +113,44 @@ def optimize(job: dict[str, Any], study: optuna.Study | None = None) -> int:
 
 
 def _worker_main(job: dict[str, Any], conn: Connection) -> None:
-    """A worker process: run trials, then send ("done", n) or ("error", pickled exception, text, traceback)."""
+    """A worker process: run trials, then send ("done", n) or ("error", (module, class, message), text,
+    traceback): plain strings, so the parent rebuilds the exception without unpickling an object."""
     try:
         done = optimize(job)
     except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
         text = f"{type(exc).__name__}: {exc}"
-        try:
-            blob = pickle.dumps(exc)
-        except Exception:  # noqa: BLE001 - an exception that cannot travel is sent as its text
-            blob = None
-        conn.send(("error", blob, text, traceback.format_exc()))
+        kind = (type(exc).__module__, type(exc).__qualname__, str(exc))
+        conn.send(("error", kind, text, traceback.format_exc()))
         conn.close()
         sys.exit(1)
     conn.send(("done", done))
     conn.close()
+
+
+def _rebuild(kind: Any) -> BaseException | None:
+    """The worker's exception again, when its class is a built-in one or epochpilot's (code this process
+    already trusts; a class named by a message is never imported from elsewhere), else None."""
+    import builtins
+    import importlib
+
+    if not (isinstance(kind, tuple) and len(kind) == 3 and all(isinstance(k, str) for k in kind)):
+        return None
+    module, name, message = kind
+    if module == "builtins":
+        cls = getattr(builtins, name, None)
+    elif module == "epochpilot" or module.startswith("epochpilot."):
+        try:
+            cls = getattr(importlib.import_module(module), name, None)
+        except ImportError:
+            return None
+    else:
+        return None
+    if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+        return None
+    try:
+        return cls(message)
+    except Exception:  # noqa: BLE001 - a class whose constructor takes other arguments
+        return None
 
 
 class _RemoteTraceback(Exception):
@@ -288,13 +311,8 @@ def run_workers(study: optuna.Study, job: dict[str, Any], workers: int, seed: in
         _stop(study, running)
         raise
     if errors:
-        _, blob, text, tb = errors[0]
-        try:
-            exc = pickle.loads(blob) if blob is not None else None
-        except Exception:  # noqa: BLE001 - an exception class this process cannot rebuild
-            exc = None
-        if not isinstance(exc, BaseException):
-            exc = EpochpilotError(f"a tune worker failed: {text}")
+        _, kind, text, tb = errors[0]
+        exc = _rebuild(kind) or EpochpilotError(f"a tune worker failed: {text}")
         exc.__cause__ = _RemoteTraceback(tb)
         raise exc
     if gave_up:
