@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from epochpilot.stopping.base import Decision, Policy, Reason
+from epochpilot.train.events import Callback
 
 
 @pytest.fixture(autouse=True)
@@ -58,6 +59,44 @@ class Scripted(Policy):
             best_value=self.best[0],
             message=extra.get("message", ""),
             extend_by=extra.get("extend_by", 0),
+        )
+
+
+class LrTrace(Callback):
+    """The lr after each update, i.e. the lr the next update uses (the schedule callback has set it)."""
+
+    def __init__(self) -> None:
+        self.lrs: list[float] = []
+
+    def on_step_end(self, state):
+        self.lrs.append(state.optimizer.param_groups[0]["lr"])
+
+
+class Improves(Policy):
+    """Improves exactly at the given epochs; stops (patience) at ``stop_at`` and every epoch after."""
+
+    _state_keys = ("best",)
+
+    def __init__(self, improve: tuple[int, ...], stop_at: int) -> None:
+        self.monitor, self.mode = "val_loss", "min"
+        self.improve, self.stop_at = improve, stop_at
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self.best: list[float] = []
+
+    def update(self, epoch, metrics) -> Decision:
+        improved = epoch in self.improve
+        if improved:
+            self.best = [float(metrics["val_loss"]), epoch]
+        stop = epoch >= self.stop_at
+        return Decision(
+            stop=stop,
+            reason=Reason.PATIENCE if stop else Reason.CONTINUE,
+            improved=improved,
+            best_epoch=int(self.best[1]) if self.best else None,
+            best_value=self.best[0] if self.best else None,
+            message="val_loss stopped improving" if stop else "",
         )
 
 

@@ -14,26 +14,15 @@ import torch
 
 from epochpilot.errors import ConfigError
 from epochpilot.schedules import WSD
-from epochpilot.stopping.base import Decision, Policy, Reason
+from epochpilot.stopping.base import Reason
 from epochpilot.train import fit
 from epochpilot.train.events import Callback
+
+from .conftest import Improves, LrTrace
 
 SPE = 8
 TIMING = ("epoch_time_s", "samples_per_s")
 STOP = {"stop": True, "reason": Reason.PATIENCE, "message": "val_loss stopped improving"}
-
-
-class LrTrace(Callback):
-    """The lr of every update (the lr the update used), with the branch it was made in."""
-
-    def __init__(self) -> None:
-        self.lrs: list[float] = []
-
-    def on_epoch_start(self, state):
-        self.lr = state.optimizer.param_groups[0]["lr"]
-
-    def on_step_end(self, state):
-        self.lrs.append(state.optimizer.param_groups[0]["lr"])
 
 
 def _fit(blobs, make_mlp, **kw):
@@ -135,37 +124,9 @@ def test_the_stopper_on_the_trunk(blobs, make_mlp, scripted):
     assert early.branches[0]["final"] and early.stop_reason == Reason.PATIENCE
     assert early.stop_message.startswith("Stopped at epoch 5: val_loss stopped improving")
     # after a branch, with no trunk improvement since the last fork: the trunk ends there
-    late = _fit(blobs, make_mlp, stopper=ImprovesAt((1,), 10))
+    late = _fit(blobs, make_mlp, stopper=Improves((1,), 10))
     assert late.history[-1]["branch"] == 0 and late.stop_reason == Reason.PATIENCE
     assert all(not b["final"] for b in late.branches)
-
-
-class ImprovesAt(Policy):
-    """Improves (on its own line) exactly at the given trunk epochs; asks to stop from ``stop_at`` on."""
-
-    _state_keys = ("best",)
-
-    def __init__(self, improve: tuple[int, ...], stop_at: int) -> None:
-        self.monitor, self.mode = "val_loss", "min"
-        self.improve, self.stop_at = improve, stop_at
-        self._init_state()
-
-    def _init_state(self) -> None:
-        self.best: list[float] = []
-
-    def update(self, epoch, metrics) -> Decision:
-        improved = epoch in self.improve
-        if improved:
-            self.best = [float(metrics["val_loss"]), epoch]
-        stop = epoch >= self.stop_at
-        return Decision(
-            stop=stop,
-            reason=Reason.PATIENCE if stop else Reason.CONTINUE,
-            improved=improved,
-            best_epoch=int(self.best[1]) if self.best else None,
-            best_value=self.best[0] if self.best else None,
-            message="val_loss stopped improving" if stop else "",
-        )
 
 
 @pytest.mark.parametrize(
@@ -179,7 +140,7 @@ def test_the_last_branch_cools_down_from_the_trunks_best_epoch(
     """When the policy ends the trunk after its best epoch (and after the last fork), the trunk is rewound to
     that epoch and the last branch cools down from there: not from a point the trunk had already overfit."""
     kw = dict(
-        stopper=ImprovesAt(improve, stop_at),
+        stopper=Improves(improve, stop_at),
         max_epochs=60,
         sweep_start=start,
         run_dir=tmp_path / "a",
@@ -195,12 +156,12 @@ def test_the_last_branch_cools_down_from_the_trunks_best_epoch(
     )  # the data order after the best epoch
     assert rows[-1]["lr"] == 0.0 and result.stop_reason == Reason.PATIENCE
     # the same run killed inside that branch resumes bitwise (the trunk's best copy is in the checkpoint)
-    kw.update(stopper=ImprovesAt(improve, stop_at), run_dir=tmp_path / "b", keep_last=50)
+    kw.update(stopper=Improves(improve, stop_at), run_dir=tmp_path / "b", keep_last=50)
     with pytest.raises(KeyboardInterrupt):
         _fit(
             blobs, make_mlp, callbacks=[Kill(first - 1)], **kw
         )  # before the stop: trunk_best saved
-    kw["stopper"] = ImprovesAt(improve, stop_at)
+    kw["stopper"] = Improves(improve, stop_at)
     resumed = _fit(blobs, make_mlp, resume="auto", **kw)
     assert _plain(resumed.history, drop=TIMING) == _plain(result.history, drop=TIMING)
     for a, b in zip(
