@@ -29,13 +29,15 @@ _BOMS = {
 }
 
 
+#: the fix for text that is not UTF-8
+_SAVE = "save it as UTF-8 CSV (in a spreadsheet: Save As > CSV UTF-8)"
 _FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
 
-def read_frame(path: str | Path, field: str | None = None) -> pd.DataFrame:
-    """Read a CSV with a header row, as text in UTF-8; every problem is one DataError line naming the file (and
-    ``field``, the flag or key that gave it, when known) and the fix: missing, a folder, empty, binary or
-    UTF-16, unparsable, or with duplicate column names (which pandas would silently rename ``a.1``)."""
+def check_csv_file(path: str | Path, field: str | None = None, limit: int = 0) -> tuple[str, bytes]:
+    """The file-level checks of a CSV, without pandas: ``(label, bytes)`` (the first 8 KiB, or up to ``limit``
+    + 1 bytes when ``limit`` is larger), else one DataError line naming the file (and ``field``) and the fix:
+    an empty path, missing, a folder, unreadable, UTF-16/32 or binary."""
     if not str(path).strip():
         raise DataError(f"{field or 'the CSV path'} is empty ({str(path)!r}): give a CSV file")
     path = Path(path)
@@ -52,16 +54,26 @@ def read_frame(path: str | Path, field: str | None = None) -> pd.DataFrame:
     try:
         with path.open("rb") as fh:
             head = fh.read(8192)
+            more = fh.read(max(0, limit + 1 - len(head))) if len(head) == 8192 else b""
     except OSError as exc:
         raise DataError(
             f"{label}: cannot read it ({exc.strerror}): check its permissions"
         ) from None
-    save = "save it as UTF-8 CSV (in a spreadsheet: Save As > CSV UTF-8)"
+    save = _SAVE
     for bom, name in _BOMS.items():
         if head.startswith(bom):
             raise DataError(f"{label} is {name} text, not UTF-8: {save}")
     if b"\x00" in head:
         raise DataError(f"{label} is a binary file, not CSV text: {save}")
+    return label, head + more
+
+
+def read_frame(path: str | Path, field: str | None = None) -> pd.DataFrame:
+    """Read a CSV with a header row, as text in UTF-8; every problem is one DataError line naming the file (and
+    ``field``, the flag or key that gave it, when known) and the fix: missing, a folder, empty, binary or
+    UTF-16, unparsable, or with duplicate column names (which pandas would silently rename ``a.1``)."""
+    label, _ = check_csv_file(path, field)
+    path = Path(path)
     import pandas as pd  # here: the file checks above answer without it (see epochpilot.cli._precheck)
 
     try:
@@ -79,7 +91,7 @@ def read_frame(path: str | Path, field: str | None = None) -> pd.DataFrame:
     except UnicodeDecodeError as exc:
         raise DataError(
             f"{label} is not UTF-8 text (byte {exc.object[exc.start : exc.start + 1]!r} at offset "
-            f"{exc.start:,}): {save}"
+            f"{exc.start:,}): {_SAVE}"
         ) from None
     duplicates = _duplicate_columns(path)
     if duplicates:

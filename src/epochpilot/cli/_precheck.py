@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import csv
 import difflib
-import errno
 import io
 import os
 from pathlib import Path
 
-from epochpilot._csv import _BOMS, _duplicate_columns
+from epochpilot._csv import _duplicate_columns, check_csv_file
 from epochpilot.errors import ConfigError, DataError, short_list
 
 __all__ = ["SCAN_LIMIT", "check_csv", "check_frame", "check_run_dir_arg", "fresh_run_dir"]
@@ -89,34 +88,8 @@ def check_frame(
     flag that gave it), without pandas; else return the column names pandas would read and whether it has
     a data row, or None when only pandas can tell (a line break inside quotes, not UTF-8, over ``limit``
     bytes, ...)."""
-    if not str(csv_path).strip():
-        raise DataError(f"{field or 'the CSV path'} is empty ({str(csv_path)!r}): give a CSV file")
+    label, data = check_csv_file(csv_path, field, limit)
     path = Path(csv_path)
-    label = f"{field} {path}" if field else str(path)
-    try:
-        exists, is_dir = path.exists(), path.is_dir()
-    except OSError as exc:
-        fix = "use a shorter path" if exc.errno == errno.ENAMETOOLONG else "check the path"
-        raise DataError(f"{label}: cannot read it ({exc.strerror}): {fix}") from None
-    if not exists:
-        raise DataError(f"{label}: no such file; check the path")
-    if is_dir:
-        raise DataError(f"{label} is a directory; give a CSV file")
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(8192)
-            more = fh.read(max(0, limit + 1 - len(head))) if len(head) == 8192 else b""
-            data = head + more
-    except OSError as exc:
-        raise DataError(
-            f"{label}: cannot read it ({exc.strerror}): check its permissions"
-        ) from None
-    save = "save it as UTF-8 CSV (in a spreadsheet: Save As > CSV UTF-8)"
-    for bom, name in _BOMS.items():
-        if head.startswith(bom):
-            raise DataError(f"{label} is {name} text, not UTF-8: {save}")
-    if b"\x00" in head:
-        raise DataError(f"{label} is a binary file, not CSV text: {save}")
     if len(data) > limit or b"\x00" in data:
         return None
     try:
