@@ -20,6 +20,7 @@ import optuna
 
 from epochpilot.errors import ConfigError
 from epochpilot.train.events import Callback, TrainState
+from epochpilot.tune_cv import KFoldJobObjective, check_cv, warn_if_undiscriminating
 from epochpilot.tune_pruner import BUDGET_ATTR, EpochpilotPruner
 from epochpilot.tune_space import Param, job_parameters, parse_space, real_params
 from epochpilot.tune_storage import open_storage, safe_url
@@ -182,6 +183,7 @@ class JobObjective:
             raise optuna.TrialPruned(f"no finite {monitor}: {result.stop_message}")
         best, epoch = min(scored)
         trial.set_user_attr("best_epoch", epoch)
+        warn_if_undiscriminating(trial, sign * best, len(data.X_val), monitor, spec.train.mode)
         return sign * best
 
 
@@ -203,6 +205,7 @@ def tune(
     catch: tuple[type[Exception], ...] = (),
     resume: bool | str = False,
     overwrite: bool = False,
+    cv: int | None = None,
 ) -> TunedStudy:
     """Run a study until ``n_trials`` trials have finished (completed or pruned); returns it.
 
@@ -222,12 +225,19 @@ def tune(
     costs its trial, marked failed and retried once, and is replaced (see :mod:`epochpilot.tune_workers`).
     ``seed`` seeds the sampler (worker i uses seed + i). The returned study's ``pruner`` and ``sampler`` are
     the ones that ran, and its ``best_params`` hold list choices as lists.
+
+    ``cv=k`` (job objectives only) scores each trial by k-fold cross-validation over the job's training and
+    validation rows: the value is the mean of the folds' best monitored values, the fold-mean of each epoch
+    is reported for pruning, and the trial's ``cv_epoch`` attribute is the epoch to refit for (see
+    :mod:`epochpilot.tune_cv`). Without ``cv``, a validation split too small to separate trials is named in
+    one warning line per study.
     """
     if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
         raise ValueError(f"n_trials must be an int >= 1, got {n_trials!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
     check_resume(resume, overwrite)
+    cv = check_cv(cv)
     pruner_used, sampler_used = make_pruner(pruner), make_sampler(sampler, seed)
     run_dir = Path(run_dir)
     spec = None
@@ -247,13 +257,20 @@ def tune(
                 "a config-driven study needs a space, e.g. {'lr': ('log', 1e-4, 1e-1)}"
             )
         params: dict[str, Param] | None = parse_space(space, job_parameters())
-        job_objective = JobObjective(spec, run_dir)
+        job_objective: Any = (
+            JobObjective(spec, run_dir) if cv is None else KFoldJobObjective(spec, run_dir, cv)
+        )
         # the data is read and checked once, here, before the study exists: a bad CSV is one DataError,
         # not a failed trial (and Optuna's logged traceback) per trial
         job_objective.prepare()
         objective: Callable[..., float] = job_objective
         direction = direction or job_objective.direction
     elif callable(objective_or_config):
+        if cv is not None:
+            raise ConfigError(
+                f"cv={cv} works with a job (TOML path or JobSpec); a function objective does its own folds "
+                "(see epochpilot.kfold_epochs): leave cv out"
+            )
         objective = objective_or_config
         params = parse_space(space) if space is not None else None
     else:
@@ -285,6 +302,8 @@ def tune(
         sampler=sampler_used,
         seed=None if isinstance(sampler, optuna.samplers.BaseSampler) else seed,
     )
+    if spec is not None:  # k-fold and validation-split studies score trials differently
+        settings["cv"] = cv
     study = open_study(
         rdb,
         study_name=study_name,

@@ -14,7 +14,7 @@ such as ``[train] max_epochs`` or ``[train] monitor``), the pruner and the sampl
   line names them);
 - ``overwrite=True`` deletes the study and starts it over.
 
-A study cannot be continued with another direction or search space, whatever ``resume`` says (Optuna fixes the
+A study cannot be continued with another direction, search space or ``cv`` (k-fold), whatever ``resume`` says (Optuna fixes the
 direction; trials drawn from another space would be ranked with these). A study created outside epochpilot
 (``optuna create-study``) that holds only waiting trials is adopted as it is.
 """
@@ -55,7 +55,7 @@ SAMPLERS = ("tpe", "random")
 SETTINGS_ATTR = "epochpilot_settings"
 SPACE_ATTR = "epochpilot_space"
 #: settings no ``resume`` can change (see the module docstring)
-FIXED = ("direction", "space")
+FIXED = ("direction", "space", "cv")
 #: job settings that change how a trial is shown or saved, not what it trains
 _NOT_TRAINED = frozenset({"device", "progress", "tensorboard", "checkpoint_every", "keep_last"})
 _SHORT = {
@@ -229,7 +229,9 @@ def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[st
     """(setting, "what it was, not what it is now") for each setting that differs; a setting the old
     study did not record (made before epochpilot recorded it) counts as the same."""
     out = []
-    for key in ("direction", "space", "objective", "job", "pruner", "sampler"):
+    if "job" in old and "cv" not in old:  # a job study from before cv was recorded ran without it
+        old = {**old, "cv": None}
+    for key in ("direction", "space", "cv", "objective", "job", "pruner", "sampler"):
         if key not in old or key not in new or old[key] == new[key]:
             continue
         a, b = old[key], new[key]
@@ -239,6 +241,8 @@ def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[st
             text = _job_diff(a or {}, b or {})
         elif key in ("pruner", "sampler"):
             text = _component_diff(key, a or {}, b or {})
+        elif key == "cv":  # k-fold values and validation-split values cannot be ranked together
+            text = f"{'cv=' + str(a) if a else 'no cv'}, not {'cv=' + str(b) if b else 'no cv'}"
         else:
             text = f"{key} {a}, not {b}"
         if text:

@@ -16,6 +16,7 @@ EXAMPLES = """examples:
   epochpilot tune job.toml --trials 50 --space "lr=log:1e-4:1e-1" --space "batch_size=choice:16,32,64"
   epochpilot tune job.toml --space "model.hidden=choice:[[64],[128,64]]" --space "warmup=float:0:0.2"
   epochpilot tune job.toml --space-file space.toml --pruner median
+  epochpilot tune --builtin breast_cancer --trials 20 --cv 5
   epochpilot tune job.toml --trials 100 --storage postgresql://user:pw@db-host/optuna --study-name digits
 
 Each trial trains the job with the trial's settings and reports its validation value every epoch; the
@@ -24,7 +25,9 @@ study that holds trials is refused unless --resume (continue it until --trials t
 with the same settings: another --pruner, --sampler, --seed, space or job setting is refused, naming it)
 or --overwrite (start it over). Any number of machines running the same command with --resume and a
 shared --storage work on one study; a worker process that dies (out of memory) costs one trial, retried
-once. Open the study in optuna-dashboard with the printed URL.
+once. Open the study in optuna-dashboard with the printed URL. With --cv K each trial trains K folds of
+the training + validation rows (epoch by epoch, the fold-mean reported for pruning); its value is the mean
+of the folds' best values and best.json's cv_epoch is the epoch count to refit for.
 
 --space NAME=KIND:LOW:HIGH (KIND float, log or int) or NAME=choice:A,B,C (or a JSON list after
 'choice:'); NAME is a [train] setting (lr, batch_size, warmup, weight_decay, schedule, max_epochs,
@@ -69,6 +72,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     o.add_argument("--space-file", type=Path, help="TOML file of NAME = [KIND, ...] lines")
     o.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    o.add_argument(
+        "--cv",
+        type=int,
+        metavar="K",
+        help="score each trial by K-fold cross-validation (mean of the folds' best values; for small data)",
+    )
 
 
 def _value(text: str) -> Any:
@@ -135,6 +144,14 @@ def space_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return space or dict(DEFAULT_SPACE)
 
 
+def check_cv_flag(cv: int | None) -> None:
+    """Refuse ``--cv`` below 2 in one line naming the flag."""
+    if cv is not None and cv < 2:
+        raise ValueError(
+            f"--cv {cv}: k-fold tuning needs K >= 2 folds (e.g. --cv 5); leave --cv out for the validation split"
+        )
+
+
 def precheck(args: argparse.Namespace) -> None:
     """``epochpilot tune``'s flags, job file, space and data file checked before optuna and torch are
     imported (a space file's entries need optuna: with one, the data are left to ``run``)."""
@@ -142,6 +159,7 @@ def precheck(args: argparse.Namespace) -> None:
     from epochpilot.cli.train import check_job, spec_from_args
 
     spec = spec_from_args(args)
+    check_cv_flag(args.cv)
     if args.space_file is not None and read_space_file(Path(args.space_file)):
         return
     for text in args.space:
@@ -190,6 +208,7 @@ def run(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             resume="auto" if spec.run.resume else False,
             overwrite=overwrite,
+            cv=args.cv,
         )
         report = write_tune_report(
             study, run_dir / "report.html", title=f"{spec.source}: {run_dir}"
@@ -227,9 +246,11 @@ def print_study(study: Any) -> None:
         print("no trial completed yet")
         return
     value = f"{best.value:.6g}" if best.value is not None and math.isfinite(best.value) else "—"
-    print(
-        f"best trial: #{best.number}  value {value}  (best epoch {best.user_attrs.get('best_epoch')})"
-    )
+    if "cv_epoch" in best.user_attrs:
+        where = f"mean of {best.user_attrs.get('cv_k')} folds; refit for {best.user_attrs['cv_epoch']} epochs"
+    else:
+        where = f"best epoch {best.user_attrs.get('best_epoch')}"
+    print(f"best trial: #{best.number}  value {value}  ({where})")
     for name, v in best.params.items():
         print(f"  {name} = {v}")
 
@@ -247,6 +268,8 @@ def _write_best(study: Any, run_dir: Path) -> None:
         "params": best.params,
         "user_attrs": best.user_attrs,
     }
+    if "cv_epoch" in best.user_attrs:  # the epoch count to refit the best settings for
+        info["cv_epoch"] = best.user_attrs["cv_epoch"]
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "best.json", json.dumps(info, indent=2, default=str))
 
