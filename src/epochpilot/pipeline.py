@@ -27,6 +27,7 @@ from epochpilot.errors import DataError
 from epochpilot.job import JobSpec
 from epochpilot.models import build_model
 from epochpilot.predictor import Predictor, load
+from epochpilot.schedules.factory import JobSchedule
 from epochpilot.scores import json_safe, loss_units, target_scale
 from epochpilot.train.rundir import check_for_command as check_run_dir
 from epochpilot.train.rundir import check_space, claimed_run_dir, is_run_dir
@@ -166,30 +167,6 @@ def as_targets(y: np.ndarray, task: str) -> np.ndarray:
     if task == "classification":
         return y.astype(np.int64)
     return y.reshape(-1, 1).astype(np.float32)
-
-
-@dataclass(frozen=True)
-class JobSchedule:
-    """The job's schedule as a factory ``total_steps -> schedule``: the trainer sizes it to its budget.
-
-    ``warmup`` < 1 is a fraction of ``total_steps`` (the whole run, warmup included), else steps. With
-    ``max_time`` the first epoch runs under the first estimate's schedule (its warmup counted there).
-    """
-
-    name: str
-    lr: float
-    warmup: float
-
-    def __call__(self, total_steps: int) -> Any:
-        from epochpilot.schedules import parse
-
-        steps = int(total_steps)
-        warmup = int(round(self.warmup * steps)) if self.warmup < 1 else int(self.warmup)
-        name = self.name.strip().lower()
-        warmup_steps = (
-            min(warmup, steps - 1) if "warmup" in name or name.startswith("wsd") else None
-        )
-        return parse(self.name, lr=self.lr, total_steps=steps, warmup_steps=warmup_steps)
 
 
 def plan_train(spec: JobSpec, n_train: int, n_effective: int | None = None) -> tuple[JobSpec, Any]:
