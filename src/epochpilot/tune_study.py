@@ -33,7 +33,7 @@ from typing import Any
 import optuna
 
 from epochpilot.errors import ConfigError
-from epochpilot.tune_pruner import EpochpilotPruner
+from epochpilot.tune_make import PRUNERS, SAMPLERS, make_pruner, make_sampler
 from epochpilot.tune_space import Param, real_params, space_key
 
 __all__ = [
@@ -50,8 +50,6 @@ __all__ = [
 
 log = logging.getLogger("epochpilot")
 
-PRUNERS = ("epochpilot", "median", "hyperband", "none")
-SAMPLERS = ("tpe", "random")
 SETTINGS_ATTR = "epochpilot_settings"
 SPACE_ATTR = "epochpilot_space"
 #: settings no ``resume`` can change (see the module docstring)
@@ -67,32 +65,6 @@ _SHORT = {
     "RandomSampler": "random",
 }
 _SCALARS = (type(None), bool, int, float, str)
-
-
-def make_pruner(pruner: Any) -> optuna.pruners.BasePruner:
-    """A pruner from its name (epochpilot | median | hyperband | none) or an Optuna pruner instance."""
-    if isinstance(pruner, optuna.pruners.BasePruner):
-        return pruner
-    if pruner is None or pruner == "none":
-        return optuna.pruners.NopPruner()
-    if pruner == "epochpilot":
-        return EpochpilotPruner()
-    if pruner == "median":
-        return optuna.pruners.MedianPruner()
-    if pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner()
-    raise ValueError(f"pruner={pruner!r} is unknown: use one of {', '.join(PRUNERS)}")
-
-
-def make_sampler(sampler: Any, seed: int | None) -> optuna.samplers.BaseSampler:
-    """A sampler from its name (tpe | random) or an Optuna sampler instance."""
-    if isinstance(sampler, optuna.samplers.BaseSampler):
-        return sampler
-    if sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
-    if sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise ValueError(f"sampler={sampler!r} is unknown: use one of {', '.join(SAMPLERS)}")
 
 
 # -- the settings a study records ----------------------------------------------------------------------------

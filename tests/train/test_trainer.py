@@ -155,7 +155,11 @@ def test_early_stopping_stops_and_says_why(make_mlp):
     assert "3" in result.stop_message
 
 
-def test_extend_by_grants_more_epochs(blobs, make_mlp, scripted):
+@pytest.mark.parametrize(("extend", "epochs"), [(1.0, 5), (None, 3)])
+def test_extend_by_grants_more_epochs_only_when_extend_allows(
+    blobs, make_mlp, scripted, extend, epochs
+):
+    """max_epochs is a hard cap unless ``extend`` allows a stopper's request (here 2 more epochs)."""
     X, y = blobs
     result = fit(
         make_mlp(),
@@ -164,24 +168,10 @@ def test_extend_by_grants_more_epochs(blobs, make_mlp, scripted):
         max_epochs=3,
         seed=0,
         stopper=scripted({3: {"extend_by": 2}}),
-        extend=1.0,
+        extend=extend,
     )
-    assert len(result.history) == 5 and result.stop_reason is Reason.MAX_EPOCHS
-    assert result.summary["max_epochs"] == 3 and result.summary["extended_by"] == 2
-
-
-def test_max_epochs_is_a_hard_cap_unless_extend_is_given(blobs, make_mlp, scripted):
-    X, y = blobs
-    result = fit(
-        make_mlp(),
-        (X[:64], y[:64]),
-        (X[64:], y[64:]),
-        max_epochs=3,
-        seed=0,
-        stopper=scripted({3: {"extend_by": 2}}),
-    )
-    assert len(result.history) == 3
-    assert result.summary["max_epochs"] == 3 and result.summary["extended_by"] == 0
+    assert len(result.history) == epochs and result.stop_reason is Reason.MAX_EPOCHS
+    assert result.summary["max_epochs"] == 3 and result.summary["extended_by"] == epochs - 3
 
 
 def test_accumulation_counts_updates_like_budget(blobs, make_mlp):
