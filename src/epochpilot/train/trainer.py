@@ -297,6 +297,8 @@ class Trainer:
             resume_from is not None
         ):  # the checkpoint actually used, after a fallback past damaged ones
             resume_from = restore(loop, resume_from, (run_hash, config_hash, legacy_hash))
+            # every rank has read the checkpoint (and its best weights) before rank 0 may write a newer one
+            D.barrier(info)
         else:
             if hasattr(stopper, "reset"):
                 stopper.reset()
