@@ -21,7 +21,7 @@ import optuna
 from epochpilot.errors import ConfigError
 from epochpilot.train.events import Callback, TrainState
 from epochpilot.tune_cv import KFoldJobObjective, check_cv, warn_if_undiscriminating
-from epochpilot.tune_pruner import BUDGET_ATTR, EpochpilotPruner
+from epochpilot.tune_pruner import BUDGET_ATTR, EpochpilotPruner, pruned, record_lr
 from epochpilot.tune_space import Param, job_parameters, parse_space, real_params
 from epochpilot.tune_storage import open_storage, safe_url
 from epochpilot.tune_study import (
@@ -88,20 +88,10 @@ class PruningCallback(Callback):
         monitor = self.monitor or state.monitor
         value = state.history[-1].get(monitor)
         value = float(value) if isinstance(value, (int, float)) else math.nan
+        record_lr(self.trial, int(state.epoch), state.history[-1].get("lr"))
         self.trial.report(value, int(state.epoch))
         if self.trial.should_prune():
-            pruner = self.trial.study.pruner
-            message = f"pruned at epoch {state.epoch}"
-            if isinstance(pruner, EpochpilotPruner):
-                decision = pruner.last_decision(self.trial.number)
-                if decision is not None:
-                    self.trial.set_user_attr("prune_reason", decision.reason)
-                    message = f"{decision.reason}: {decision.message}"
-            else:
-                self.trial.set_user_attr("prune_reason", type(pruner).__name__)
-            self.trial.set_user_attr("prune_message", message)
-            self.trial.set_user_attr("pruned_epoch", int(state.epoch))
-            raise optuna.TrialPruned(message)
+            raise pruned(self.trial, int(state.epoch))
 
 
 # -- the config-driven objective -------------------------------------------------------------------------

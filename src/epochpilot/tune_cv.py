@@ -164,20 +164,9 @@ class _Lockstep:
 
 
 def _pruned(trial: optuna.Trial, epoch: int) -> optuna.TrialPruned:
-    from epochpilot.tune_pruner import EpochpilotPruner
+    from epochpilot.tune_pruner import pruned
 
-    pruner = trial.study.pruner
-    message = f"pruned at epoch {epoch} (mean over folds)"
-    if isinstance(pruner, EpochpilotPruner):
-        decision = pruner.last_decision(trial.number)
-        if decision is not None:
-            trial.set_user_attr("prune_reason", decision.reason)
-            message = f"{decision.reason}: {decision.message} (mean over folds)"
-    else:
-        trial.set_user_attr("prune_reason", type(pruner).__name__)
-    trial.set_user_attr("prune_message", message)
-    trial.set_user_attr("pruned_epoch", int(epoch))
-    return optuna.TrialPruned(message)
+    return pruned(trial, epoch, " (mean over folds)")
 
 
 def _fold_callback(step: _Lockstep, fold: int, monitor: str) -> Any:
@@ -193,6 +182,10 @@ def _fold_callback(step: _Lockstep, fold: int, monitor: str) -> Any:
                 return
             value = state.history[-1].get(monitor)
             value = float(value) if isinstance(value, (int, float)) else math.nan
+            if fold == 0:  # the folds share the schedule: one records the lr for the pruner
+                from epochpilot.tune_pruner import record_lr
+
+                record_lr(step.trial, int(state.epoch), state.history[-1].get("lr"))
             step.epoch_done(fold, int(state.epoch), value)
 
     return FoldSync()

@@ -1,30 +1,23 @@
-"""The "epochpilot" Optuna pruner: prune with the stop policies, against the best trial so far.
+"""The "epochpilot" Optuna pruner: prune a trial only when it is unlikely to beat the study's best.
 
-A trial reports its monitored validation value once per epoch (step = epoch, 1-based). After ``min_epochs``
-and once ``n_startup_trials`` trials have completed, the trial is pruned when one of these holds, checked in
-order (the first that fires names the reason, saved as the trial's ``prune_reason``/``prune_message``
-attributes):
+A trial reports its monitored validation value once per epoch (step = epoch, 1-based). Once
+``n_startup_trials`` trials have completed, :class:`EpochpilotPruner` judges it with
+:func:`epochpilot.tune_judge.judge` (pure; the rules are in that module's docstring): never inside its warmup
+or before its learning rate reached its peak regime (read from the trial's user attributes
+``epochpilot_warmup_epochs`` / ``epochpilot_lrs``, recorded with :func:`record_schedule` / :func:`record_lr`;
+unknown: a grace of ``max(min_epochs, 10% of the budget)`` epochs), kept while it is ahead of half of the
+completed trials at the same epoch (rung statistics), and pruned (``behind_best``) only when the forecast of
+its own curve gives ``P(beating the study's best by its budget's end) < probability``. A NaN value prunes at
+once (``not_finite``). The reason is kept for :meth:`EpochpilotPruner.reason`.
 
-1. ``not_finite``: the last reported value is NaN or infinite (the run diverged).
-2. ``behind_best``: the trial cannot catch up with the best completed trial even if it gains ``catch_up``
-   times what that trial gained from the same epoch to its end. With ``catch_up=1`` this is "worse than the
-   best trial was at the same epoch"; larger values spare slow starters early in training, when the best
-   trial still gained a lot, and bite later, when it did not.
-3. ``patience``: :class:`~epochpilot.stopping.EarlyStopping` on the trial's own curve says it has not improved
-   for ``patience`` epochs, and its best is worse than the best trial's.
-4. ``forecast``: :class:`~epochpilot.stopping.forecast.Forecast`'s learning-curve ensemble (when importable)
-   gives a probability below ``1 - confidence`` that the trial's best over the rest of its budget beats the
-   best trial's value.
-
-Every decision is a pure function of the two stored curves (:func:`prune_decision`), so it can be recomputed
-from the study's database at any time.
+:func:`prune_decision` keeps the previous rules (behind the best trial at the same epoch with a catch-up
+allowance, patience, forecast), a pure function of two stored curves, for comparison.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,25 +25,65 @@ import optuna
 
 from epochpilot.stopping import EarlyStopping
 from epochpilot.stopping.base import check_float, check_int
+from epochpilot.tune_judge import PruneDecision, best_so_far, judge
 
-__all__ = ["EpochpilotPruner", "PruneDecision", "prune_decision"]
+__all__ = [
+    "EpochpilotPruner",
+    "PruneDecision",
+    "prune_decision",
+    "pruned",
+    "record_lr",
+    "record_schedule",
+]
 
 #: the trial user attribute where the trainer's callback records the trial's epoch budget
 BUDGET_ATTR = "max_epochs"
+#: the trial user attribute with the trial's warmup length in epochs (float)
+WARMUP_ATTR = "epochpilot_warmup_epochs"
+#: the trial user attribute with the trial's learning rate per epoch (planned, or appended as it runs)
+LRS_ATTR = "epochpilot_lrs"
 
 
-@dataclass(frozen=True)
-class PruneDecision:
-    """Whether to prune, why (``reason``: "", not_finite, behind_best, patience, forecast) and a message."""
+def record_schedule(
+    trial: optuna.Trial, *, warmup_epochs: float | None = None, lrs: list[float] | None = None
+) -> None:
+    """Tell the epochpilot pruner the trial's warmup length (epochs) and/or its planned lr per epoch."""
+    if warmup_epochs is not None:
+        trial.set_user_attr(WARMUP_ATTR, float(warmup_epochs))
+    if lrs is not None:
+        trial.set_user_attr(LRS_ATTR, [float(v) for v in lrs])
 
-    prune: bool
-    reason: str
-    message: str
+
+def record_lr(trial: optuna.Trial, epoch: int, lr: Any) -> None:
+    """Record epoch ``epoch``'s learning rate (1-based) on ``trial`` as it runs; non-numbers are ignored."""
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not math.isfinite(lr):
+        return
+    stored = list(trial.user_attrs.get(LRS_ATTR, ()))
+    if len(stored) >= 2 and int(epoch) > len(stored) and lr <= stored[-1] <= stored[-2]:
+        return  # past its rise: a later epoch at no higher a rate changes nothing the pruner reads
+    lrs = stored[: max(int(epoch) - 1, 0)]
+    lrs += [lrs[-1] if lrs else float(lr)] * (int(epoch) - 1 - len(lrs))
+    trial.set_user_attr(LRS_ATTR, [*lrs, float(lr)])
 
 
-def _best_so_far(curve: Mapping[int, float], epoch: int, sign: float) -> float | None:
-    values = [sign * v for e, v in curve.items() if e <= epoch and math.isfinite(v)]
-    return min(values) if values else None
+def pruned(trial: optuna.Trial, epoch: int, note: str = "") -> optuna.TrialPruned:
+    """The ``TrialPruned`` to raise at ``epoch``, after saving why on the trial (``prune_reason``,
+    ``prune_message``, ``pruned_epoch``): the epochpilot pruner's reason, or the pruner's class name."""
+    pruner = trial.study.pruner
+    message = f"pruned at epoch {epoch}{note}"
+    if isinstance(pruner, EpochpilotPruner):
+        decision = pruner.last_decision(trial.number)
+        if decision is not None:
+            trial.set_user_attr("prune_reason", decision.reason)
+            message = f"{decision.reason}: {decision.message}{note}"
+    else:
+        trial.set_user_attr("prune_reason", type(pruner).__name__)
+    trial.set_user_attr("prune_message", message)
+    trial.set_user_attr("pruned_epoch", int(epoch))
+    return optuna.TrialPruned(message)
+
+
+_best_so_far = best_so_far
 
 
 def _p_beat(
@@ -94,7 +127,8 @@ def prune_decision(
     confidence: float = 0.95,
     forecast: bool = True,
 ) -> PruneDecision:
-    """Decide for a trial with per-epoch values ``curve`` against the best completed trial's ``best_curve``.
+    """The previous rules (not used by :class:`EpochpilotPruner`): decide for a trial with per-epoch values
+    ``curve`` against the best completed trial's ``best_curve``.
 
     ``mode`` is "min" or "max"; ``budget`` is the trial's epoch budget (for the forecast horizon; default:
     the best trial's length). NaN values are skipped except the last, which prunes (``not_finite``).
@@ -153,13 +187,16 @@ def prune_decision(
 
 
 class EpochpilotPruner(optuna.pruners.BasePruner):
-    """Optuna pruner built on the stop policies; see the module docstring for the rules.
+    """Optuna pruner: prune a trial only when its forecast gives less than ``probability`` of beating the
+    study's best by its budget's end; never inside its warmup (see the module docstring). Any sampler, any
+    storage.
 
     >>> import optuna
     >>> pruner = EpochpilotPruner(n_startup_trials=1)
     >>> study = optuna.create_study(pruner=pruner)
     >>> def objective(trial):
     ...     slope = trial.suggest_float("slope", 0.1, 1.0)
+    ...     trial.set_user_attr("max_epochs", 10)
     ...     for epoch in range(1, 11):
     ...         trial.report(1.0 / (slope * epoch), epoch)
     ...         if trial.should_prune():
@@ -174,51 +211,65 @@ class EpochpilotPruner(optuna.pruners.BasePruner):
     def __init__(
         self,
         *,
-        min_epochs: int = 3,
-        patience: int = 5,
-        catch_up: float = 2.0,
-        confidence: float = 0.95,
+        probability: float = 0.05,
         n_startup_trials: int = 3,
-        forecast: bool = True,
+        min_epochs: int = 3,
+        grace_fraction: float = 0.1,
+        rung_quantile: float = 0.5,
     ) -> None:
         check_int("min_epochs", min_epochs, minimum=1)
-        check_int("patience", patience, minimum=1)
-        check_float("catch_up", catch_up, minimum=1.0)
-        conf = check_float("confidence", confidence)
-        if not 0.0 < conf < 1.0:  # type: ignore[operator]
-            raise ValueError(f"confidence must be in (0, 1), e.g. 0.95, got {confidence!r}")
         check_int("n_startup_trials", n_startup_trials, minimum=0)
-        self.min_epochs = min_epochs
-        self.patience = patience
-        self.catch_up = catch_up
-        self.confidence = confidence
+        for name, value in (
+            ("probability", probability),
+            ("grace_fraction", grace_fraction),
+            ("rung_quantile", rung_quantile),
+        ):
+            number = check_float(name, value)
+            if not 0.0 <= number <= 1.0:  # type: ignore[operator]
+                raise ValueError(f"{name} must be in [0, 1], e.g. 0.05, got {value!r}")
+        self.probability = float(probability)
         self.n_startup_trials = n_startup_trials
-        self.forecast = forecast
+        self.min_epochs = min_epochs
+        self.grace_fraction = float(grace_fraction)
+        self.rung_quantile = float(rung_quantile)
         self._decisions: dict[int, PruneDecision] = {}
 
     def decide(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> PruneDecision:
-        """The decision for ``trial`` now (recomputed from the study's stored curves)."""
-        done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        """The decision for ``trial`` now (recomputed from the study's stored curves and user attributes)."""
         curve = dict(trial.intermediate_values)
-        best: dict[int, float] | None = None
-        if len(done) >= max(1, self.n_startup_trials):
-            maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-            scored = [t for t in done if t.value is not None and math.isfinite(t.value)]
-            if scored:
-                pick = (max if maximize else min)(scored, key=lambda t: t.value)
-                best = dict(pick.intermediate_values)
         mode = "max" if study.direction == optuna.study.StudyDirection.MAXIMIZE else "min"
+        sign = 1.0 if mode == "min" else -1.0
+        done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        scored = [t for t in done if t.value is not None and math.isfinite(t.value)]
+        target = None
+        if scored and len(done) >= self.n_startup_trials:
+            target = sign * min(sign * t.value for t in scored)  # type: ignore[operator]
+        epoch = max(curve) if curve else 0
+        rung = []
+        for t in done:
+            if t.intermediate_values and max(t.intermediate_values) >= epoch:
+                value = best_so_far(t.intermediate_values, epoch, sign)
+                if value is not None:
+                    rung.append(sign * value)
         budget = trial.user_attrs.get(BUDGET_ATTR) or trial.params.get("max_epochs")
-        return prune_decision(
+        if not budget:  # unknown: the longest completed trial's
+            budget = max(
+                (max(t.intermediate_values) for t in done if t.intermediate_values), default=0
+            )
+        warmup = trial.user_attrs.get(WARMUP_ATTR)
+        lrs = trial.user_attrs.get(LRS_ATTR)
+        return judge(
             curve,
-            best,
             mode=mode,
+            target=target,
+            rung=rung,
             budget=int(budget) if budget else None,
+            warmup_epochs=float(warmup) if isinstance(warmup, (int, float)) else None,
+            lrs=list(lrs) if isinstance(lrs, (list, tuple)) else None,
+            probability=self.probability,
             min_epochs=self.min_epochs,
-            patience=self.patience,
-            catch_up=self.catch_up,
-            confidence=self.confidence,
-            forecast=self.forecast,
+            grace_fraction=self.grace_fraction,
+            rung_quantile=self.rung_quantile,
         )
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
@@ -238,11 +289,10 @@ class EpochpilotPruner(optuna.pruners.BasePruner):
 
     def __repr__(self) -> str:
         args: dict[str, Any] = {
-            "min_epochs": self.min_epochs,
-            "patience": self.patience,
-            "catch_up": self.catch_up,
-            "confidence": self.confidence,
+            "probability": self.probability,
             "n_startup_trials": self.n_startup_trials,
-            "forecast": self.forecast,
+            "min_epochs": self.min_epochs,
+            "grace_fraction": self.grace_fraction,
+            "rung_quantile": self.rung_quantile,
         }
         return f"EpochpilotPruner({', '.join(f'{k}={v!r}' for k, v in args.items())})"
