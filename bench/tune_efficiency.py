@@ -1,210 +1,473 @@
-"""How much training each pruner saves, and what it costs in the best model found.
+"""How much training each pruner saves, whether it cuts the study's winner, and what the kept model is worth.
 
-Same search space, trials and seeds on two built-in data sets (digits, breast_cancer); pruners: none,
-Optuna's MedianPruner, HyperbandPruner (both with Optuna's defaults) and the epochpilot pruner (defaults).
-Every trial trains a small MLP with the epochpilot Trainer (its own EarlyStopping, patience 5, within a
-budget of ``--epochs``), reports val_loss each epoch and is scored by its best val_loss; the test accuracy of
-that best checkpoint is recorded. Per study: total epochs trained, and the test accuracy of the trial with
-the best val_loss. The table gives means over seeds and ratios to no pruning.
+Four search problems, each a job (``epochpilot.models:mlp`` on a 60/20/20 split, AdamW, early stopping with
+patience 5 inside a 30-epoch budget, 20 trials per study):
 
-    .venv/bin/python bench/tune_efficiency.py               # 2 data sets x 4 pruners x 3 seeds x 20 trials
-    .venv/bin/python bench/tune_efficiency.py --trials 8 --seeds 1 --datasets digits   # quick look
+- ``digits``: 7 settings (lr over 3.5 decades, batch size, weight decay, width, dropout, warmup, schedule);
+- ``breast_cancer-cv``: the same space, each trial scored by ``tune(cv=5)`` (114 validation rows are too few
+  to tell trials apart);
+- ``mnist1d``: the same space on MNIST-1D (4,000 generated signals);
+- ``mnist1d-warmup``: lr over two decades (1e-3..1e-1) and a warmup of 0-50% of the updates, a space where
+  the slow starters (long warmups) can win.
+
+Rows: no pruning, Optuna's MedianPruner (defaults), SuccessiveHalving and Hyperband with resources matched
+to the budget (min 3 epochs, max 30, factor 3), "top-5 after the first epoch" (a trial goes on only if fewer
+than 5 trials beat its epoch-1 value), and the epochpilot pruner; each with Optuna's TPE and random
+samplers, seeds 0..S-1 (the seed is the sampler's and the trials' training seed). Columns, per problem,
+sampler and pruner, paired with the unpruned study of the same seed and sampler: epochs trained as a
+fraction of it, the seeds where the pruned study cut the unpruned study's winner (random sampler: both see
+the same 20 configurations), and the test accuracy of the study's best configuration refitted with 3 fresh
+seeds (``run_job``), as the mean difference to the unpruned study's refit, with its sd over seeds.
+
+Every number comes through the public API (``tune``, ``run_job``). Training is deterministic per seed, so a
+pruned trial's reported values are a prefix of the same configuration's full run: each configuration is
+trained once, in full, by ``tune(job, {each setting fixed}, n_trials=1, pruner="none")`` (``cv=5`` for the
+cv problem), and the studies replay those per-epoch values to the real samplers and pruners through Optuna's
+trial API, as ``PruningCallback`` reports them (value, the epoch's learning rate, the budget). Epochs are
+counted as reported. ``--verify`` runs one pruned study per problem for real and checks that every trial's
+state and epochs equal the replay.
+
+    .venv/bin/python bench/tune_efficiency.py --jobs 2                       # everything: 4 x 8 seeds
+    .venv/bin/python bench/tune_efficiency.py --problems digits --seeds 2    # a quick look
+    .venv/bin/python bench/tune_efficiency.py --epochpilot probability=0.1   # other pruner settings
+
+Results and the cache of trained curves go to ``--out`` (default: a new temporary folder); a second run
+with the same ``--out`` reuses the curves and refits already trained.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import math
+import os
+import shutil
 import statistics
 import sys
+import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-
-import numpy as np
-import optuna
-import torch
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from epochpilot.schedules import parse  # noqa: E402
-from epochpilot.stopping import EarlyStopping  # noqa: E402
-from epochpilot.train import Trainer  # noqa: E402
-from epochpilot.tune import PruningCallback, tune  # noqa: E402
-from epochpilot.tune_pruner import EpochpilotPruner  # noqa: E402
+import optuna  # noqa: E402
 
-PRUNERS = ("none", "median", "hyperband", "epochpilot")
-SPACE = {
+EPOCHS = 30
+TRIALS = 20
+REFIT_SEEDS = 3
+ROWS = ("none", "median", "successive_halving", "hyperband", "top5_epoch1", "epochpilot")
+SAMPLERS = ("tpe", "random")
+GENERIC = {
     "lr": ("log", 1e-4, 3e-1),
-    "batch_size": ("choice", [16, 32, 64, 128]),
+    "batch_size": ("choice", [32, 64, 128, 256]),
     "weight_decay": ("log", 1e-6, 1e-2),
-    "hidden": ("choice", [[32], [128], [128, 64]]),
-    "dropout": ("float", 0.0, 0.5),
+    "model.hidden": ("choice", [[32], [128], [128, 64]]),
+    "model.dropout": ("float", 0.0, 0.5),
     "warmup": ("float", 0.0, 0.2),
-    "schedule": ("choice", ["cosine", "constant"]),
+    "schedule": ("choice", ["warmup(cosine)", "warmup(constant)"]),
+}
+WARMUP = {
+    "lr": ("log", 1e-3, 1e-1),
+    "warmup": ("float", 0.0, 0.5),
+    "weight_decay": ("log", 1e-6, 1e-2),
+    "model.dropout": ("float", 0.0, 0.3),
+}
+#: name -> (built-in data set, rows, search space, cv folds, where the pruner's settings were chosen)
+PROBLEMS = {
+    "digits": ("digits", None, GENERIC, None, "chosen"),
+    "breast_cancer-cv": ("breast_cancer", None, GENERIC, 5, "chosen"),
+    "mnist1d": ("mnist1d", 4000, GENERIC, None, "held out"),
+    "mnist1d-warmup": ("mnist1d", 4000, WARMUP, None, "held out"),
 }
 
 
-def load(name: str) -> dict[str, np.ndarray]:
-    """60/20/20 stratified split, standardised on the training rows."""
-    from sklearn import datasets
-    from sklearn.model_selection import train_test_split
+class TopKAfterFirstEpoch(optuna.pruners.BasePruner):
+    """The cheapest baseline: after epoch 1, go on only if fewer than ``k`` trials had a better epoch-1 value."""
 
-    loader = {"digits": datasets.load_digits, "breast_cancer": datasets.load_breast_cancer}[name]
-    X, y = loader(return_X_y=True)
-    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.2, stratify=y, random_state=0)
-    X_tr, X_va, y_tr, y_va = train_test_split(
-        X_tr, y_tr, test_size=0.25, stratify=y_tr, random_state=0
-    )
-    mu, sd = X_tr.mean(0), X_tr.std(0)
-    sd = np.where(sd > 0, sd, 1.0)  # digits has pixels that are constant in the training rows
-    f = lambda a: ((a - mu) / sd).astype(np.float32)  # noqa: E731
+    def __init__(self, k: int = 5) -> None:
+        self.k = k
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        """Prune at epoch 1 when k other trials reported a better epoch-1 value."""
+        if trial.last_step != 1:
+            return False
+        mine = trial.intermediate_values[1]
+        if not math.isfinite(mine):
+            return True
+        sign = 1.0 if study.direction == optuna.study.StudyDirection.MINIMIZE else -1.0
+        others = [
+            t.intermediate_values[1]
+            for t in study.get_trials(deepcopy=False)
+            if t.number != trial.number and 1 in t.intermediate_values
+        ]
+        better = sum(1 for v in others if math.isfinite(v) and sign * v < sign * mine)
+        return better >= self.k
+
+
+def make_pruner(row: str, settings: dict[str, Any]) -> Any:
+    """The pruner of a row (resources matched to the 30-epoch budget)."""
+    from epochpilot.tune_pruner import EpochpilotPruner
+
+    if row == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=3, reduction_factor=3)
+    if row == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=3, max_resource=EPOCHS, reduction_factor=3
+        )
+    if row == "top5_epoch1":
+        return TopKAfterFirstEpoch(5)
+    if row == "epochpilot":
+        return EpochpilotPruner(**settings)
+    return row  # none | median (Optuna's defaults)
+
+
+# -- the problems as jobs ----------------------------------------------------------------------------------
+
+
+def job_tables(problem: str, data_dir: Path, seed: int) -> dict[str, Any]:
+    """The job of ``problem`` (its data written once as a CSV under ``data_dir``), training with ``seed``."""
+    from epochpilot.data import write_builtin_csv
+
+    builtin, n, _space, _cv, _ = PROBLEMS[problem]
+    csv = data_dir / f"{builtin}-{n or 'all'}.csv"
+    if not csv.exists():
+        tmp = csv.with_suffix(f".{os.getpid()}.tmp")
+        write_builtin_csv(builtin, tmp, **({"n_samples": n} if n else {}))
+        os.replace(tmp, csv)
     return {
-        "X_tr": f(X_tr),
-        "y_tr": y_tr,
-        "X_va": f(X_va),
-        "y_va": y_va,
-        "X_te": f(X_te),
-        "y_te": y_te,
+        "data": {"csv": str(csv), "target": "target", "val_fraction": 0.2, "test_fraction": 0.2},
+        "model": {"factory": "epochpilot.models:mlp", "hidden": [128, 64], "dropout": 0.1},
+        "train": {
+            "max_epochs": EPOCHS,
+            "batch_size": 128,
+            "optimizer": "adamw",
+            "lr": 3e-3,
+            "weight_decay": 1e-4,
+            "schedule": "warmup(cosine)",
+            "warmup": 0.05,
+            "stopper": "early",
+            "patience": 5,
+            "monitor": "val_loss",
+            "mode": "min",
+            "seed": seed,
+            "tensorboard": False,
+            "checkpoint_every": None,
+        },
     }
 
 
-class Objective:
-    """Train one trial; the value is its best val_loss, test accuracy of that checkpoint is recorded."""
+def job(problem: str, data_dir: Path, seed: int) -> Any:
+    from epochpilot.job import spec_from_tables
 
-    def __init__(self, data: dict[str, np.ndarray], epochs: int, seed: int) -> None:
-        self.data, self.epochs, self.seed = data, epochs, seed
-        self.n_epochs = 0
-
-    def __call__(self, trial: optuna.Trial, p: dict) -> float:
-        d = self.data
-        n_in, n_out = d["X_tr"].shape[1], int(d["y_tr"].max()) + 1
-        torch.manual_seed(self.seed)
-        layers: list[torch.nn.Module] = []
-        width = n_in
-        for h in p["hidden"]:
-            layers += [torch.nn.Linear(width, h), torch.nn.ReLU(), torch.nn.Dropout(p["dropout"])]
-            width = h
-        model = torch.nn.Sequential(*layers, torch.nn.Linear(width, n_out))
-        steps = -(-len(d["X_tr"]) // p["batch_size"]) * self.epochs
-        name = p["schedule"] if p["warmup"] < 0.01 else f"warmup({p['schedule']})"
-        warm = max(1, int(p["warmup"] * steps)) if name.startswith("warmup") else None
-        try:
-            result = Trainer(
-                lr=p["lr"],
-                optimizer="adamw",
-                weight_decay=p["weight_decay"],
-                batch_size=p["batch_size"],
-                max_epochs=self.epochs,
-                schedule=parse(name, lr=p["lr"], total_steps=steps, warmup_steps=warm),
-                stopper=EarlyStopping("val_loss", "min", patience=5),
-                loss_fn="cross_entropy",
-                seed=self.seed,
-                progress=False,
-                checkpoint_every=None,
-                grad_norm_every=0,
-                callbacks=[PruningCallback(trial)],
-            ).fit(model, (d["X_tr"], d["y_tr"]), (d["X_va"], d["y_va"]))
-        finally:
-            self.n_epochs += len(trial.storage.get_trial(trial._trial_id).intermediate_values)
-        with torch.no_grad():
-            pred = result.model.eval()(torch.from_numpy(d["X_te"])).argmax(1).numpy()
-        trial.set_user_attr("test_accuracy", float((pred == d["y_te"]).mean()))
-        return float(result.best_value)
+    tables = job_tables(problem, data_dir, seed)
+    tables["train"] = {k: v for k, v in tables["train"].items() if v is not None}
+    return spec_from_tables(tables, problem)
 
 
-def make_pruner(spec: str) -> object:
-    """A pruner name, or ``epochpilot:key=value,...`` for EpochpilotPruner settings (for exploring them)."""
-    name, _, rest = spec.partition(":")
-    if name != "epochpilot" or not rest:
-        return spec
-    kwargs = {k: json.loads(v) for k, v in (item.split("=") for item in rest.split(","))}
-    return EpochpilotPruner(**kwargs)
+def key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True)
 
 
-def run_study(data: dict, pruner: str, seed: int, trials: int, epochs: int) -> dict:
-    objective = Objective(data, epochs, seed)
-    pruner = make_pruner(pruner)
-    study = tune(
-        objective,
-        SPACE,
-        n_trials=trials,
-        storage=optuna.storages.InMemoryStorage(),
-        pruner=pruner,
-        seed=seed,
-    )
-    best = study.best_trial
-    pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
+class Cache:
+    """Full curves and refits of one (problem, seed), kept in a JSON file so that reruns reuse them."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, dict[str, Any]] = {"curves": {}, "refits": {}}
+        if path.exists():
+            self.data = json.loads(path.read_text())
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data))
+        os.replace(tmp, self.path)
+
+
+class Unit:
+    """One problem and seed: trains each configuration once (in full), refits winners, runs the studies."""
+
+    def __init__(self, problem: str, seed: int, out: Path) -> None:
+        self.problem, self.seed, self.out = problem, seed, out
+        self.space = PROBLEMS[problem][2]
+        self.cv = PROBLEMS[problem][3]
+        self.spec = job(problem, out / "data", seed)
+        self.cache = Cache(out / "cache" / f"{problem}-{seed}.json")
+        self.work = Path(tempfile.mkdtemp(prefix=f"tune-eff-{problem}-{seed}-"))
+        self.trained = 0
+
+    def curve(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The configuration's full run, from ``tune`` with every setting fixed and no pruning."""
+        k = key(params)
+        hit = self.cache.data["curves"].get(k)
+        if hit is not None:
+            return hit
+        from epochpilot.tune import tune
+
+        fixed = {name: ("choice", [value]) for name, value in params.items()}
+        with quiet():
+            study = tune(
+                self.spec,
+                fixed,
+                n_trials=1,
+                storage=optuna.storages.InMemoryStorage(),
+                pruner="none",
+                sampler="random",
+                seed=0,
+                run_dir=self.work / "curve",
+                cv=self.cv,
+            )
+        t = study.trials[0]
+        hit = {
+            "values": {str(e): v for e, v in sorted(t.intermediate_values.items())},
+            "lrs": t.user_attrs.get("epochpilot_lrs", []),
+            "budget": t.user_attrs.get("max_epochs", EPOCHS),
+            "state": t.state.name,
+            "value": t.value,
+        }
+        self.cache.data["curves"][k] = hit
+        self.cache.save()
+        self.trained += 1
+        return hit
+
+    def replay(self, trial: optuna.Trial, params: dict[str, Any]) -> float:
+        """The objective of every study: report the configuration's per-epoch values as PruningCallback does."""
+        from epochpilot.tune_pruner import pruned, record_lr
+
+        run = self.curve(dict(params))
+        trial.set_user_attr("max_epochs", int(run["budget"]))
+        lrs = run["lrs"]
+        for e_text, value in run["values"].items():
+            epoch = int(e_text)
+            if lrs:
+                record_lr(trial, epoch, lrs[min(epoch, len(lrs)) - 1])
+            trial.report(float(value) if value is not None else math.nan, epoch)
+            if trial.should_prune():
+                raise pruned(trial, epoch)
+        if run["state"] != "COMPLETE":
+            raise optuna.TrialPruned("no finite value")
+        return float(run["value"])
+
+    def study(self, row: str, sampler: str, settings: dict[str, Any]) -> dict[str, Any]:
+        from epochpilot.tune import parse_space, real_params, tune
+
+        study = tune(
+            self.replay,
+            self.space,
+            n_trials=TRIALS,
+            storage=optuna.storages.InMemoryStorage(),
+            pruner=make_pruner(row, settings),
+            sampler=sampler,
+            seed=self.seed,
+            run_dir=self.work / "study",
+        )
+        trials = study.trials
+        best = study.best_trial
+        space = parse_space(self.space)
+        return {
+            "epochs": sum(len(t.intermediate_values) for t in trials),
+            "pruned": [t.number for t in trials if t.state == optuna.trial.TrialState.PRUNED],
+            "best_number": best.number,
+            "best_value": best.value,
+            "best_params": best.params,
+            "params": [key(real_params(dict(t.params), space)) for t in trials],
+        }
+
+    def refit(self, params: dict[str, Any]) -> float:
+        """Mean test accuracy of ``params`` trained with ``REFIT_SEEDS`` fresh seeds by the job (run_job)."""
+        from epochpilot.pipeline import run_job
+        from epochpilot.tune import apply_params
+
+        scores = []
+        for i in range(REFIT_SEEDS):
+            fresh = 1000 + 10 * self.seed + i
+            k = f"{key(params)}|{fresh}"
+            if k not in self.cache.data["refits"]:
+                spec = apply_params(self.spec, {**params, "seed": fresh})
+                where = Path(tempfile.mkdtemp(dir=self.work)) / "refit"
+                with quiet():
+                    result = run_job(spec, run_dir=where, echo=lambda *_: None, write_report=False)
+                shutil.rmtree(where.parent)
+                self.cache.data["refits"][k] = float(result.test_metrics["accuracy"])
+                self.cache.save()
+            scores.append(self.cache.data["refits"][k])
+        return statistics.mean(scores)
+
+
+@contextlib.contextmanager
+def quiet() -> Any:
+    """Silence the trainer's console output and the per-trial warnings inside the benchmark."""
+    import logging
+
+    level = logging.getLogger("epochpilot").level
+    logging.getLogger("epochpilot").setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        logging.getLogger("epochpilot").setLevel(level)
+
+
+def run_unit(
+    problem: str, seed: int, out: Path, rows: list[str], samplers: list[str], settings: dict
+) -> dict[str, Any]:
+    """All studies of one problem and seed: {sampler: {row: result with its refit}}."""
+    import torch
+
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    started = time.perf_counter()
+    unit = Unit(problem, seed, out)
+    result: dict[str, Any] = {}
+    for sampler in samplers:
+        result[sampler] = {}
+        for row in rows:
+            r = unit.study(row, sampler, settings)
+            r["refit_accuracy"] = unit.refit(r["best_params"])
+            result[sampler][row] = r
     return {
-        "epochs": objective.n_epochs,
-        "test_accuracy": best.user_attrs["test_accuracy"],
-        "best_val_loss": best.value,
-        "pruned": pruned,
+        "problem": problem,
+        "seed": seed,
+        "result": result,
+        "trained": unit.trained,
+        "seconds": time.perf_counter() - started,
     }
+
+
+def verify(problem: str, out: Path, settings: dict[str, Any]) -> str:
+    """One real pruned study (tune on the job, PruningCallback, random sampler, seed 0) against its replay."""
+    import torch
+
+    from epochpilot.tune import tune
+
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    unit = Unit(problem, 0, out)
+    replayed = unit.study("epochpilot", "random", settings)
+    with quiet():
+        real = tune(
+            unit.spec,
+            unit.space,
+            n_trials=TRIALS,
+            storage=optuna.storages.InMemoryStorage(),
+            pruner=make_pruner("epochpilot", settings),
+            sampler="random",
+            seed=0,
+            run_dir=unit.work / "real",
+            cv=unit.cv,
+        )
+    real_epochs = sum(len(t.intermediate_values) for t in real.trials)
+    real_pruned = [t.number for t in real.trials if t.state == optuna.trial.TrialState.PRUNED]
+    same = (real_epochs, real_pruned, real.best_trial.number) == (
+        replayed["epochs"],
+        replayed["pruned"],
+        replayed["best_number"],
+    )
+    text = (
+        f"{problem}: real study {real_epochs} epochs, pruned {real_pruned}, best #{real.best_trial.number}; "
+        f"replay {replayed['epochs']} epochs, pruned {replayed['pruned']}, best #{replayed['best_number']}"
+    )
+    if not same:
+        raise SystemExit(f"replay check FAILED: {text}")
+    return f"replay check ok: {text}"
+
+
+# -- the table ------------------------------------------------------------------------------------------------
+
+
+def table(units: list[dict[str, Any]], rows: list[str], samplers: list[str]) -> str:
+    """The markdown table: per problem, sampler and pruner, paired with the unpruned study of each seed."""
+    lines = [
+        "| problem | sampler | pruner | epochs vs unpruned | winner cut (seeds) | refit test acc vs unpruned (pt, mean ± sd) | seeds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    by_problem: dict[str, list[dict[str, Any]]] = {}
+    for u in units:
+        by_problem.setdefault(u["problem"], []).append(u)
+    for problem, group in by_problem.items():
+        where = PROBLEMS[problem][4]
+        for sampler in samplers:
+            for row in rows:
+                ratios, diffs, cut = [], [], 0
+                for u in group:
+                    base = u["result"][sampler]["none"]
+                    r = u["result"][sampler][row]
+                    ratios.append(r["epochs"] / base["epochs"])
+                    diffs.append(100 * (r["refit_accuracy"] - base["refit_accuracy"]))
+                    cut += base["best_number"] in r["pruned"]
+                sd = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+                winner = f"{cut}/{len(group)}" if sampler == "random" else "-"
+                lines.append(
+                    f"| {problem} ({where}) | {sampler} | {row} | {statistics.mean(ratios):.2f} | {winner} | "
+                    f"{statistics.mean(diffs):+.2f} ± {sd:.2f} | {len(group)} |"
+                )
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datasets", nargs="+", default=["digits", "breast_cancer"])
-    parser.add_argument("--pruners", nargs="+", default=list(PRUNERS))
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=list(SAMPLERS))
+    parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument(
-        "--out", type=Path, default=ROOT / "bench" / "results" / "tune_efficiency.json"
+        "--jobs", type=int, default=1, help="processes (each trains with one thread)"
+    )
+    parser.add_argument(
+        "--epochpilot",
+        default="",
+        help="EpochpilotPruner settings, e.g. 'probability=0.1,n_startup_trials=3' (default: its defaults)",
+    )
+    parser.add_argument("--verify", action="store_true", help="also run one real study per problem")
+    parser.add_argument(
+        "--out", type=Path, help="folder for results and the curve cache (default: temp)"
     )
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if "none" not in args.rows:
+        args.rows.insert(0, "none")
+    settings = {
+        k: json.loads(v)
+        for k, v in (item.split("=", 1) for item in args.epochpilot.split(",") if item)
+    }
+    out = args.out or Path(tempfile.mkdtemp(prefix="tune-efficiency-"))
+    for sub in ("data", "cache", "units"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    for problem in args.problems:  # the CSVs first, once, before the processes share them
+        job_tables(problem, out / "data", 0)
     started = time.perf_counter()
-    results: dict[str, dict[str, list[dict]]] = {}
-    for name in args.datasets:
-        data = load(name)
-        results[name] = {}
-        for pruner in args.pruners:
-            runs = []
-            for seed in range(args.seeds):
-                t0 = time.perf_counter()
-                runs.append(run_study(data, pruner, seed, args.trials, args.epochs))
-                r = runs[-1]
-                print(
-                    f"{name:14s} {pruner:11s} seed {seed}: {r['epochs']:4d} epochs, {r['pruned']:2d} pruned, "
-                    f"test acc {r['test_accuracy']:.4f} ({time.perf_counter() - t0:.0f} s)",
-                    flush=True,
-                )
-            results[name][pruner] = runs
-    print_table(results, args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=1
+    work = [(p, s) for s in range(args.seeds) for p in args.problems]
+    units: list[dict[str, Any]] = []
+    with ProcessPoolExecutor(max(1, args.jobs)) as pool:
+        futures = [
+            pool.submit(run_unit, p, s, out, args.rows, args.samplers, settings) for p, s in work
+        ]
+        checks = (
+            [pool.submit(verify, p, out, settings) for p in args.problems] if args.verify else []
         )
-    )
-    print(f"\n{time.perf_counter() - started:.0f} s in all; raw results in {args.out}")
-
-
-def print_table(results: dict, args: argparse.Namespace) -> None:
-    print(
-        f"\n{args.trials} trials x {args.seeds} seeds per cell, budget {args.epochs} epochs per trial; "
-        "ratios to no pruning (mean over seeds)"
-    )
-    head = f"{'data set':14s} {'pruner':11s} {'epochs':>7s} {'ratio':>6s} {'pruned':>7s} {'best test acc':>16s} {'ratio':>6s}"
-    print(head)
-    print("-" * len(head))
-    for name, by_pruner in results.items():
-        base = by_pruner.get("none")
-        base_ep = statistics.mean(r["epochs"] for r in base) if base else float("nan")
-        base_acc = statistics.mean(r["test_accuracy"] for r in base) if base else float("nan")
-        for pruner, runs in by_pruner.items():
-            ep = statistics.mean(r["epochs"] for r in runs)
-            accs = [r["test_accuracy"] for r in runs]
-            acc = statistics.mean(accs)
-            sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
-            pr = statistics.mean(r["pruned"] for r in runs)
+        for f in futures:
+            u = f.result()
+            units.append(u)
+            (out / "units" / f"{u['problem']}-{u['seed']}.json").write_text(json.dumps(u))
             print(
-                f"{name:14s} {pruner:11s} {ep:7.0f} {ep / base_ep:6.2f} {pr:7.1f} "
-                f"{acc:9.4f} ± {sd:.4f} {acc / base_acc:6.3f}"
+                f"{u['problem']:18s} seed {u['seed']}: {u['trained']:3d} configurations trained, "
+                f"{u['seconds']:.0f} s",
+                flush=True,
             )
+        for f in checks:
+            print(f.result(), flush=True)
+    units.sort(key=lambda u: (list(PROBLEMS).index(u["problem"]), u["seed"]))
+    text = table(units, args.rows, args.samplers)
+    print(
+        f"\n{TRIALS} trials per study, {EPOCHS}-epoch budget, seeds 0..{args.seeds - 1}; epochpilot pruner "
+        f"settings: {settings or 'defaults'}; {time.perf_counter() - started:.0f} s\n"
+    )
+    print(text)
+    (out / "table.md").write_text(text + "\n")
+    print(f"\nresults in {out}")
 
 
 if __name__ == "__main__":

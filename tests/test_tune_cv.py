@@ -28,6 +28,15 @@ def _job(tmp_path, data="wine", extra_data="", train=""):
     return path
 
 
+def _fold_values(trial, monitor="val_loss"):
+    """Each fold's per-epoch monitored values, from its history.jsonl."""
+    out = []
+    for i in range(1, trial.user_attrs["cv_k"] + 1):
+        path = f"{trial.user_attrs['run_dir']}/fold-{i}/history.jsonl"
+        out.append([json.loads(line)[monitor] for line in open(path)])
+    return out
+
+
 def _fold_bests(trial, monitor="val_loss", mode="min"):
     pick = min if mode == "min" else max
     out = []
@@ -47,11 +56,17 @@ def test_cv_value_is_the_mean_of_the_fold_bests_and_cv_epoch_is_recorded(tmp_pat
         assert len(bests) == 3 and t.user_attrs["cv_k"] == 3
         assert t.value == pytest.approx(sum(bests) / 3)
         assert t.user_attrs["cv_fold_best"] == pytest.approx(bests)
-        # one report per epoch: the fold-mean of that epoch; cv_epoch is the best of those means
+        # one report per epoch: the mean of the folds' bests up to it (the last is the trial's value);
+        # cv_epoch is the epoch of the best raw fold-mean
+        folds = _fold_values(t)
         assert sorted(t.intermediate_values) == [1, 2, 3, 4]
-        curve = t.intermediate_values
-        assert t.user_attrs["cv_epoch"] == min(curve, key=curve.get)
-        assert t.user_attrs["cv_epoch_value"] == pytest.approx(min(curve.values()))
+        for e in range(1, 5):
+            running = [min(v[:e]) for v in folds]
+            assert t.intermediate_values[e] == pytest.approx(sum(running) / 3)
+        assert t.intermediate_values[4] == pytest.approx(t.value)
+        raw = {e: sum(v[e - 1] for v in folds) / 3 for e in range(1, 5)}
+        assert t.user_attrs["cv_epoch"] == min(raw, key=raw.get)
+        assert t.user_attrs["cv_epoch_value"] == pytest.approx(min(raw.values()))
         assert t.user_attrs["epochs_run"] == 12
 
 

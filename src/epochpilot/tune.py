@@ -217,8 +217,8 @@ def tune(
     the ones that ran, and its ``best_params`` hold list choices as lists.
 
     ``cv=k`` (job objectives only) scores each trial by k-fold cross-validation over the job's training and
-    validation rows: the value is the mean of the folds' best monitored values, the fold-mean of each epoch
-    is reported for pruning, and the trial's ``cv_epoch`` attribute is the epoch to refit for (see
+    validation rows: the value is the mean of the folds' best monitored values, the mean of the folds' bests
+    up to each epoch is reported for pruning, and the trial's ``cv_epoch`` attribute is the epoch to refit for (see
     :mod:`epochpilot.tune_cv`). Without ``cv``, a validation split too small to separate trials is named in
     one warning line per study.
     """

@@ -4,9 +4,11 @@ Each trial trains the job's model on k folds of its training + validation rows (
 scaling is fitted once on those rows, as ``epochpilot cv`` does) and its value is the mean over folds of each
 fold's best monitored value. The folds train **epoch-synchronously**: one thread per fold, a baton passed
 after each epoch so exactly one fold runs at a time (same results every run), and after every fold has done
-epoch e the mean of the folds' epoch-e values is reported to Optuna at step e. So the pruner sees one curve
-per trial, of the quantity the study optimises, on the trial's own epoch axis (warmup and budget as without
-cv), and a pruned trial stops all its folds at once. ``cv_epoch`` (the epoch of the best fold-mean, the one
+epoch e the mean over folds of each fold's best value up to e (a fold that stopped early keeps its best) is
+reported to Optuna at step e: the value the trial would have if it ended there; its last report is the
+trial's value. So the pruner sees one curve per trial, of the quantity the study optimises, on the trial's
+own epoch axis (warmup and budget as without cv), and a pruned trial stops all its folds at once. (The mean
+of the raw epoch-e values jumps when a fold stops early and leaves it; the running bests do not.) ``cv_epoch`` (the epoch of the best fold-mean, the one
 to refit for) is recorded as a trial attribute.
 """
 
@@ -101,10 +103,14 @@ class _Abort(BaseException):
 
 class _Lockstep:
     """One baton for k fold threads: fold i runs only on its turn, hands over after each epoch; the fold
-    that completes epoch e last reports the fold-mean at e and asks the pruner."""
+    that completes epoch e last reports the mean of the folds' best values up to e and asks the pruner."""
 
-    def __init__(self, trial: optuna.Trial, k: int, monitor: str) -> None:
+    def __init__(self, trial: optuna.Trial, k: int, monitor: str, mode: str = "min") -> None:
         self.trial, self.k, self.monitor = trial, k, monitor
+        self.sign = 1.0 if mode == "min" else -1.0
+        self.best: dict[
+            int, float
+        ] = {}  # fold -> its best value so far, internal units (lower is better)
         self.cond = threading.Condition()
         self.turn = 0
         self.alive = set(range(k))
@@ -135,8 +141,11 @@ class _Lockstep:
             reached = self.values.get(e)
             if not reached:
                 return
-            finite = [v for v in reached.values() if math.isfinite(v)]
-            mean = sum(finite) / len(finite) if len(finite) == len(reached) else math.nan
+            mean = math.nan  # a fold that diverged at e makes the trial's value undefined
+            if all(math.isfinite(v) for v in reached.values()):
+                for fold, v in reached.items():
+                    self.best[fold] = min(self.best.get(fold, math.inf), self.sign * v)
+                mean = self.sign * sum(self.best.values()) / len(self.best)
             self.trial.report(mean, e)
             self.reported = e
             if self.trial.should_prune():
@@ -245,7 +254,7 @@ class KFoldJobObjective:
         spec = apply_params(self.spec, params)
         monitor, mode = spec.train.monitor, spec.train.mode
         check_batch_size(spec, min(len(tr) for tr, _ in folds))
-        step = _Lockstep(trial, len(folds), monitor)
+        step = _Lockstep(trial, len(folds), monitor, mode)
         results: list[Any] = [None] * len(folds)
         base = self.run_dir / "trials" / f"trial-{trial.number:04d}"
 

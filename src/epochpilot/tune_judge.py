@@ -1,20 +1,25 @@
 """The epochpilot pruner's decision math, pure (no optuna, no torch): judge one trial's learning curve.
 
 A trial is judged only once its learning rate is in the regime it will be judged in, like with like, and on
-its own forecast:
+its own curve:
 
 1. ``not_finite``: the last value is NaN or infinite (the run diverged): prune at once, warmup or not.
 2. **Grace**: no judgement before the trial's *judged-from* epoch: the first epoch that runs wholly after its
    warmup (``warmup_epochs``) and at >= 90% of the peak of its per-epoch learning rates (``lrs``), and never
-   before ``min_epochs``; when neither is known, ``max(min_epochs, ceil(grace_fraction * budget))``. Only the
-   values from that epoch on are fitted, and the fit needs ``MIN_FIT_POINTS`` of them.
-3. **Rung**: the trial's best so far at epoch ``e`` is ranked among the completed trials' best values at the
-   same epoch ``e``; a trial ahead of ``rung_quantile`` of them (default: the median) is kept.
-4. ``behind_best``: the learning-curve ensemble behind :class:`~epochpilot.stopping.forecast.Forecast`, fitted
-   to the trial's own curve from its judged-from epoch, forecasts its best value by the end of its budget with
-   an uncertainty (the ensemble's spread, times ``epochs left / epochs fitted`` when the forecast reaches
-   further than the curve it was fitted to, plus one epoch's noise); the trial is pruned only when
-   ``P(that beats the study's best value) < probability`` (default 0.05).
+   before ``min_epochs``; when neither is known, ``max(min_epochs, ceil(grace_fraction * budget))``.
+3. A trial whose best so far matches the study's best is kept.
+4. **Rung**: the trial's best so far at epoch ``e`` is ranked among the completed trials' best values at the
+   same epoch ``e``; a trial ahead of ``rung_quantile`` of them (default: half) is kept.
+5. ``out_of_reach``: the trial's own rate (how much its best improved per epoch over the last ``window``
+   epochs since its judged-from epoch), taken ``optimism`` times (0.2) until the end of its budget, still
+   leaves it behind the study's best by more than ``margin`` (1%, relative). A learning curve after its
+   warmup flattens, so a straight line at its current rate is already more than it will gain; the
+   fraction and the margin were chosen on two of the benchmark's four problems (``bench/tune_efficiency.py``).
+6. ``behind_best``: the learning-curve ensemble behind :class:`~epochpilot.stopping.forecast.Forecast`, fitted
+   to the trial's own curve from its judged-from epoch (``MIN_FIT_POINTS`` of them), forecasts its best value
+   by the end of its budget with an uncertainty (the ensemble's spread, times ``epochs left / epochs fitted``
+   when the forecast reaches further than the curve it was fitted to, plus one epoch's noise); the trial is
+   pruned when ``P(that beats the study's best value) < probability`` (default 0.01; 0 turns it off).
 
 Every input is stored in the study (the curves, the trial's user attributes), so a decision can be recomputed.
 """
@@ -30,7 +35,7 @@ import numpy as np
 from epochpilot.stopping._curvefit import fit_forecast
 from epochpilot.stopping.forecast import FIT_OPTIONS, MIN_FIT_POINTS
 
-__all__ = ["PruneDecision", "best_so_far", "judge", "judged_from", "p_beat"]
+__all__ = ["PruneDecision", "best_so_far", "judge", "judged_from", "p_beat", "recent_rate"]
 
 #: an epoch runs "in the regime it is judged in" once its learning rate is at least this fraction of the peak
 LR_REGIME = 0.9
@@ -118,6 +123,20 @@ def p_beat(
     return 0.5 * (1.0 + math.erf((target - fc.best) / (sd * math.sqrt(2.0))))
 
 
+def recent_rate(
+    curve: Mapping[int, float], epoch: int, first: int, sign: float = 1.0, window: int = 2
+) -> float:
+    """How much the best so far improved per epoch over the last ``window`` epochs (>= 0, internal units),
+    from epoch ``first - 1`` at the earliest (progress at a warmup's lower learning rate is not the rate);
+    inf when there is no earlier epoch to measure from (no bound can be drawn)."""
+    start = max(epoch - window, first - 1, 1)
+    now = best_so_far(curve, epoch, sign)
+    then = best_so_far(curve, start, sign)
+    if now is None or then is None or epoch <= start:
+        return math.inf
+    return max(then - now, 0.0) / (epoch - start)
+
+
 def judge(
     curve: Mapping[int, float],
     *,
@@ -127,10 +146,13 @@ def judge(
     budget: int | None = None,
     warmup_epochs: float | None = None,
     lrs: Sequence[float] | None = None,
-    probability: float = 0.05,
+    probability: float = 0.01,
     min_epochs: int = 3,
     grace_fraction: float = 0.1,
     rung_quantile: float = 0.5,
+    optimism: float = 0.2,
+    window: int = 2,
+    margin: float = 0.01,
 ) -> PruneDecision:
     """Decide for a trial with per-epoch values ``curve`` (see the module docstring for the rules).
 
@@ -173,6 +195,22 @@ def judge(
         )
     if not budget or budget <= epoch:
         return PruneDecision(False, "", f"epoch {epoch}: no budget left to forecast")
+    start = max(epoch - window, first - 1, 1)
+    rate = recent_rate(curve, epoch, first, sign, window)
+    reach = mine - optimism * rate * (budget - epoch)
+    if reach > goal + margin * abs(goal):
+        return PruneDecision(
+            True,
+            "out_of_reach",
+            f"best {show(mine)} at epoch {epoch}, improving {rate:.3g} per epoch since epoch {start}: even "
+            f"{optimism:g}x that rate until epoch {budget} ends at {show(reach)}, behind the study's best "
+            f"{show(goal)} by more than {margin:.0%}",
+            0.0,
+        )
+    if probability <= 0:
+        return PruneDecision(
+            False, "", f"best {show(mine)} at epoch {epoch} may still reach {show(goal)}"
+        )
     points = sorted((e, sign * v) for e, v in curve.items() if e >= first and math.isfinite(v))
     p = p_beat([e for e, _ in points], [v for _, v in points], goal, budget)
     if p is None:

@@ -211,14 +211,20 @@ class EpochpilotPruner(optuna.pruners.BasePruner):
     def __init__(
         self,
         *,
-        probability: float = 0.05,
-        n_startup_trials: int = 3,
+        probability: float = 0.01,
+        n_startup_trials: int = 1,
         min_epochs: int = 3,
         grace_fraction: float = 0.1,
         rung_quantile: float = 0.5,
+        optimism: float = 0.2,
+        window: int = 2,
+        margin: float = 0.01,
     ) -> None:
         check_int("min_epochs", min_epochs, minimum=1)
         check_int("n_startup_trials", n_startup_trials, minimum=0)
+        check_int("window", window, minimum=1)
+        check_float("optimism", optimism, minimum=0.0)
+        check_float("margin", margin, minimum=0.0)
         for name, value in (
             ("probability", probability),
             ("grace_fraction", grace_fraction),
@@ -232,6 +238,9 @@ class EpochpilotPruner(optuna.pruners.BasePruner):
         self.min_epochs = min_epochs
         self.grace_fraction = float(grace_fraction)
         self.rung_quantile = float(rung_quantile)
+        self.optimism = float(optimism)
+        self.window = int(window)
+        self.margin = float(margin)
         self._decisions: dict[int, PruneDecision] = {}
 
     def decide(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> PruneDecision:
@@ -240,10 +249,18 @@ class EpochpilotPruner(optuna.pruners.BasePruner):
         mode = "max" if study.direction == optuna.study.StudyDirection.MAXIMIZE else "min"
         sign = 1.0 if mode == "min" else -1.0
         done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        scored = [t for t in done if t.value is not None and math.isfinite(t.value)]
+        # the study's best in the quantity the curves report (like with like, whatever the objective returns):
+        # a completed trial's best reported value, else its value
+        finals = []
+        for t in done:
+            reported = best_so_far(t.intermediate_values, math.inf, sign)
+            if reported is not None:
+                finals.append(reported)
+            elif t.value is not None and math.isfinite(t.value):
+                finals.append(sign * t.value)
         target = None
-        if scored and len(done) >= self.n_startup_trials:
-            target = sign * min(sign * t.value for t in scored)  # type: ignore[operator]
+        if finals and len(done) >= self.n_startup_trials:
+            target = sign * min(finals)
         epoch = max(curve) if curve else 0
         rung = []
         for t in done:
@@ -258,6 +275,7 @@ class EpochpilotPruner(optuna.pruners.BasePruner):
             )
         warmup = trial.user_attrs.get(WARMUP_ATTR)
         lrs = trial.user_attrs.get(LRS_ATTR)
+
         return judge(
             curve,
             mode=mode,
@@ -270,6 +288,9 @@ class EpochpilotPruner(optuna.pruners.BasePruner):
             min_epochs=self.min_epochs,
             grace_fraction=self.grace_fraction,
             rung_quantile=self.rung_quantile,
+            optimism=self.optimism,
+            window=self.window,
+            margin=self.margin,
         )
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
@@ -294,5 +315,8 @@ class EpochpilotPruner(optuna.pruners.BasePruner):
             "min_epochs": self.min_epochs,
             "grace_fraction": self.grace_fraction,
             "rung_quantile": self.rung_quantile,
+            "optimism": self.optimism,
+            "window": self.window,
+            "margin": self.margin,
         }
         return f"EpochpilotPruner({', '.join(f'{k}={v!r}' for k, v in args.items())})"
