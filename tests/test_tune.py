@@ -3,7 +3,6 @@ shared by worker processes, bad storage, and a config-driven study that trains a
 
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import sys
@@ -23,7 +22,8 @@ from epochpilot.tune import (
     parse_space,
     tune,
 )
-from epochpilot.tune_pruner import EpochpilotPruner, prune_decision
+from epochpilot.tune_judge import judge
+from epochpilot.tune_pruner import EpochpilotPruner
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _postgres import postgres_url  # noqa: E402, F401 - a fixture
@@ -98,65 +98,6 @@ def test_apply_params_routes_model_arguments():
     assert spec.model.kwargs == {"hidden": [128, 64], "dropout": 0.3}
 
 
-# -- the pruner's rules (pure) ---------------------------------------------------------------------------------
-
-
-def curve(values, start=1):
-    return {e: float(v) for e, v in enumerate(values, start)}
-
-
-BEST = curve([1.0, 0.6, 0.45, 0.4, 0.38, 0.37, 0.365, 0.36, 0.355, 0.35, 0.348, 0.345])
-
-
-def test_nan_prunes_at_once_even_without_a_best_trial():
-    d = prune_decision(curve([1.0, math.nan]), None, mode="min")
-    assert d.prune and d.reason == "not_finite"
-
-
-def test_nothing_is_pruned_before_min_epochs_or_without_a_best_trial():
-    assert not prune_decision(curve([9.0, 9.0]), BEST, mode="min", min_epochs=3).prune
-    assert not prune_decision(curve([9.0] * 6), None, mode="min").prune
-
-
-def test_behind_best_uses_the_catch_up_allowance():
-    # at epoch 3 the best trial was at 0.45 and still gained 0.105 (to 0.345)
-    slow = curve([1.2, 0.8, 0.53])
-    assert not prune_decision(
-        slow, BEST, mode="min", catch_up=2.0
-    ).prune  # 0.53 - 2 * 0.105 < 0.345
-    far = curve([1.2, 0.9, 0.7])
-    d = prune_decision(far, BEST, mode="min", catch_up=2.0)
-    assert d.prune and d.reason == "behind_best" and "epoch 3" in d.message
-    assert not prune_decision(far, BEST, mode="min", catch_up=4.0).prune
-
-
-def test_patience_prunes_a_stalled_trial_that_is_worse_than_the_best():
-    stalled = curve([0.7, 0.5, 0.41, 0.42, 0.43, 0.42, 0.44, 0.43])
-    d = prune_decision(stalled, BEST, mode="min", patience=4, catch_up=10.0, forecast=False)
-    assert d.prune and d.reason == "patience"
-    # the same curve leading the study is never pruned (the trial's own stopper decides when it ends)
-    leader = curve([0.7, 0.5, 0.30, 0.31, 0.32, 0.31, 0.33, 0.32])
-    assert not prune_decision(leader, BEST, mode="min", patience=4, catch_up=10.0).prune
-
-
-def test_forecast_prunes_a_curve_flattening_above_the_best():
-    flat = {e: 0.5 + 0.3 / e for e in range(1, 9)}
-    d = prune_decision(flat, BEST, mode="min", budget=30, catch_up=100.0, patience=50)
-    assert d.prune and d.reason == "forecast" and "P(beating" in d.message
-    assert not prune_decision(
-        flat, BEST, mode="min", budget=30, catch_up=100.0, patience=50, forecast=False
-    ).prune
-
-
-def test_max_mode_mirrors_min_mode():
-    flip = {e: -v for e, v in BEST.items()}
-    far = {e: -v for e, v in curve([1.2, 0.9, 0.7]).items()}
-    assert prune_decision(far, flip, mode="max").reason == "behind_best"
-    assert not prune_decision(
-        {e: -v for e, v in curve([1.0, 0.5, 0.3]).items()}, flip, mode="max"
-    ).prune
-
-
 def test_pruner_prunes_bad_trials_in_a_study_and_records_the_reason():
     pruner = EpochpilotPruner(n_startup_trials=2)
     study = optuna.create_study(pruner=pruner, sampler=optuna.samplers.RandomSampler(seed=1))
@@ -176,7 +117,7 @@ def test_pruner_prunes_bad_trials_in_a_study_and_records_the_reason():
     worst = trials[2]
     assert (
         worst.state == optuna.trial.TrialState.PRUNED
-        and pruner.last_decision(2).reason == "behind_best"
+        and pruner.last_decision(2).reason == "out_of_reach"
     )
     assert study.best_trial.params["x"] == pytest.approx(0.3, abs=0.1)
     for t in trials:  # never prunes a trial that would have beaten the best at its time
@@ -439,26 +380,22 @@ def test_a_trial_at_least_as_good_as_the_best_is_never_pruned(mine, theirs, mode
     target = min(sign * v for v in theirs)
     # clip the trial's curve so it beats the best trial's final value at every epoch
     curve = {e: sign * min(sign * v, target) for e, v in enumerate(mine, 1)}
-    best = dict(enumerate(theirs, 1))
-    assert not prune_decision(curve, best, mode=mode, budget=30).prune
+    d = judge(curve, mode=mode, target=sign * target, rung=theirs, budget=30, min_epochs=1)
+    assert not d.prune
 
 
 @settings(max_examples=80, deadline=None)
 @given(
     st.lists(finite, min_size=3, max_size=12),
-    st.lists(finite, min_size=3, max_size=12),
-    st.floats(1.0, 5.0),
+    st.floats(-3.0, 3.0),
+    st.floats(0.0, 1.0),
+    st.floats(0.0, 1.0),
 )
-def test_more_catch_up_never_prunes_behind_best_more(mine, theirs, catch_up):
-    curve, best = dict(enumerate(mine, 1)), dict(enumerate(theirs, 1))
-    strict = prune_decision(
-        curve, best, mode="min", catch_up=catch_up, forecast=False, patience=100
-    )
-    lenient = prune_decision(
-        curve, best, mode="min", catch_up=catch_up + 1.0, forecast=False, patience=100
-    )
-    if lenient.prune:
-        assert strict.prune
+def test_a_larger_line_fraction_never_prunes_more(mine, target, fraction, more):
+    curve = dict(enumerate(mine, 1))
+    kwargs = dict(mode="min", target=target, budget=30, min_epochs=1, probability=0.0)
+    if judge(curve, line_fraction=fraction + more, **kwargs).prune:
+        assert judge(curve, line_fraction=fraction, **kwargs).prune
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""The "epochpilot" Optuna pruner: prune a trial only when it is unlikely to beat the study's best.
+"""The "epochpilot" Optuna pruner: prune a trial only when it cannot, or is unlikely to, beat the study's best.
 
 A trial reports its monitored validation value once per epoch (step = epoch, 1-based). Once
 ``n_startup_trials`` trials have completed, :class:`EpochpilotPruner` judges it with
@@ -6,31 +6,26 @@ A trial reports its monitored validation value once per epoch (step = epoch, 1-b
 or before its learning rate reached its peak regime (read from the trial's user attributes
 ``epochpilot_warmup_epochs`` / ``epochpilot_lrs``, recorded with :func:`record_schedule` / :func:`record_lr`;
 unknown: a grace of ``max(min_epochs, 10% of the budget)`` epochs), kept while it is ahead of half of the
-completed trials at the same epoch (rung statistics), and pruned (``behind_best``) only when the forecast of
-its own curve gives ``P(beating the study's best by its budget's end) < probability``. A NaN value prunes at
-once (``not_finite``). The reason is kept for :meth:`EpochpilotPruner.reason`.
-
-:func:`prune_decision` keeps the previous rules (behind the best trial at the same epoch with a catch-up
-allowance, patience, forecast), a pure function of two stored curves, for comparison.
+completed trials at the same epoch (rung statistics), pruned (``out_of_reach``) when what its own curve
+projects it to gain by its budget's end leaves it behind the study's best, or
+(``behind_best``) when the forecast of its own curve gives ``P(beating the study's best by its budget's end)
+< probability``. A NaN value prunes at once (``not_finite``). The reason is kept for
+:meth:`EpochpilotPruner.reason` and saved on the trial by :func:`pruned`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import optuna
 
-from epochpilot.stopping import EarlyStopping
 from epochpilot.stopping.base import check_float, check_int
 from epochpilot.tune_judge import PruneDecision, best_so_far, judge
 
 __all__ = [
     "EpochpilotPruner",
     "PruneDecision",
-    "prune_decision",
     "pruned",
     "record_lr",
     "record_schedule",
@@ -83,109 +78,6 @@ def pruned(trial: optuna.Trial, epoch: int, note: str = "") -> optuna.TrialPrune
     return optuna.TrialPruned(message)
 
 
-_best_so_far = best_so_far
-
-
-def _p_beat(
-    curve: Mapping[int, float], sign: float, target: float, budget: int, epoch: int
-) -> float | None:
-    """P(the trial's best over epochs epoch+1..budget beats ``target``), internal units (lower is better).
-
-    Uses the learning-curve ensemble behind :class:`~epochpilot.stopping.forecast.Forecast` (its forecast
-    best and spread, with Forecast's fit options); None when it is not available or cannot fit.
-    """
-    try:
-        from epochpilot.stopping._curvefit import fit_forecast
-        from epochpilot.stopping.forecast import FIT_OPTIONS, MIN_FIT_POINTS
-    except ImportError:  # pragma: no cover - forecast not available in this build
-        return None
-    points = sorted((e, sign * v) for e, v in curve.items() if math.isfinite(v))
-    if len(points) < MIN_FIT_POINTS or budget <= epoch:
-        return None
-    epochs = np.array([p[0] for p in points], dtype=float)
-    values = np.array([p[1] for p in points], dtype=float)
-    try:
-        fc = fit_forecast(epochs, values, budget - epoch, 0.0, **FIT_OPTIONS)
-    except (ValueError, TypeError, ArithmeticError, np.linalg.LinAlgError):
-        return None  # a curve the ensemble cannot fit: no forecast, no pruning on it
-    if not math.isfinite(fc.best):
-        return None
-    if fc.sd <= 0 or not math.isfinite(fc.sd):
-        return 1.0 if fc.best < target else 0.0
-    return 0.5 * (1.0 + math.erf((target - fc.best) / (fc.sd * math.sqrt(2.0))))
-
-
-def prune_decision(
-    curve: Mapping[int, float],
-    best_curve: Mapping[int, float] | None,
-    *,
-    mode: str,
-    budget: int | None = None,
-    min_epochs: int = 3,
-    patience: int = 5,
-    catch_up: float = 2.0,
-    confidence: float = 0.95,
-    forecast: bool = True,
-) -> PruneDecision:
-    """The previous rules (not used by :class:`EpochpilotPruner`): decide for a trial with per-epoch values
-    ``curve`` against the best completed trial's ``best_curve``.
-
-    ``mode`` is "min" or "max"; ``budget`` is the trial's epoch budget (for the forecast horizon; default:
-    the best trial's length). NaN values are skipped except the last, which prunes (``not_finite``).
-    """
-    if not curve:
-        return PruneDecision(False, "", "no value reported yet")
-    epoch = max(curve)
-    last = curve[epoch]
-    if not math.isfinite(last):
-        return PruneDecision(True, "not_finite", f"value {last} at epoch {epoch}: diverged")
-    if epoch < min_epochs:
-        return PruneDecision(False, "", f"epoch {epoch} < min_epochs {min_epochs}")
-    if not best_curve or not any(math.isfinite(v) for v in best_curve.values()):
-        return PruneDecision(False, "", "no completed trial to compare with yet")
-    sign = 1.0 if mode == "min" else -1.0
-    mine = _best_so_far(curve, epoch, sign)
-    target = _best_so_far(best_curve, max(best_curve), sign)
-    theirs = _best_so_far(best_curve, epoch, sign)
-    if mine is None or target is None or theirs is None:
-        return PruneDecision(False, "", "no finite value to compare yet")
-
-    def show(v: float) -> str:
-        return f"{sign * v:.4g}"
-
-    gain = theirs - target  # what the best trial still gained after this epoch (>= 0)
-    if epoch <= max(best_curve) and mine - catch_up * gain > target:
-        return PruneDecision(
-            True,
-            "behind_best",
-            f"best {show(mine)} by epoch {epoch} vs the best trial's {show(theirs)} at that epoch; even "
-            f"{catch_up:g}x its later gain ({gain:.3g}) would not reach its {show(target)}",
-        )
-    if mine > target:
-        stopper = EarlyStopping("value", mode, patience=patience)
-        decision = None
-        for e in sorted(curve):
-            if math.isfinite(curve[e]):
-                decision = stopper.update(e, {"value": curve[e]})
-        if decision is not None and decision.stop:
-            return PruneDecision(
-                True,
-                "patience",
-                f"{decision.message}; and its best {show(mine)} is worse than the best trial's {show(target)}",
-            )
-        if forecast:
-            horizon_end = int(budget) if budget else max(best_curve)
-            p = _p_beat(curve, sign, target, horizon_end, epoch)
-            if p is not None and p < 1.0 - confidence:
-                return PruneDecision(
-                    True,
-                    "forecast",
-                    f"forecast P(beating the best trial's {show(target)} by epoch {horizon_end}) = {p:.3f} "
-                    f"< {1.0 - confidence:.2f}",
-                )
-    return PruneDecision(False, "", f"best {show(mine)} by epoch {epoch}: keep going")
-
-
 class EpochpilotPruner(optuna.pruners.BasePruner):
     """Optuna pruner: prune a trial only when its forecast gives less than ``probability`` of beating the
     study's best by its budget's end; never inside its warmup (see the module docstring). Any sampler, any
@@ -211,19 +103,19 @@ class EpochpilotPruner(optuna.pruners.BasePruner):
     def __init__(
         self,
         *,
-        probability: float = 0.01,
+        probability: float = 0.05,
         n_startup_trials: int = 1,
         min_epochs: int = 3,
         grace_fraction: float = 0.1,
         rung_quantile: float = 0.5,
-        optimism: float = 0.2,
+        line_fraction: float = 0.2,
         window: int = 2,
         margin: float = 0.01,
     ) -> None:
         check_int("min_epochs", min_epochs, minimum=1)
         check_int("n_startup_trials", n_startup_trials, minimum=0)
         check_int("window", window, minimum=1)
-        check_float("optimism", optimism, minimum=0.0)
+        check_float("line_fraction", line_fraction, minimum=0.0)
         check_float("margin", margin, minimum=0.0)
         for name, value in (
             ("probability", probability),
@@ -238,7 +130,7 @@ class EpochpilotPruner(optuna.pruners.BasePruner):
         self.min_epochs = min_epochs
         self.grace_fraction = float(grace_fraction)
         self.rung_quantile = float(rung_quantile)
-        self.optimism = float(optimism)
+        self.line_fraction = float(line_fraction)
         self.window = int(window)
         self.margin = float(margin)
         self._decisions: dict[int, PruneDecision] = {}
@@ -288,7 +180,7 @@ class EpochpilotPruner(optuna.pruners.BasePruner):
             min_epochs=self.min_epochs,
             grace_fraction=self.grace_fraction,
             rung_quantile=self.rung_quantile,
-            optimism=self.optimism,
+            line_fraction=self.line_fraction,
             window=self.window,
             margin=self.margin,
         )
@@ -315,7 +207,7 @@ class EpochpilotPruner(optuna.pruners.BasePruner):
             "min_epochs": self.min_epochs,
             "grace_fraction": self.grace_fraction,
             "rung_quantile": self.rung_quantile,
-            "optimism": self.optimism,
+            "line_fraction": self.line_fraction,
             "window": self.window,
             "margin": self.margin,
         }
