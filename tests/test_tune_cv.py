@@ -249,3 +249,13 @@ def test_a_job_study_recorded_before_cv_counts_as_one_without_cv():
     old = {"direction": "minimize", "job": {}}
     assert differences(old, {**old, "cv": None}) == []
     assert differences(old, {**old, "cv": 3}) == [("cv", "no cv, not cv=3")]
+
+
+@pytest.mark.parametrize("cv", [None, 3])
+def test_trials_record_the_lr_of_each_epoch_for_the_pruner(tmp_path, cv):
+    """The warmup's rise is recorded (PruningCallback, or fold 1 of a k-fold trial), so the epochpilot pruner
+    judges the trial only once its lr has reached its regime; the decay is not written epoch by epoch."""
+    job = _job(tmp_path, train='schedule = "warmup(cosine)"\nwarmup = 0.5\n')
+    study = tune(job, SPACE, n_trials=1, run_dir=tmp_path / "tune", cv=cv, pruner="none")
+    lrs = study.trials[0].user_attrs["epochpilot_lrs"]
+    assert lrs[0] < lrs[1] > lrs[2] and len(lrs) == 3  # the rise, the peak, the first decayed epoch
