@@ -78,9 +78,9 @@ def test_another_pruner_argument_is_named(tmp_path):
         SPACE,
         n_trials=2,
         run_dir=tmp_path,
-        pruner=EpochpilotPruner(n_startup_trials=1),
+        pruner=EpochpilotPruner(n_startup_trials=3),
     )
-    with pytest.raises(ConfigError, match=r"\(pruner epochpilot with n_startup_trials=1, not 3\)"):
+    with pytest.raises(ConfigError, match=r"\(pruner epochpilot with n_startup_trials=3, not 1\)"):
         tune(curve_objective, SPACE, n_trials=3, run_dir=tmp_path, resume="auto")
 
 
