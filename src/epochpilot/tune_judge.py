@@ -38,7 +38,15 @@ import numpy as np
 from epochpilot.stopping._curvefit import fit_forecast
 from epochpilot.stopping.forecast import FIT_OPTIONS, MIN_FIT_POINTS
 
-__all__ = ["PruneDecision", "best_so_far", "judge", "judged_from", "p_beat", "projected_gain"]
+__all__ = [
+    "PruneDecision",
+    "best_so_far",
+    "judge",
+    "judged_from",
+    "epoch_noise",
+    "p_beat",
+    "projected_gain",
+]
 
 #: an epoch runs "in the regime it is judged in" once its learning rate is at least this fraction of the peak
 LR_REGIME = 0.9
@@ -130,36 +138,55 @@ def p_beat(
     return 0.5 * (1.0 + math.erf((target - fc.best) / (sd * math.sqrt(2.0))))
 
 
+def _slope(points: Sequence[tuple[int, float]]) -> float:
+    """Least-squares slope of (epoch, value) points (at least two)."""
+    xs = np.array([p[0] for p in points], dtype=float)
+    ys = np.array([p[1] for p in points], dtype=float)
+    xs -= xs.mean()
+    return float((xs * (ys - ys.mean())).sum() / (xs * xs).sum())
+
+
+def epoch_noise(values: Sequence[float]) -> float:
+    """One epoch's noise (sd) in a curve, from the median absolute second difference (a smooth trend has
+    small second differences, white noise of sd s gives sd(d2) = s * sqrt(6)); 0 with fewer than 3 values."""
+    if len(values) < 3:
+        return 0.0
+    d2 = np.abs(np.diff(np.asarray(values, dtype=float), 2))
+    return float(np.median(d2) / (0.6745 * math.sqrt(6.0)))
+
+
 def projected_gain(
     curve: Mapping[int, float],
     epoch: int,
     first: int,
     budget: int,
     sign: float = 1.0,
-    window: int = 2,
+    window: int = 3,
 ) -> tuple[float, float, float]:
-    """What the trial's best so far would still gain by ``budget`` if its improvement kept shrinking as it
-    has: ``(gain, rate, ratio)`` in internal units. ``rate`` is the improvement per epoch over the last
-    ``window`` epochs, ``ratio`` how much it shrank per epoch since the first ``window`` epochs judged (the
-    longest span: the least noise; <= 1; 1 when it did not shrink or there is no span yet: then the straight
-    line ``rate * epochs left``). Epochs before
-    ``first - 1`` are not used (progress at a warmup's lower learning rate is not the trial's). ``gain`` is
-    inf when there is no earlier epoch to measure from."""
+    """What the trial would still gain by ``budget`` if its improvement kept shrinking as it has, from its
+    own curve since epoch ``first - 1`` (progress at a warmup's lower learning rate is not the trial's):
+    ``(gain, rate, ratio)`` in internal units (lower is better). ``rate`` is the improvement per epoch, the
+    least-squares slope of the last ``window`` + 1 values (a slope, not a difference of two noisy values);
+    ``ratio`` how much it shrank per epoch since the first ``window`` + 1 values judged (<= 1; 1 when it did
+    not shrink or there is no second span yet: then the straight line ``rate * epochs left``). ``gain`` is
+    inf when there are fewer than two values to measure a slope on."""
     left = max(budget - epoch, 0)
-    start = max(epoch - window, first - 1, 1)
-    now, then = best_so_far(curve, epoch, sign), best_so_far(curve, start, sign)
-    if now is None or then is None or epoch <= start:
+    points = sorted(
+        (e, sign * v)
+        for e, v in curve.items()
+        if max(first - 1, 1) <= e <= epoch and math.isfinite(v)
+    )
+    if len(points) < 2:
         return math.inf, math.inf, 1.0
-    rate = max(then - now, 0.0) / (epoch - start)
+    recent = points[-(window + 1) :]
+    rate = max(-_slope(recent), 0.0)
     ratio = 1.0
-    base = max(
-        first - 1, 1
-    )  # the first window after the warmup, as far back as it goes (less noise)
-    if base + window <= start:
-        a, b = best_so_far(curve, base, sign), best_so_far(curve, base + window, sign)
-        prev = max(a - b, 0.0) / window if a is not None and b is not None else 0.0
-        if prev > 0:  # the windows' centres are (start - base) epochs apart
-            ratio = min(1.0, (rate / prev) ** (1.0 / (start - base)))
+    if len(points) >= 2 * (window + 1):
+        early = points[: window + 1]
+        prev = -_slope(early)
+        apart = (recent[0][0] + recent[-1][0] - early[0][0] - early[-1][0]) / 2.0
+        if prev > 0 and rate < prev and apart > 0:
+            ratio = (rate / prev) ** (1.0 / apart)
     if ratio >= 1.0:
         return rate * left, rate, 1.0
     return rate * ratio * (1.0 - ratio**left) / (1.0 - ratio), rate, ratio
@@ -179,8 +206,9 @@ def judge(
     grace_fraction: float = 0.1,
     rung_quantile: float = 0.5,
     line_fraction: float = 0.2,
-    window: int = 2,
+    window: int = 3,
     margin: float = 0.01,
+    noise_z: float = 2.0,
 ) -> PruneDecision:
     """Decide for a trial with per-epoch values ``curve`` (see the module docstring for the rules).
 
@@ -223,10 +251,14 @@ def judge(
         )
     if not budget or budget <= epoch:
         return PruneDecision(False, "", f"epoch {epoch}: no budget left to forecast")
+    points = sorted((e, sign * v) for e, v in curve.items() if e >= first and math.isfinite(v))
     gain, rate, ratio = projected_gain(curve, epoch, first, budget, sign, window)
     gain = max(gain, line_fraction * rate * (budget - epoch))
     reach = mine - gain
-    if reach > goal + margin * abs(goal):
+    noise = epoch_noise(
+        [v for _, v in points]
+    )  # a lucky epoch ahead can land this much under the trend
+    if reach > goal + margin * abs(goal) + noise_z * noise:
         shrink = f", shrinking x{ratio:.2f} per epoch" if ratio < 1 else ""
         return PruneDecision(
             True,
@@ -235,7 +267,6 @@ def judge(
             f"that projects to {show(reach)}, behind the study's best {show(goal)} by more than {margin:.0%}",
             0.0,
         )
-    points = sorted((e, sign * v) for e, v in curve.items() if e >= first and math.isfinite(v))
     p = p_beat([e for e, _ in points], [v for _, v in points], goal, budget)
     if p is None:
         need = MIN_FIT_POINTS - len(points)

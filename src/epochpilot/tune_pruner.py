@@ -109,14 +109,16 @@ class EpochpilotPruner(optuna.pruners.BasePruner):
         grace_fraction: float = 0.1,
         rung_quantile: float = 0.5,
         line_fraction: float = 0.2,
-        window: int = 2,
+        window: int = 3,
         margin: float = 0.01,
+        noise_z: float = 2.0,
     ) -> None:
         check_int("min_epochs", min_epochs, minimum=1)
         check_int("n_startup_trials", n_startup_trials, minimum=0)
         check_int("window", window, minimum=1)
         check_float("line_fraction", line_fraction, minimum=0.0)
         check_float("margin", margin, minimum=0.0)
+        check_float("noise_z", noise_z, minimum=0.0)
         for name, value in (
             ("probability", probability),
             ("grace_fraction", grace_fraction),
@@ -133,6 +135,7 @@ class EpochpilotPruner(optuna.pruners.BasePruner):
         self.line_fraction = float(line_fraction)
         self.window = int(window)
         self.margin = float(margin)
+        self.noise_z = float(noise_z)
         self._decisions: dict[int, PruneDecision] = {}
 
     def decide(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> PruneDecision:
@@ -183,6 +186,7 @@ class EpochpilotPruner(optuna.pruners.BasePruner):
             line_fraction=self.line_fraction,
             window=self.window,
             margin=self.margin,
+            noise_z=self.noise_z,
         )
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
@@ -210,5 +214,6 @@ class EpochpilotPruner(optuna.pruners.BasePruner):
             "line_fraction": self.line_fraction,
             "window": self.window,
             "margin": self.margin,
+            "noise_z": self.noise_z,
         }
         return f"EpochpilotPruner({', '.join(f'{k}={v!r}' for k, v in args.items())})"
