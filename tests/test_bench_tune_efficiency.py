@@ -52,8 +52,8 @@ def test_units_pair_each_pruned_study_with_the_unpruned_one_of_its_seed(bench, t
     assert again["trained"] == 0  # every curve and refit came from the cache
     assert again["result"] == units[0]["result"]
     table = bench.table(units, rows, ["random"])
-    assert "| digits (chosen) | random | none | 1.00 | 0/2 | +0.00 ± 0.00 | 2 |" in table
-    assert table.count("\n") == 1 + len(rows)
+    assert "| digits (chosen) | none | 1.00 | 0/2 | +0.00 ± 0.00 |" in table
+    assert table.count("\n") == 1 + len(rows) and "random: winner cut" in table
 
 
 def test_top_k_after_the_first_epoch(bench):

@@ -11,13 +11,15 @@ its own curve:
 3. A trial whose best so far matches the study's best is kept.
 4. **Rung**: the trial's best so far at epoch ``e`` is ranked among the completed trials' best values at the
    same epoch ``e``; a trial ahead of ``rung_quantile`` of them (default: half) is kept.
-5. ``out_of_reach``: what the trial's best would still gain by the end of its budget, projected from its own
-   curve since its judged-from epoch, leaves it behind the study's best by more than ``margin`` (1%,
-   relative). The projection is the larger of two: its improvement per epoch over the last ``window`` (2)
-   epochs, shrinking each epoch as much as it shrank against the ``window`` before (a geometric series: exact
-   for an exponential approach; a straight line when it did not shrink), and ``line_fraction`` (0.2) of the
-   straight line at its current rate. ``line_fraction``, ``margin`` and ``probability`` were chosen on two of
-   the four problems of ``bench/tune_efficiency.py`` (digits, breast_cancer with cv) and reported on all four.
+5. ``out_of_reach``: what the trial would still gain by the end of its budget, projected from its own curve
+   since its judged-from epoch (:func:`projected_gain`: the least-squares slope of its last ``window`` + 1
+   values, shrinking each epoch as much as the slope shrank since its first judged values, a geometric
+   series; a straight line while it does not shrink; never less than ``line_fraction`` (0.2) of the straight
+   line), leaves it behind the study's best by more than ``margin`` (1%, relative) plus ``noise_z`` (2) times
+   one epoch's noise (:func:`epoch_noise`). ``line_fraction``, ``margin``, ``probability`` and
+   ``n_startup_trials`` were chosen on two problems of ``bench/tune_efficiency.py`` (digits, breast_cancer with
+   cv); ``window`` and ``noise_z`` were set after the first design cut noisy MNIST-1D winners that had stalled
+   for two epochs (the two choice problems cannot tell the values apart).
 6. ``behind_best``: the learning-curve ensemble behind :class:`~epochpilot.stopping.forecast.Forecast`, fitted
    to the trial's own curve from its judged-from epoch (``MIN_FIT_POINTS`` of them), forecasts its best value
    by the end of its budget with an uncertainty (the ensemble's spread, times ``epochs left / epochs fitted``
