@@ -15,8 +15,10 @@ The pruner's settings were chosen on digits and breast_cancer-cv; the table says
 
 Rows: no pruning, Optuna's MedianPruner (defaults), SuccessiveHalving and Hyperband with resources matched
 to the budget (min 3 epochs, max 30, factor 3), "top-5 after the first epoch" (a trial goes on only if fewer
-than 5 trials beat its epoch-1 value), and the epochpilot pruner; each with Optuna's TPE and random
-samplers, seeds 0..S-1 (the seed is the sampler's and the trials' training seed). Columns, per problem,
+than 5 trials beat its epoch-1 value) and the epochpilot pruner, each with Optuna's TPE and random samplers,
+seeds 0..S-1 (the seed is the sampler's and the trials' training seed); and, for the random sampler, the floor
+under warmup immunity (``oracle``: knows the winner, cuts every other trial at the first epoch it may be
+judged). Columns, per problem,
 sampler and pruner, paired with the unpruned study of the same seed and sampler: epochs trained as a
 fraction of it, the seeds where the pruned study cut the unpruned study's winner (random sampler: both see
 the same 20 configurations), and the test accuracy of the study's best configuration refitted with 3 fresh
@@ -337,6 +339,8 @@ def run_unit(
             r = unit.study(row, sampler, settings)
             r["refit_accuracy"] = unit.refit(r["best_params"])
             result[sampler][row] = r
+    if "random" in result:
+        result["random"]["oracle"] = oracle(unit, result["random"]["none"])
     return {
         "problem": problem,
         "seed": seed,
@@ -344,6 +348,26 @@ def run_unit(
         "trained": unit.trained,
         "seconds": time.perf_counter() - started,
     }
+
+
+def oracle(unit: Unit, none: dict[str, Any]) -> dict[str, Any]:
+    """The floor under warmup immunity: a pruner that knows the winner, keeps the first trial (one start-up
+    trial) and cuts every other trial at the first epoch the epochpilot pruner may judge it (after its
+    warmup, at its lr's regime, from epoch 3). Its epochs, as a row of the random sampler (same refit)."""
+    from epochpilot.tune_judge import judged_from
+
+    epochs = 0
+    for number, k in enumerate(none["params"]):
+        run = unit.cache.data["curves"][k]
+        n = len(run["values"])
+        if number in (0, none["best_number"]):
+            epochs += n
+        else:
+            epochs += min(
+                judged_from(budget=int(run["budget"]), lrs=run["lrs"], min_epochs=3)[0], n
+            )
+    pruned = [i for i in range(len(none["params"])) if i not in (0, none["best_number"])]
+    return {**none, "epochs": epochs, "pruned": pruned}
 
 
 def verify(problem: str, out: Path, settings: dict[str, Any]) -> str:
@@ -409,6 +433,9 @@ def table(units: list[dict[str, Any]], rows: list[str], samplers: list[str]) -> 
             cells = [f"{problem} ({PROBLEMS[problem][4]})", row]
             for sampler in samplers:
                 ratios, diffs, cut = [], [], 0
+                if row not in group[0]["result"][sampler]:  # the oracle: random sampler only
+                    cells += ["-"] * (3 if sampler == "random" else 2)
+                    continue
                 for u in group:
                     base = u["result"][sampler]["none"]
                     r = u["result"][sampler][row]
@@ -445,6 +472,7 @@ def main() -> None:
     args = parser.parse_args()
     if "none" not in args.rows:
         args.rows.insert(0, "none")
+    shown = args.rows + (["oracle"] if "random" in args.samplers else [])
     settings = {
         k: json.loads(v)
         for k, v in (item.split("=", 1) for item in args.epochpilot.split(",") if item)
@@ -476,7 +504,7 @@ def main() -> None:
         for f in checks:
             print(f.result(), flush=True)
     units.sort(key=lambda u: (list(PROBLEMS).index(u["problem"]), u["seed"]))
-    text = table(units, args.rows, args.samplers)
+    text = table(units, shown, args.samplers)
     print(
         f"\n{TRIALS} trials per study, {EPOCHS}-epoch budget, seeds 0..{args.seeds - 1}; epochpilot pruner "
         f"settings: {settings or 'defaults'}; {time.perf_counter() - started:.0f} s\n"
