@@ -3,7 +3,7 @@
 A curve is replayed epoch by epoch: the policy sees that epoch's metrics and may stop; the kept model is the
 best-so-far by validation. Regret is the test metric lost against the best-validation epoch of the full run
 (loss: relative %, accuracy: points, "rel": relative % signed so that worse is positive), exactly as
-``../shared/stopbench/score.py`` computes it (tests/stopping/test_scorer_agreement.py).
+``../shared/stopbench/score.py`` computes it (tests/core/stopping/test_scorer_agreement.py).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@
 Leave-one-corpus-out (bench/_loco_report.py): corpora are the generated MLP/CNN curves, the generated
 "sched" and "conv" families (bench/make_curves.py --family), the shared TaskSet and AlgoPerf curves. Every
 figure for a corpus comes from a prior and settings fitted and chosen without it, settings by the worst
-held-out ratio. Scores are ../shared/stopbench/score.py's (tests/stopping/test_scorer_agreement.py).
+held-out ratio. Scores are ../shared/stopbench/score.py's (tests/core/stopping/test_scorer_agreement.py).
 
 Per policy: compute = mean(stop epoch / budget); regret = mean and p90 of the test metric lost against the
 full run's best-validation epoch (loss: relative %, accuracy: points). The patience rules (2, 3, 5, 10, 20,

@@ -87,7 +87,7 @@ def _failing_replace(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_preprocessor_to_json_is_atomic(tmp_path, monkeypatch):
     import pandas as pd
 
-    from epochpilot.data import Preprocessor, Table
+    from epochpilot.data.table import Preprocessor, Table
 
     pre = Preprocessor.fit(Table(pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "y": [0, 1, 0, 1]}), "y"))
     path = tmp_path / "preprocessor.json"
@@ -116,7 +116,7 @@ def test_adapter_history_files_leave_no_temporary_file_on_failure(tmp_path, monk
 
 
 def test_write_builtin_csv_is_atomic(tmp_path, monkeypatch):
-    from epochpilot.data import read_csv, write_builtin_csv
+    from epochpilot.data.table import read_csv, write_builtin_csv
 
     path = write_builtin_csv("wine", tmp_path / "wine.csv")
     assert len(read_csv(path, "target").frame) == 178

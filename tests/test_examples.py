@@ -48,7 +48,8 @@ def summary(run: Path) -> dict:
 
 def test_every_example_has_a_test() -> None:
     tested = {"pytorch_example.py", "keras_example.py", "lightning_example.py", "hf_example.py"}
-    others = {"finetune_example.py", "my_model.py"}  # tested in tests/test_finetune.py, tests/cli
+    # tested in tests/finetune/test_finetune.py and tests/cli
+    others = {"finetune_example.py", "my_model.py"}
     assert {p.name for p in (ROOT / "examples").glob("*.py")} == tested | others
 
 

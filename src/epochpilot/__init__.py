@@ -16,34 +16,34 @@ __version__ = "0.1.0"
 #: public name -> the module it lives in; loaded on first access.
 _LAZY = {
     # pure parts (no torch)
-    "CurveReport": "epochpilot.curves",
-    "Phase": "epochpilot.curves",
-    "analyze": "epochpilot.curves",
-    "DataProfile": "epochpilot.plan",
-    "EpochPlan": "epochpilot.plan",
-    "Constant": "epochpilot.schedules",
-    "Cosine": "epochpilot.schedules",
-    "ExponentialDecay": "epochpilot.schedules",
-    "Join": "epochpilot.schedules",
-    "MultiStepDecay": "epochpilot.schedules",
-    "OneCycle": "epochpilot.schedules",
-    "ReduceOnPlateau": "epochpilot.schedules",
-    "StepDecay": "epochpilot.schedules",
-    "Warmup": "epochpilot.schedules",
-    "simulate": "epochpilot.schedules",
-    "to_torch": "epochpilot.schedules",
-    "EMA": "epochpilot.stopping",
-    "AnyOf": "epochpilot.stopping",
-    "Decision": "epochpilot.stopping",
-    "EarlyStopping": "epochpilot.stopping",
-    "Forecast": "epochpilot.stopping",
-    "GeneralizationLoss": "epochpilot.stopping",
-    "Policy": "epochpilot.stopping",
-    "ProgressQuotient": "epochpilot.stopping",
-    "Reason": "epochpilot.stopping",
-    "Retention": "epochpilot.stopping",
-    "UpStrips": "epochpilot.stopping",
-    "auto_stopper": "epochpilot.stopping",
+    "CurveReport": "epochpilot.core.curves.analysis",
+    "Phase": "epochpilot.core.curves.analysis",
+    "analyze": "epochpilot.core.curves.analysis",
+    "DataProfile": "epochpilot.core.plan",
+    "EpochPlan": "epochpilot.core.plan",
+    "Constant": "epochpilot.core.schedules",
+    "Cosine": "epochpilot.core.schedules",
+    "ExponentialDecay": "epochpilot.core.schedules",
+    "Join": "epochpilot.core.schedules",
+    "MultiStepDecay": "epochpilot.core.schedules",
+    "OneCycle": "epochpilot.core.schedules",
+    "ReduceOnPlateau": "epochpilot.core.schedules",
+    "StepDecay": "epochpilot.core.schedules",
+    "Warmup": "epochpilot.core.schedules",
+    "simulate": "epochpilot.core.schedules",
+    "to_torch": "epochpilot.train.lr",
+    "EMA": "epochpilot.core.stopping",
+    "AnyOf": "epochpilot.core.stopping",
+    "Decision": "epochpilot.core.stopping",
+    "EarlyStopping": "epochpilot.core.stopping",
+    "Forecast": "epochpilot.core.stopping",
+    "GeneralizationLoss": "epochpilot.core.stopping",
+    "Policy": "epochpilot.core.stopping",
+    "ProgressQuotient": "epochpilot.core.stopping",
+    "Reason": "epochpilot.core.stopping",
+    "Retention": "epochpilot.core.stopping",
+    "UpStrips": "epochpilot.core.stopping",
+    "auto_stopper": "epochpilot.core.stopping",
     # torch or matplotlib
     "Trainer": "epochpilot.train",
     "TrainConfig": "epochpilot.train",
@@ -51,19 +51,19 @@ _LAZY = {
     "fit": "epochpilot.train",
     "TrainingTerminated": "epochpilot.train",
     "accuracy": "epochpilot.train",
-    "load": "epochpilot.predictor",
+    "load": "epochpilot.jobs.predictor",
     "write_report": "epochpilot.report",
-    "kfold_epochs": "epochpilot.select",
-    "refit": "epochpilot.select",
-    "EpochSelection": "epochpilot.select",
-    "AuditReport": "epochpilot.audit",
+    "kfold_epochs": "epochpilot.select.kfold",
+    "refit": "epochpilot.select.kfold",
+    "EpochSelection": "epochpilot.select.kfold",
+    "AuditReport": "epochpilot.data.audit.report",
     "lr_find": "epochpilot.train.lr_find",
     "LRFindResult": "epochpilot.train.lr_find",
-    "MixedSampler": "epochpilot.mixed",
-    "Stage": "epochpilot.mixed",
-    "Stages": "epochpilot.mixed",
+    "MixedSampler": "epochpilot.finetune.mixed",
+    "Stage": "epochpilot.finetune.mixed",
+    "Stages": "epochpilot.finetune.mixed",
     "compare_runs": "epochpilot.report",
-    "Predictor": "epochpilot.predictor",
+    "Predictor": "epochpilot.jobs.predictor",
 }
 
 __all__ = [
@@ -119,14 +119,10 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name loads on first use
-    from epochpilot import budget
-    from epochpilot.audit import AuditReport
-    from epochpilot.curves import CurveReport, Phase, analyze
-    from epochpilot.mixed import MixedSampler, Stage, Stages
-    from epochpilot.plan import DataProfile, EpochPlan
-    from epochpilot.predictor import Predictor, load
-    from epochpilot.report import compare_runs, write_report
-    from epochpilot.schedules import (
+    from epochpilot.core import budget
+    from epochpilot.core.curves.analysis import CurveReport, Phase, analyze
+    from epochpilot.core.plan import DataProfile, EpochPlan
+    from epochpilot.core.schedules import (
         Constant,
         Cosine,
         ExponentialDecay,
@@ -137,10 +133,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name load
         StepDecay,
         Warmup,
         simulate,
-        to_torch,
     )
-    from epochpilot.select import EpochSelection, kfold_epochs, refit
-    from epochpilot.stopping import (
+    from epochpilot.core.stopping import (
         EMA,
         AnyOf,
         Decision,
@@ -154,7 +148,13 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name load
         UpStrips,
         auto_stopper,
     )
+    from epochpilot.data.audit.report import AuditReport
+    from epochpilot.finetune.mixed import MixedSampler, Stage, Stages
+    from epochpilot.jobs.predictor import Predictor, load
+    from epochpilot.report import compare_runs, write_report
+    from epochpilot.select.kfold import EpochSelection, kfold_epochs, refit
     from epochpilot.train import FitResult, TrainConfig, Trainer, TrainingTerminated, accuracy, fit
+    from epochpilot.train.lr import to_torch
     from epochpilot.train.lr_find import LRFindResult, lr_find
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from epochpilot.errors import ConfigError
-from epochpilot.job import TrainSpec
+from epochpilot.jobs.spec import TrainSpec
 from epochpilot.train import budgets as B
 
 

@@ -282,7 +282,7 @@ def test_a_run_dir_left_aside_is_settled_by_the_command_not_refused_early(tmp_pa
 
 
 def _real_error(path: Path, target: str) -> str | None:
-    from epochpilot.data import read_csv
+    from epochpilot.data.table import read_csv
 
     try:
         read_csv(path, target)
@@ -365,9 +365,10 @@ def test_a_file_over_the_limit_gets_only_the_path_and_head_checks(tmp_path):
 def test_the_early_names_match_the_data_module():
     """The choices repeated in ``_jobcheck`` (so that a job file is checked without pandas) are the data
     module's, and the default schedule, which is not parsed when checked, parses."""
-    from epochpilot import _jobcheck, data
-    from epochpilot.job import TrainSpec
-    from epochpilot.schedules import parse
+    from epochpilot.core.schedules import parse
+    from epochpilot.data import table as data
+    from epochpilot.jobs import check as _jobcheck
+    from epochpilot.jobs.spec import TrainSpec
 
     assert (_jobcheck.BUILTINS, _jobcheck.IMPUTE, _jobcheck.TASKS) == (
         data.BUILTINS,
@@ -394,8 +395,8 @@ def test_import_epochpilot_imports_nothing_heavy_and_names_load_on_use():
         "assert not {'numpy', 'torch', 'pandas'} & set(sys.modules), sorted(sys.modules);"
         "from epochpilot import EarlyStopping, budget;"
         "assert 'torch' not in sys.modules;"
-        "assert epochpilot.stopping.EarlyStopping is EarlyStopping;"  # submodules as attributes, as before
-        "assert epochpilot.budget is budget and 'fit' in dir(epochpilot);"
+        "assert epochpilot.core.stopping.EarlyStopping is EarlyStopping;"  # submodules as attributes, as before
+        "assert epochpilot.core.budget is budget and 'fit' in dir(epochpilot);"
         "import epochpilot as e; assert not hasattr(e, 'no_such_name')"
     )
     subprocess.run(

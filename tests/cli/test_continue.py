@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from epochpilot.data import write_builtin_csv
+from epochpilot.data.table import write_builtin_csv
 
 FAST = ["--max-epochs", "3", "--no-tensorboard"]
 
@@ -99,7 +99,7 @@ def test_overwrite_that_fails_keeps_the_old_out_run(cli, tmp_path, old_run, monk
     the new one is safe: a broken CSV, or a write failing before the fit, leaves it as it was."""
     import errno
 
-    from epochpilot import pipeline
+    from epochpilot.jobs import pipeline
 
     target = tmp_path / "runs" / "a-continued"
     shutil.copytree(old_run, target)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from epochpilot.cli.tune import parse_space_arg
-from epochpilot.data import write_builtin_csv
+from epochpilot.data.table import write_builtin_csv
 
 FAST = ["--builtin", "wine", "--max-epochs", "3", "--no-tensorboard"]
 

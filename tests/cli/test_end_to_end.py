@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from epochpilot.data import write_builtin_csv
+from epochpilot.data.table import write_builtin_csv
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ["--max-epochs", "4", "--no-tensorboard"]

@@ -182,7 +182,7 @@ def test_type_errors_are_user_errors_only_when_epochpilot_raised_them():
     except TypeError as exc:
         code, line = classify(exc)
     assert code == 1 and "TypeError: unsupported operand" in line and "--debug" in line
-    from epochpilot.budget import total_steps
+    from epochpilot.core.budget import total_steps
 
     try:
         total_steps(100, 10, "3")  # type: ignore[arg-type]
@@ -245,7 +245,7 @@ def test_schedule_with_300_million_steps_returns_at_once(cli_process, tmp_path):
     "spec", ["warmup(cosine)", "onecycle", "constant", "step", "warmup(linear)"]
 )
 def test_sampled_peak_matches_every_step(spec):
-    from epochpilot.schedules import parse, peak, presets, sample, simulate
+    from epochpilot.core.schedules import parse, peak, presets, sample, simulate
 
     schedule = parse(spec, lr=0.1, total_steps=250_003)
     lrs = simulate(schedule, 250_003)
@@ -352,7 +352,7 @@ def test_compare_says_which_argument_is_not_a_run(cli, tmp_path):
 
 def test_continue_on_rows_with_other_columns_names_their_file(cli, tmp_path):
     """`continue RUN --data new.csv` whose columns are not the model's: the line names new.csv."""
-    from epochpilot.data import load_builtin
+    from epochpilot.data.table import load_builtin
 
     assert cli("train", *WINE, "--max-epochs", "1", "--run-dir", "runs/w").returncode == 0
     frame = load_builtin("wine").frame
@@ -364,8 +364,8 @@ def test_continue_on_rows_with_other_columns_names_their_file(cli, tmp_path):
 
 
 def test_device_check_counts_gpus_and_knows_mps(monkeypatch):
-    from epochpilot._jobcheck import check_device
     from epochpilot.errors import FieldError
+    from epochpilot.jobs.check import check_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)

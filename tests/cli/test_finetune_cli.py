@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from epochpilot.textdata import FORTUNES_DIR, INSTALL_HINT
+from epochpilot.data.text import FORTUNES_DIR, INSTALL_HINT
 
 
 def test_bad_input_is_one_line(cli, tmp_path):

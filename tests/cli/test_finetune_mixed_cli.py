@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from epochpilot.cli._finetune_mixed import join_classes
-from epochpilot.textdata import FORTUNES_DIR, INSTALL_HINT, TextSet, load_fortunes
+from epochpilot.data.text import FORTUNES_DIR, INSTALL_HINT, TextSet, load_fortunes
 
 TASK = ("--fortunes", "computers", "science")
 GENERAL = ("--general-fortunes", "people", "wisdom")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from epochpilot.data import write_builtin_csv
+from epochpilot.data.table import write_builtin_csv
 from epochpilot.errors import ConfigError
 from epochpilot.train import fit, loop
 from epochpilot.train.replace import ASIDE, is_own
@@ -413,8 +413,8 @@ def _writers(run: Path) -> dict[str, tuple[Path, object]]:
     """(target file, function writing it) for the files a run holds."""
     import json
 
-    from epochpilot.job import JobSpec
-    from epochpilot.pipeline import _update_summary, _write_job, load, save_predictor
+    from epochpilot.jobs.pipeline import _update_summary, _write_job, load, save_predictor
+    from epochpilot.jobs.spec import JobSpec
     from epochpilot.report import write_report
     from epochpilot.train.record import HistoryWriter, write_summary
     from epochpilot.train.rundir import write_config

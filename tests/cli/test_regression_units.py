@@ -15,9 +15,9 @@ import pytest
 from sklearn import metrics as skm
 
 import epochpilot
-from epochpilot.data import write_builtin_csv
-from epochpilot.job import load_spec
-from epochpilot.pipeline import load_table, split
+from epochpilot.data.table import write_builtin_csv
+from epochpilot.jobs.pipeline import load_table, split
+from epochpilot.jobs.spec import load_spec
 
 FAST = ["--max-epochs", "3", "--no-tensorboard", "--test-fraction", "0.2"]
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from epochpilot.cli import main
-from epochpilot.data import write_builtin_csv
+from epochpilot.data.table import write_builtin_csv
 
 FAST = ["--max-epochs", "3", "--no-tensorboard"]
 

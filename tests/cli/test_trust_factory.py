@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from epochpilot.data import write_builtin_csv
+from epochpilot.data.table import write_builtin_csv
 from epochpilot.errors import ConfigError
 
 FAST = ["--max-epochs", "2", "--no-tensorboard"]
@@ -144,7 +144,7 @@ def test_a_run_directory_shipping_its_own_module_is_refused(cli, tmp_path, user_
 def test_check_factory_compares_strings_before_importing(monkeypatch):
     import importlib
 
-    from epochpilot.models import BUILTIN_FACTORIES, check_factory, import_factory, mlp
+    from epochpilot.jobs.models import BUILTIN_FACTORIES, check_factory, import_factory, mlp
 
     def no_import(name, *a, **k):
         raise AssertionError(f"imported {name}")

@@ -305,7 +305,7 @@ def job_keys() -> dict[str, list[str]]:
     """Every key the job file knows, by section (read from the spec dataclasses)."""
     import dataclasses
 
-    from epochpilot.job import SECTIONS
+    from epochpilot.jobs.spec import SECTIONS
 
     keys = {s: [f.name for f in dataclasses.fields(cls)] for s, cls in SECTIONS.items()}
     keys["model"] = ["factory", "hidden", "dropout"]

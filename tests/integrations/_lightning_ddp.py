@@ -13,8 +13,8 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from epochpilot.core.stopping import EarlyStopping
 from epochpilot.integrations.lightning import EpochPilot
-from epochpilot.stopping import EarlyStopping
 
 
 class Net(pl.LightningModule):

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from epochpilot.cli.main import main as cli
+from epochpilot.core.schedules import Constant, ReduceOnPlateau
+from epochpilot.core.stopping import AnyOf, EarlyStopping, GeneralizationLoss
 from epochpilot.integrations._common import PilotCore, ScheduleDriver, policy_target, scalar
 from epochpilot.integrations._lines import plain, stop_line
 from epochpilot.integrations._save import check_save_model, save_atomically
-from epochpilot.schedules import Constant, ReduceOnPlateau
-from epochpilot.stopping import AnyOf, EarlyStopping, GeneralizationLoss
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "epochpilot" / "integrations"
 
@@ -171,7 +171,7 @@ def test_plain_takes_what_the_line_says_itself_out_of_the_message(message: str, 
 
 
 def test_a_policy_built_from_a_name_is_fits_and_reads_the_trainers_budget() -> None:
-    from epochpilot.stopping import AutoStopper, default_stopper
+    from epochpilot.core.stopping import AutoStopper, default_stopper
 
     assert repr(PilotCore(None, framework="x").policy) == repr(default_stopper("val_loss", "min"))
     assert PilotCore("early", framework="x").policy.patience == 5

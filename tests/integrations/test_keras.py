@@ -13,11 +13,11 @@ import pytest
 os.environ.setdefault("KERAS_BACKEND", "torch")
 keras = pytest.importorskip("keras")
 
+from epochpilot.core.schedules import cosine_with_warmup  # noqa: E402
+from epochpilot.core.stopping import AnyOf, EarlyStopping, GeneralizationLoss  # noqa: E402
+from epochpilot.core.stopping.forecast import Forecast  # noqa: E402
 from epochpilot.integrations.keras import EpochPilot, history_name  # noqa: E402
 from epochpilot.report import write_report  # noqa: E402
-from epochpilot.schedules import cosine_with_warmup  # noqa: E402
-from epochpilot.stopping import AnyOf, EarlyStopping, GeneralizationLoss  # noqa: E402
-from epochpilot.stopping.forecast import Forecast  # noqa: E402
 
 from ._native import native_run  # noqa: E402
 

@@ -14,8 +14,8 @@ import pytest
 os.environ.setdefault("KERAS_BACKEND", "torch")
 keras = pytest.importorskip("keras")
 
+from epochpilot.core.stopping import AutoStopper, EarlyStopping, default_stopper  # noqa: E402
 from epochpilot.integrations.keras import EpochPilot  # noqa: E402
-from epochpilot.stopping import AutoStopper, EarlyStopping, default_stopper  # noqa: E402
 
 from .test_keras import Script, data, fit, model, same  # noqa: E402
 

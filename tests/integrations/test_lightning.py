@@ -21,11 +21,11 @@ pl = pytest.importorskip("lightning.pytorch")
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
+from epochpilot.core.schedules import cosine_with_warmup  # noqa: E402
+from epochpilot.core.stopping import EarlyStopping  # noqa: E402
+from epochpilot.core.stopping.base import Decision, Policy, Reason  # noqa: E402
 from epochpilot.integrations.lightning import EpochPilot, history_metrics  # noqa: E402
 from epochpilot.report import write_report  # noqa: E402
-from epochpilot.schedules import cosine_with_warmup  # noqa: E402
-from epochpilot.stopping import EarlyStopping  # noqa: E402
-from epochpilot.stopping.base import Decision, Policy, Reason  # noqa: E402
 
 from ._native import native_run  # noqa: E402
 

@@ -17,8 +17,8 @@ pl = pytest.importorskip("lightning.pytorch")
 
 import torch  # noqa: E402
 
+from epochpilot.core.stopping import AutoStopper, default_stopper  # noqa: E402
 from epochpilot.integrations.lightning import EpochPilot  # noqa: E402
-from epochpilot.stopping import AutoStopper, default_stopper  # noqa: E402
 
 from .test_lightning import Extender, Net, Weights, loaders, same, trainer  # noqa: E402
 
@@ -123,7 +123,7 @@ def test_without_validation_the_default_watches_train_loss() -> None:
 
 
 def test_a_policy_without_its_metric_warns_that_it_is_not_fed() -> None:
-    from epochpilot.stopping import EarlyStopping
+    from epochpilot.core.stopping import EarlyStopping
 
     pilot = EpochPilot(EarlyStopping("val_loss", mode="min"), verbose=False, report=False)
     train, _ = loaders(val=False)

@@ -24,15 +24,15 @@ from transformers import (  # noqa: E402
 )
 from transformers.trainer_callback import PrinterCallback  # noqa: E402
 
+from epochpilot.core.schedules import linear_with_warmup  # noqa: E402
+from epochpilot.core.stopping import EarlyStopping  # noqa: E402
+from epochpilot.core.stopping.base import Reason  # noqa: E402
 from epochpilot.integrations.transformers import (  # noqa: E402
     EpochPilot,
     history_name,
     to_hf_scheduler,
 )
 from epochpilot.report import write_report  # noqa: E402
-from epochpilot.schedules import linear_with_warmup  # noqa: E402
-from epochpilot.stopping import EarlyStopping  # noqa: E402
-from epochpilot.stopping.base import Reason  # noqa: E402
 
 from ._native import native_run  # noqa: E402
 

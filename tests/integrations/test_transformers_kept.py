@@ -17,8 +17,8 @@ transformers = pytest.importorskip("transformers")
 import torch  # noqa: E402
 from transformers import AutoTokenizer, BertForSequenceClassification, BertTokenizerFast  # noqa: E402
 
+from epochpilot.core.stopping import AutoStopper, default_stopper  # noqa: E402
 from epochpilot.integrations.transformers import EpochPilot  # noqa: E402
-from epochpilot.stopping import AutoStopper, default_stopper  # noqa: E402
 
 from .test_transformers import Script, Tokens, make_trainer, same  # noqa: E402
 

@@ -20,8 +20,8 @@ from rich.console import Console
 from epochpilot.cli.summary import print_summary
 from epochpilot.report import load_run, write_report
 from epochpilot.report.branches import kept_sentence
+from epochpilot.report.figures import run_figures
 from epochpilot.report.page import esc
-from epochpilot.report.plots import run_figures
 
 from .runs import stopped_run, summary_for, write_run
 

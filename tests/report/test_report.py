@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from epochpilot.curves import analyze
+from epochpilot.core.curves.analysis import analyze
 from epochpilot.errors import EpochpilotError
 from epochpilot.report import ReportError, compare_runs, load_run, write_report
 from epochpilot.report.page import duration, esc

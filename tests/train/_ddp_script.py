@@ -15,7 +15,7 @@ import torch
 
 torch.set_num_threads(1)
 
-from epochpilot.stopping import Decision, Policy, Reason  # noqa: E402
+from epochpilot.core.stopping import Decision, Policy, Reason  # noqa: E402
 from epochpilot.train import fit  # noqa: E402
 
 run_dir, prefix, max_epochs = sys.argv[1], sys.argv[2], int(sys.argv[3])

@@ -23,8 +23,8 @@ import torch
 
 torch.set_num_threads(1)
 
-from epochpilot.schedules import WSD, Cosine  # noqa: E402
-from epochpilot.stopping import EarlyStopping  # noqa: E402
+from epochpilot.core.schedules import WSD, Cosine  # noqa: E402
+from epochpilot.core.stopping import EarlyStopping  # noqa: E402
 from epochpilot.train import Callback, checkpoint, fit  # noqa: E402
 
 run_dir, out_file = sys.argv[1], sys.argv[2]

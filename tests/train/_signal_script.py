@@ -22,8 +22,8 @@ import torch
 
 torch.set_num_threads(1)
 
-from epochpilot.schedules import Cosine  # noqa: E402
-from epochpilot.stopping import EarlyStopping  # noqa: E402
+from epochpilot.core.schedules import Cosine  # noqa: E402
+from epochpilot.core.stopping import EarlyStopping  # noqa: E402
 from epochpilot.train import Callback, fit  # noqa: E402
 from epochpilot.train.signals import TrainingTerminated  # noqa: E402
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from epochpilot.stopping.base import Decision, Policy, Reason
+from epochpilot.core.stopping.base import Decision, Policy, Reason
 from epochpilot.train.events import Callback
 
 

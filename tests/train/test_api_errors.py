@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from epochpilot import stopping as S
+from epochpilot.core import stopping as S
 from epochpilot.errors import ConfigError, ConfigTypeError, DataError, EpochpilotError
 from epochpilot.train import Callback, TrainConfig, Trainer, fit
 from epochpilot.train.data import TensorBatches

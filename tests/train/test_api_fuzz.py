@@ -14,8 +14,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from epochpilot.core.stopping import EarlyStopping
 from epochpilot.errors import EpochpilotError
-from epochpilot.stopping import EarlyStopping
 from epochpilot.train import Callback, fit
 from epochpilot.train.trainer import FitResult
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from epochpilot.core.schedules import LinearDecay
+from epochpilot.core.stopping.base import Reason
 from epochpilot.errors import ConfigError
-from epochpilot.schedules import LinearDecay
-from epochpilot.stopping.base import Reason
 from epochpilot.train import Callback, Trainer, fit
 from epochpilot.train import budgets as B
 from epochpilot.train.budgets import build_schedule, parse_duration
@@ -243,7 +243,7 @@ def test_build_schedule_kinds():
 
 
 def test_default_stopper_is_patience_10_and_forecast_reads_the_train_loss():
-    from epochpilot.stopping import AutoStopper, EarlyStopping
+    from epochpilot.core.stopping import AutoStopper, EarlyStopping
     from epochpilot.train.build import build_stopper
 
     for spec in (None, "auto"):

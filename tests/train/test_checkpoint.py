@@ -160,8 +160,8 @@ def test_newer_format_is_refused(tmp_path):
 
 
 def test_plateau_schedule_and_stopper_state_survive_resume(blobs, make_mlp, tmp_path):
-    from epochpilot.schedules import Cosine, ReduceOnPlateau
-    from epochpilot.stopping import EarlyStopping
+    from epochpilot.core.schedules import Cosine, ReduceOnPlateau
+    from epochpilot.core.stopping import EarlyStopping
 
     def run(run_dir, max_epochs, resume=False):
         plateau = ReduceOnPlateau(
@@ -290,7 +290,8 @@ def test_rng_state_round_trip_and_old_format():
 
 
 def test_best_is_written_lazily_from_the_checkpoint_that_holds_it(tmp_path):
-    from epochpilot.train.checkpoint import CheckpointDir, best_weights
+    from epochpilot.train.checkpoint import CheckpointDir
+    from epochpilot.train.checkpoint_check import best_weights
 
     root = tmp_path / "c"
     cd = CheckpointDir(root, keep_last=2)

@@ -12,11 +12,11 @@ import warnings
 import pytest
 import torch
 
+from epochpilot.core.schedules import WSD, parse
+from epochpilot.core.stopping.base import Reason
 from epochpilot.errors import ConfigError
-from epochpilot.job import JobSpec, TrainSpec, override
-from epochpilot.pipeline import JobSchedule
-from epochpilot.schedules import WSD, parse
-from epochpilot.stopping.base import Reason
+from epochpilot.jobs.pipeline import JobSchedule
+from epochpilot.jobs.spec import JobSpec, TrainSpec, override
 from epochpilot.train import fit
 from epochpilot.train.events import Callback
 
@@ -241,7 +241,7 @@ def test_the_cli_takes_sweep_and_extend(tmp_path):
 
 
 def test_schedule_lr_resumes_the_cooled_schedule():
-    from epochpilot.schedules import to_torch
+    from epochpilot.train.lr import to_torch
 
     def opt():
         return torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1)
@@ -265,7 +265,7 @@ def test_schedule_lr_resumes_the_cooled_schedule():
 
 
 def test_a_job_with_the_forecast_stopper_and_extend_may_extend():
-    from epochpilot.pipeline import _stopper
+    from epochpilot.jobs.pipeline import _stopper
 
     spec = override(JobSpec(), "train", stopper="forecast", extend=0.5, max_epochs=20)
     assert _stopper(spec).forecast.max_extension == 0.5

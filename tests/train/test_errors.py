@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from epochpilot.core.stopping import EarlyStopping
 from epochpilot.errors import ConfigError, DataError
-from epochpilot.stopping import EarlyStopping
 from epochpilot.train import TrainConfig, Trainer, fit
 
 

@@ -219,7 +219,7 @@ def test_cooldown_hints(data):
 
 
 def test_a_monitor_no_row_has(data):
-    from epochpilot.stopping import EarlyStopping
+    from epochpilot.core.stopping import EarlyStopping
 
     stopper = EarlyStopping("val_accuracy", "max", patience=3)
     text = refusal(lambda: refit(data, stopper=stopper))
@@ -238,7 +238,7 @@ def test_cli_hints_run_as_written(tmp_path, monkeypatch, caplog):
     """`epochpilot train` twice: the refusal says --resume, which continues; with other settings --resume is
     refused naming --overwrite and another --run-dir, both of which work."""
     from epochpilot.cli import main
-    from epochpilot.data import write_builtin_csv
+    from epochpilot.data.table import write_builtin_csv
 
     monkeypatch.chdir(tmp_path)
     write_builtin_csv("wine", tmp_path / "wine.csv")

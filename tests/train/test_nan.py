@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from epochpilot.stopping import Reason
+from epochpilot.core.stopping import Reason
 from epochpilot.train import fit
 
 

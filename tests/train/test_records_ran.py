@@ -13,10 +13,10 @@ import pytest
 import tomllib
 import torch
 
+from epochpilot.core.schedules import Cosine, OneCycle, Warmup
+from epochpilot.core.schedules.presets import simulate
+from epochpilot.core.stopping import EarlyStopping
 from epochpilot.errors import ConfigError
-from epochpilot.schedules import Cosine, OneCycle, Warmup
-from epochpilot.schedules.presets import simulate
-from epochpilot.stopping import EarlyStopping
 from epochpilot.train import fit
 from epochpilot.train import trainer as trainer_module
 from epochpilot.train.config import TrainConfig

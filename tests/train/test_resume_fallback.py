@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from epochpilot.core.stopping.base import Decision, Policy, Reason
 from epochpilot.errors import CheckpointError
-from epochpilot.stopping.base import Decision, Policy, Reason
 from epochpilot.train import fit, load_checkpoint
-from epochpilot.train.checkpoint import CheckpointDir, best_weights, list_checkpoints
-from epochpilot.train.checkpoint_check import find_best, newest_best
+from epochpilot.train.checkpoint import CheckpointDir, list_checkpoints
+from epochpilot.train.checkpoint_check import best_weights, find_best, newest_best
 
 TIMING = ("epoch_time_s", "samples_per_s")
 

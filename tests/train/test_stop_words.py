@@ -8,10 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from epochpilot.core.schedules import Constant, ReduceOnPlateau
+from epochpilot.core.stopping import EarlyStopping, Forecast
+from epochpilot.core.stopping.base import Reason
 from epochpilot.errors import ConfigError
-from epochpilot.schedules import Constant, ReduceOnPlateau
-from epochpilot.stopping import EarlyStopping, Forecast
-from epochpilot.stopping.base import Reason
 from epochpilot.train import budgets as B
 from epochpilot.train import fit
 from epochpilot.train.budgets import Budget, check_extend

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from epochpilot.core.schedules import WSD
+from epochpilot.core.stopping.base import Reason
 from epochpilot.errors import ConfigError
-from epochpilot.schedules import WSD
-from epochpilot.stopping.base import Reason
 from epochpilot.train import fit
 from epochpilot.train.events import Callback
 

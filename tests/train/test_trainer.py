@@ -11,9 +11,9 @@ import pytest
 import tomllib
 import torch
 
-from epochpilot.budget import steps_per_epoch
-from epochpilot.schedules import Cosine, ReduceOnPlateau, Warmup
-from epochpilot.stopping import EarlyStopping, Reason
+from epochpilot.core.budget import steps_per_epoch
+from epochpilot.core.schedules import Cosine, ReduceOnPlateau, Warmup
+from epochpilot.core.stopping import EarlyStopping, Reason
 from epochpilot.train import Callback, Request, Trainer, accuracy, fit
 
 FORMAT_KEYS = {

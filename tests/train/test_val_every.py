@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
+from epochpilot.core.stopping import Reason
 from epochpilot.errors import ConfigError
-from epochpilot.stopping import Reason
 from epochpilot.train import Callback, fit
 
 

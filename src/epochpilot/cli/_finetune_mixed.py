@@ -118,7 +118,7 @@ def join_classes(general: Any, task: Any) -> tuple[Any, Any]:
     not among them (a class name in both is one class)."""
     import numpy as np
 
-    from epochpilot.textdata import TextSet
+    from epochpilot.data.text import TextSet
 
     classes = list(general.classes) + [c for c in task.classes if c not in general.classes]
     index = {c: i for i, c in enumerate(classes)}
@@ -131,8 +131,8 @@ def join_classes(general: Any, task: Any) -> tuple[Any, Any]:
 
 
 def _general_texts(args: argparse.Namespace) -> Any:
-    from epochpilot.cli.finetune import csv_texts
-    from epochpilot.textdata import load_fortunes
+    from epochpilot.cli._finetune_data import csv_texts
+    from epochpilot.data.text import load_fortunes
 
     if args.general_fortunes is not None:
         return load_fortunes(args.general_fortunes)
@@ -143,11 +143,11 @@ def run_mixed(args: argparse.Namespace, data: Any) -> tuple[Any, dict[str, Any],
     """Train general + task data in one head through ``Stages``; returns (FitResult, info, budget text)."""
     import torch
 
-    from epochpilot.finetune import build_model, optimizer_factory
-    from epochpilot.finetune_probe import SimilarityProbe
-    from epochpilot.mixed import MixedSampler, Stage, Stages
-    from epochpilot.pipeline import claimed_run_dir
-    from epochpilot.stopping import AnyOf, EarlyStopping, Retention
+    from epochpilot.core.stopping import AnyOf, EarlyStopping, Retention
+    from epochpilot.finetune.encoder import build_model, optimizer_factory
+    from epochpilot.finetune.mixed import MixedSampler, Stage, Stages
+    from epochpilot.finetune.probe import SimilarityProbe
+    from epochpilot.jobs.pipeline import claimed_run_dir
 
     general, task = join_classes(_general_texts(args), data)
     n_val = max(len(data.classes), int(len(task) * args.val_fraction))

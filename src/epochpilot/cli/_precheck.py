@@ -4,7 +4,7 @@ A command may define ``precheck(args)``: :func:`epochpilot.cli.main.main` calls 
 command's machinery, and it raises the same one-line error the command would raise first, or returns when
 the input looks fine (or when telling needs the heavy libraries: then the command answers as before, only
 later). It must never raise an error the command would not: each check here runs only where the command
-would reach the same check first, and :func:`check_csv` is held to :func:`epochpilot.data.read_csv`'s
+would reach the same check first, and :func:`check_csv` is held to :func:`epochpilot.data.table.read_csv`'s
 messages by a test that compares the two on generated files.
 """
 
@@ -16,7 +16,7 @@ import io
 import os
 from pathlib import Path
 
-from epochpilot._csv import _duplicate_columns, check_csv_file
+from epochpilot.data.csvfile import _duplicate_columns, check_csv_file
 from epochpilot.errors import ConfigError, DataError, short_list
 
 __all__ = ["SCAN_LIMIT", "check_csv", "check_frame", "check_run_dir_arg", "fresh_run_dir"]
@@ -63,7 +63,7 @@ def check_run_dir_arg(path: Path) -> None:
 
 
 def check_csv(csv_path: str | Path, target: str, limit: int = SCAN_LIMIT) -> None:
-    """Raise the DataError that :func:`epochpilot.data.read_csv` would raise first for this file and target
+    """Raise the DataError that :func:`epochpilot.data.table.read_csv` would raise first for this file and target
     (missing, a folder, binary, UTF-16, empty, a line with too many fields, duplicate or missing columns),
     without pandas; return when it would raise none of them, or when only pandas can tell."""
     path = Path(csv_path)
@@ -84,7 +84,7 @@ def check_csv(csv_path: str | Path, target: str, limit: int = SCAN_LIMIT) -> Non
 def check_frame(
     csv_path: str | Path, field: str | None = None, limit: int = SCAN_LIMIT
 ) -> tuple[list[str], bool] | None:
-    """Raise the DataError that :func:`epochpilot._csv.read_frame` would raise for this file (``field``: the
+    """Raise the DataError that :func:`epochpilot.data.csvfile.read_frame` would raise for this file (``field``: the
     flag that gave it), without pandas; else return the column names pandas would read and whether it has
     a data row, or None when only pandas can tell (a line break inside quotes, not UTF-8, over ``limit``
     bytes, ...)."""

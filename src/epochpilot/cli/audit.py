@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the audit; 0 on success; bad input: one line on stderr, exit code 2; a --json
     path that cannot be written is refused before the audit runs."""
     from epochpilot._files import atomic_write_text, check_output_path
-    from epochpilot.audit import audit
+    from epochpilot.data.audit.report import audit
 
     try:
         if args.json not in (None, "-"):

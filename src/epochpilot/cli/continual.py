@@ -208,13 +208,13 @@ def continue_run(
     check_arguments(run_dir, replay, lr_scale, epochs)
     import torch
 
-    from epochpilot import pipeline
-    from epochpilot.data import Preprocessor, Table, read_csv
-    from epochpilot.finetune_probe import Probed
-    from epochpilot.job import load_spec
-    from epochpilot.mixed import MixedSampler
-    from epochpilot.models import check_factory
-    from epochpilot.stopping import AnyOf, EarlyStopping, Retention
+    from epochpilot.core.stopping import AnyOf, EarlyStopping, Retention
+    from epochpilot.data.table import Preprocessor, Table, read_csv
+    from epochpilot.finetune.mixed import MixedSampler
+    from epochpilot.finetune.probe import Probed
+    from epochpilot.jobs import pipeline
+    from epochpilot.jobs.models import check_factory
+    from epochpilot.jobs.spec import load_spec
     from epochpilot.train import Trainer
     from epochpilot.train.wording import speaking, words
 

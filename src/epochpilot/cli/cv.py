@@ -81,8 +81,9 @@ def run(args: argparse.Namespace) -> int:
 
     from epochpilot._files import atomic_write_text
     from epochpilot.cli.train import spec_from_args
-    from epochpilot.data import Preprocessor, Table
-    from epochpilot.pipeline import (
+    from epochpilot.core.stopping import EarlyStopping
+    from epochpilot.data.table import Preprocessor, Table
+    from epochpilot.jobs.pipeline import (
         as_targets,
         check_batch_size,
         check_run_dir,
@@ -95,8 +96,7 @@ def run(args: argparse.Namespace) -> int:
         trainer_kwargs,
     )
     from epochpilot.report.selection import write_cv_report
-    from epochpilot.select import kfold_epochs, refit
-    from epochpilot.stopping import EarlyStopping
+    from epochpilot.select.kfold import kfold_epochs, refit
 
     spec = spec_from_args(args)
     run_dir = cv_run_dir(spec, args.run_dir, "cv")

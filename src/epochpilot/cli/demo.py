@@ -32,8 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def worked_example(n_train: int, batch_size: int, max_epochs: int, lr: float) -> None:
     """Print the budget, the schedule's key points and what the stopper will do, before training."""
-    from epochpilot import budget
-    from epochpilot.schedules import parse, simulate
+    from epochpilot.core import budget
+    from epochpilot.core.schedules import parse, simulate
 
     steps = budget.total_steps(n_train, batch_size, max_epochs)
     warmup = max(1, round(0.05 * steps))
@@ -53,8 +53,8 @@ def worked_example(n_train: int, batch_size: int, max_epochs: int, lr: float) ->
 def run(args: argparse.Namespace) -> int:
     """Print the worked example, train, print the summary."""
     from epochpilot.cli.summary import print_summary
-    from epochpilot.job import DataSpec, JobSpec, RunSpec, TrainSpec
-    from epochpilot.pipeline import check_run_dir, load_table, run_job, split
+    from epochpilot.jobs.pipeline import check_run_dir, load_table, run_job, split
+    from epochpilot.jobs.spec import DataSpec, JobSpec, RunSpec, TrainSpec
     from epochpilot.train.signals import TrainingTerminated, exit_code
 
     # the demo replaces its own earlier run, never a folder of other files (refused before any work)

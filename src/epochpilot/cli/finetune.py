@@ -87,24 +87,13 @@ def _check_source(args: argparse.Namespace) -> None:
 
 def _texts(args: argparse.Namespace) -> Any:
     """The labelled texts, as a TextSet."""
-    from epochpilot.textdata import load_fortunes
+    from epochpilot.cli._finetune_data import csv_texts
+    from epochpilot.data.text import load_fortunes
 
     _check_source(args)
     if args.fortunes is not None:
         return load_fortunes(args.fortunes)
     return csv_texts(args.data, args.text_column, args.target, "--data")
-
-
-def _missing_column(path: Path, columns: Any, text_column: str, target: str, flag: str) -> None:
-    """Refuse a CSV without the text or the label column, naming the option that names it."""
-    from epochpilot.errors import DataError, short_list
-
-    for column, option in ((text_column, "--text-column"), (target, "--target")):
-        if column not in columns:
-            raise DataError(
-                f"{flag} {path} has no column {column!r}: set {option} "
-                f"(columns: {short_list(columns)})"
-            )
 
 
 def _check_val_fraction(args: argparse.Namespace) -> None:
@@ -117,6 +106,7 @@ def _check_val_fraction(args: argparse.Namespace) -> None:
 def precheck(args: argparse.Namespace) -> None:
     """The flags and the --data file checked before torch and pandas are imported, in :func:`run`'s order
     (the data only when the run directory would pass its check, which comes first)."""
+    from epochpilot.cli._finetune_data import missing_column
     from epochpilot.cli._finetune_mixed import mixed_requested
     from epochpilot.cli._precheck import check_frame, fresh_run_dir
 
@@ -128,38 +118,13 @@ def precheck(args: argparse.Namespace) -> None:
     if args.data is not None:
         table = check_frame(args.data, "--data")
         if table is not None:
-            _missing_column(args.data, table[0], args.text_column, args.target, "--data")
-
-
-def csv_texts(path: Path, text_column: str, target: str, flag: str) -> Any:
-    """A TextSet from a CSV's text and label columns (classes sorted by name); bad files are DataErrors."""
-    import numpy as np
-
-    from epochpilot._csv import read_frame
-    from epochpilot.errors import DataError
-    from epochpilot.textdata import TextSet
-
-    frame = read_frame(
-        path, flag
-    )  # missing, empty, binary, UTF-16, unparsable: one line naming the file
-    _missing_column(path, frame.columns, text_column, target, flag)
-    frame = frame.dropna(subset=[text_column, target])
-    classes = sorted(frame[target].astype(str).unique())
-    if len(classes) < 2 and flag == "--data":
-        raise DataError(
-            f"{flag} {path}: column {target!r} has a single class: fine-tuning a classifier needs two"
-        )
-    if not classes:
-        raise DataError(f"{flag} {path} has no labelled rows")
-    index = {c: i for i, c in enumerate(classes)}
-    labels = np.asarray([index[v] for v in frame[target].astype(str)], dtype=np.int64)
-    return TextSet(frame[text_column].astype(str).tolist(), labels, classes)
+            missing_column(args.data, table[0], args.text_column, args.target, "--data")
 
 
 def run(args: argparse.Namespace) -> int:
     """Fine-tune, write the report, print the summary."""
     from epochpilot.cli._finetune_mixed import mixed_requested, run_mixed
-    from epochpilot.pipeline import check_run_dir
+    from epochpilot.jobs.pipeline import check_run_dir
     from epochpilot.train.signals import TrainingTerminated, exit_code
 
     _check_val_fraction(args)
@@ -178,8 +143,8 @@ def run(args: argparse.Namespace) -> int:
 def _run_task(args: argparse.Namespace, data: Any) -> tuple[Any, dict[str, Any], str]:
     """Fine-tune on the task texts alone; returns (FitResult, info, budget text)."""
     from epochpilot.errors import ConfigError
-    from epochpilot.finetune import finetune
-    from epochpilot.pipeline import claimed_run_dir
+    from epochpilot.finetune.encoder import finetune
+    from epochpilot.jobs.pipeline import claimed_run_dir
 
     n_val = max(len(data.classes), int(len(data) * args.val_fraction))
     n_train = args.n_train or int(len(data) * 0.6)

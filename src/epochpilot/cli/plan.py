@@ -54,8 +54,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def _kind(text: str) -> str:
     """What SOURCE names: "count", "file" or "builtin"; anything else is a DataError (no import needed)."""
-    from epochpilot._jobcheck import BUILTINS
     from epochpilot.errors import DataError
+    from epochpilot.jobs.check import BUILTINS
 
     if text.isdigit():
         if int(text) < 1:
@@ -74,7 +74,7 @@ def _kind(text: str) -> str:
 
 def _source(args: argparse.Namespace) -> Any:
     """A sample count, or an AuditReport of the CSV / built-in data set."""
-    from epochpilot.audit import audit
+    from epochpilot.data.audit.report import audit
 
     text = args.source
     kind = _kind(text)
@@ -82,7 +82,7 @@ def _source(args: argparse.Namespace) -> Any:
         return int(text)
     if kind == "file":
         return audit(text, target=args.target, text_column=args.text_column, fields={"train": ""})
-    from epochpilot.data import load_builtin
+    from epochpilot.data.table import load_builtin
 
     table = load_builtin(text, n_samples=args.n_samples)
     return audit(table.frame, target=table.target)
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     """Print the plan; 0 on success; bad input: one line on stderr, exit code 2; a --json
     path that cannot be written is refused before the data is read."""
     from epochpilot._files import atomic_write_text, check_output_path
-    from epochpilot.plan import plan
+    from epochpilot.core.plan import plan
 
     try:
         if args.json not in (None, "-"):

@@ -45,7 +45,7 @@ def check_out(path: Path) -> Path:
 
 
 def add_trust_flag(p: argparse.ArgumentParser) -> None:
-    """``--trust-factory``: allow a run directory's own model factory (see :func:`epochpilot.models.check_factory`)."""
+    """``--trust-factory``: allow a run directory's own model factory (see :func:`epochpilot.jobs.models.check_factory`)."""
     p.add_argument("--trust-factory", action="store_true", help=TRUST_HELP)
 
 
@@ -122,7 +122,7 @@ def add_predict(subparsers: argparse._SubParsersAction) -> None:
 
 def run_predict(args: argparse.Namespace) -> int:
     """Print or write predictions (``--out`` is checked before anything is loaded, and replaced atomically)."""
-    from epochpilot.predictor import load
+    from epochpilot.jobs.predictor import load
 
     if args.out:
         check_out(args.out)
@@ -156,8 +156,8 @@ def add_evaluate(subparsers: argparse._SubParsersAction) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     """Print the scores (R², MAE, RMSE and MSE in the target's units for regression; loss, accuracy and
     ROC AUC for a binary target), as the run summary words them; undefined ones are null in ``--json``."""
-    from epochpilot.predictor import load
-    from epochpilot.scores import json_safe, score_rows
+    from epochpilot.core.scores import json_safe, score_rows
+    from epochpilot.jobs.predictor import load
 
     predictor = load(_run_dir(args.run_dir), trust_factory=args.trust_factory)
     metrics = predictor.evaluate(args.data)
@@ -201,8 +201,8 @@ def run_resume(args: argparse.Namespace) -> int:
 
     from epochpilot.cli.train import train_and_print
     from epochpilot.errors import short_list
-    from epochpilot.job import load_spec
-    from epochpilot.models import check_factory
+    from epochpilot.jobs.models import check_factory
+    from epochpilot.jobs.spec import load_spec
     from epochpilot.train.rundir import LITTER, is_run_dir
 
     run_dir = _run_dir(args.run_dir)

@@ -41,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
     """Print the schedule's key points and optionally plot it; any ``--steps`` returns at once (the schedule is
     evaluated at the points shown and at about 2,000 points for the plot, never at every step)."""
     from epochpilot._files import atomic_open, check_output_path, path_error
+    from epochpilot.core.schedules import parse, peak, sample
     from epochpilot.errors import ConfigError
-    from epochpilot.schedules import parse, peak, sample
 
     steps = args.steps
     if args.warmup_steps is not None:

@@ -31,7 +31,7 @@ def _used_cooldown(fit: Any) -> bool:
 
 def _loss_text(key: str, value: Any, scale: dict[str, Any] | None) -> str:
     """A loss with its unit for a regression job (on the standardised target), else the plain number."""
-    from epochpilot.scores import loss_note
+    from epochpilot.core.scores import loss_note
 
     note = loss_note(value, scale) if key.endswith("loss") else ""
     if key.startswith("train_") and note:  # its MSE in target units is the val row's business
@@ -43,7 +43,7 @@ def print_summary(result: Any, console: Console | None = None) -> None:
     """Print why training stopped, the best epoch and its metrics (with cooldown branches: where the kept
     model came from and the epochs trained), the kept model's validation and test scores (R², MAE and RMSE
     in the target's units for regression, whose losses are labelled standardised) and the report path."""
-    from epochpilot.scores import score_rows
+    from epochpilot.core.scores import score_rows
 
     console = console or Console(soft_wrap=True)
     fit = result.fit

@@ -87,7 +87,7 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
 def spec_from_args(args: argparse.Namespace) -> Any:
     """The job spec: the TOML file (if any), then the command-line overrides."""
     from epochpilot.errors import ConfigError
-    from epochpilot.job import JobSpec, load_spec, override
+    from epochpilot.jobs.spec import JobSpec, load_spec, override
 
     spec = load_spec(args.config) if args.config else JobSpec()
     if args.data and args.builtin:
@@ -163,7 +163,7 @@ def train_and_print(spec: Any, run_dir: Path) -> int:
     and written only once the data and settings are validated; Ctrl-C/SIGTERM end with a checkpoint and
     one line on how to resume (logged by ``fit``), exit code 130/143."""
     from epochpilot.cli.summary import print_summary
-    from epochpilot.pipeline import check_run_dir, run_job
+    from epochpilot.jobs.pipeline import check_run_dir, run_job
     from epochpilot.train.signals import TrainingTerminated, exit_code
 
     check_run_dir(run_dir, overwrite=spec.run.overwrite, resume=spec.run.resume)

@@ -130,7 +130,7 @@ def read_space_file(path: Path) -> dict[str, Any]:
 
 def space_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The search space: --space-file, then --space flags; the default space when neither is given."""
-    from epochpilot.tune_space import job_parameters, parse_space
+    from epochpilot.select.tune.space import job_parameters, parse_space
 
     space: dict[str, Any] = {}
     if args.space_file is not None:
@@ -174,9 +174,9 @@ def run(args: argparse.Namespace) -> int:
 
     from epochpilot.cli.cv import cv_run_dir
     from epochpilot.cli.train import spec_from_args
-    from epochpilot.pipeline import check_run_dir, claimed_run_dir, prepare
+    from epochpilot.jobs.pipeline import check_run_dir, claimed_run_dir, prepare
     from epochpilot.report.selection import write_tune_report
-    from epochpilot.tune import tune
+    from epochpilot.select.tune.run import tune
 
     spec = spec_from_args(args)
     space = space_from_args(args)
@@ -222,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _hide(url: str) -> str:
-    from epochpilot.tune_storage import safe_url as _safe_url
+    from epochpilot.select.tune.storage import safe_url as _safe_url
 
     return _safe_url(url)
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from epochpilot._files import atomic_open
+from epochpilot.core.stopping.base import Decision, Policy, Reason
 from epochpilot.integrations._schedule import ScheduleDriver
-from epochpilot.stopping.base import Decision, Policy, Reason
 
 __all__ = [
     "PilotCore",

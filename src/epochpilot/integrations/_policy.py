@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from epochpilot.stopping.base import Policy
+from epochpilot.core.stopping.base import Policy
 
 __all__ = ["NAMES", "build_named", "resolve_policy"]
 
@@ -25,13 +25,13 @@ def build_named(name: str, monitor: str, budget: int = 1) -> Policy:
     no extension past ``budget``: the trainer's epoch budget is a hard cap, and the adapter sets the budget
     from the trainer when training starts (``set_budget``).
     """
-    from epochpilot.stopping import EarlyStopping, auto_stopper, default_stopper
+    from epochpilot.core.stopping import EarlyStopping, auto_stopper, default_stopper
 
     if name == "auto":
         return default_stopper(monitor, "min")
     if name == "early":
         return EarlyStopping(monitor, mode="min", patience=5)
-    from epochpilot.stopping.forecast import Forecast
+    from epochpilot.core.stopping.forecast import Forecast
 
     extra: dict[str, Any] = {"train_monitor": "train_loss"} if monitor != "train_loss" else {}
     if "max_extension" in inspect.signature(Forecast).parameters:

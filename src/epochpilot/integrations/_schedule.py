@@ -19,7 +19,7 @@ class ScheduleDriver:
     def __init__(self, schedule: Callable[[int], float]) -> None:
         if not callable(schedule):
             raise TypeError(f"schedule must be callable step -> lr, got {schedule!r}")
-        from epochpilot.schedules import plateaus
+        from epochpilot.core.schedules import plateaus
 
         self.schedule = schedule
         self.plateaus = plateaus(schedule)

@@ -32,11 +32,11 @@ from typing import Any
 import keras
 import numpy as np
 
+from epochpilot.core.stopping.base import Policy
 from epochpilot.integrations._attributes import PilotAttributes, check_verbose
 from epochpilot.integrations._common import PilotCore, scalar, write_json_atomic
 from epochpilot.integrations._lines import stop_line
 from epochpilot.integrations._save import check_save_model, save_atomically
-from epochpilot.stopping.base import Policy
 
 __all__ = ["EpochPilot", "history_name"]
 

@@ -41,11 +41,11 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from epochpilot.core.stopping.base import Policy, Reason
 from epochpilot.integrations._attributes import PilotAttributes, check_verbose
 from epochpilot.integrations._common import PilotCore, scalar
 from epochpilot.integrations._lines import stop_line
 from epochpilot.integrations._save import check_save_model, replace
-from epochpilot.stopping.base import Policy, Reason
 
 __all__ = ["EpochPilot", "history_metrics"]
 

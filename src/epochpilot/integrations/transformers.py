@@ -44,11 +44,11 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
+from epochpilot.core.stopping.base import Policy
 from epochpilot.integrations._attributes import PilotAttributes, check_verbose
 from epochpilot.integrations._common import PilotCore, scalar
 from epochpilot.integrations._lines import stop_line
 from epochpilot.integrations._save import check_save_model, save_atomically
-from epochpilot.stopping.base import Policy
 
 __all__ = ["EpochPilot", "history_name", "to_hf_scheduler"]
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from epochpilot.report.page import fmt
 
 if TYPE_CHECKING:
-    from epochpilot.report.load import RunData
+    from epochpilot.report.rundata import RunData
 
 __all__ = [
     "BRANCH_KEYS",

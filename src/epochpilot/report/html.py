@@ -11,9 +11,10 @@ from typing import Any
 
 from epochpilot._files import atomic_write_text
 from epochpilot.report.branches import BRANCH_KEYS, branches, kept, kept_sentence, uses_cooldown
+from epochpilot.report.figures import run_figures
 from epochpilot.report.load import RunData, load_run
 from epochpilot.report.page import duration, esc, flatten, fmt, img, kv_table, page, table
-from epochpilot.report.plots import PHASE_COLORS, PHASE_LABELS, figure_png, run_figures
+from epochpilot.report.plots import PHASE_COLORS, PHASE_LABELS, figure_png
 
 __all__ = ["DIAGNOSIS_TEXT", "write_report"]
 
@@ -121,7 +122,7 @@ def _scale(run: RunData) -> dict[str, Any] | None:
 def _scores_table(run: RunData) -> str:
     """The kept model's scores on the validation and test rows (one column each), labelled with their
     units; "" when summary.json holds neither."""
-    from epochpilot.scores import SCORE_ORDER, score_label, unit_note
+    from epochpilot.core.scores import SCORE_ORDER, score_label, unit_note
 
     s = run.summary
     cols = [
@@ -146,7 +147,7 @@ def _scores_table(run: RunData) -> str:
 
 
 def _metrics_card(run: RunData) -> str:
-    from epochpilot.scores import loss_note
+    from epochpilot.core.scores import loss_note
 
     s = run.summary
     fm = s.get("final_metrics")

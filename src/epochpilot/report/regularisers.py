@@ -2,7 +2,7 @@
 
 Dropout, augmentation, label smoothing or label noise act in training only, so a train loss measured with them
 on can sit above the validation loss (a negative generalization gap). The curve analysis names what it finds
-here when it explains such a gap (:func:`epochpilot.curves.analyze`'s ``regularisers``).
+here when it explains such a gap (:func:`epochpilot.core.curves.analysis.analyze`'s ``regularisers``).
 """
 
 from __future__ import annotations

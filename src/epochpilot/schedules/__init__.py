@@ -1,44 +1,36 @@
-"""Learning-rate schedules: frozen, picklable functions of the optimizer step (counted from 0).
-
-Every schedule is a frozen dataclass called as ``schedule(step) -> lr``; warmup wraps any schedule, ``Join``
-chains them, ``ReduceOnPlateau.wrap`` scales them by a metric-driven multiplier. ``to_torch`` turns one into
-a torch LR scheduler stepped once per optimizer update. Pure: standard library only (no torch here).
-
-Example::
-
-    >>> from epochpilot.schedules import Cosine, Warmup, simulate
-    >>> lrs = simulate(Warmup(Cosine(0.1, total_steps=90), steps=10), 100)
-    >>> round(lrs[0], 4), round(lrs[10], 4), round(lrs[-1], 6)
-    (0.001, 0.1, 3e-05)
+"""Old path of :mod:`epochpilot.core.schedules` (moved in the package layout of issue 16): the same names, plus
+``to_torch`` (the torch adapter, now ``epochpilot.train.lr.to_torch``), loaded on first use so that importing
+this module stays free of torch. Each old submodule (``epochpilot.schedules.wsd``...) is the new module itself.
 """
 
 from __future__ import annotations
 
-from epochpilot.plateau import ReduceOnPlateau, plateaus
-from epochpilot.schedules.core import (
+import importlib
+from typing import Any
+
+from epochpilot.core.schedules import (
+    WSD,
     Constant,
     Cosine,
+    CosineWave,
     ExponentialDecay,
     Join,
+    LinearDecay,
     MultiStepDecay,
     OneCycle,
+    ReduceOnPlateau,
     Scaled,
     Schedule,
     StepDecay,
     Warmup,
-)
-from epochpilot.schedules.presets import (
-    CosineWave,
-    LinearDecay,
     cosine_with_warmup,
     linear_with_warmup,
     parse,
     peak,
+    plateaus,
     sample,
     simulate,
-    to_torch,
 )
-from epochpilot.schedules.wsd import WSD
 
 __all__ = [
     "Constant",
@@ -50,8 +42,8 @@ __all__ = [
     "MultiStepDecay",
     "OneCycle",
     "ReduceOnPlateau",
-    "Schedule",
     "Scaled",
+    "Schedule",
     "StepDecay",
     "WSD",
     "Warmup",
@@ -64,3 +56,10 @@ __all__ = [
     "simulate",
     "to_torch",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``to_torch`` from the torch side, on first use (PEP 562)."""
+    if name == "to_torch":
+        return importlib.import_module("epochpilot.train.lr").to_torch
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

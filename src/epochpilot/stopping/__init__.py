@@ -1,27 +1,30 @@
-"""Stop policies: ``update(epoch, metrics) -> Decision``, pure (stdlib + numpy), framework-free.
-
-Every policy takes 1-based epochs, holds floats only, has a JSON-safe versioned ``state_dict`` and a
-``decide(history)`` that agrees with streaming ``update``.
+"""Old path of :mod:`epochpilot.core.stopping` (moved in the package layout of issue 16): the same names. Each
+old submodule (``epochpilot.stopping.early``...) is the new module itself.
 """
 
 from __future__ import annotations
 
-from epochpilot.stopping.auto import AutoStopper, BlowUpGuard, auto_stopper, default_stopper
-from epochpilot.stopping.base import (
+from epochpilot.core.stopping import (
+    EMA,
     STATE_VERSION,
+    AnyOf,
+    AutoStopper,
+    BlowUpGuard,
     Decision,
+    EarlyStopping,
+    Forecast,
+    GeneralizationLoss,
     Policy,
+    ProgressQuotient,
     Reason,
+    Retention,
+    UpStrips,
+    auto_stopper,
     check_mode,
+    default_stopper,
     get_metric,
     is_better,
 )
-from epochpilot.stopping.combine import AnyOf
-from epochpilot.stopping.early import EarlyStopping
-from epochpilot.stopping.forecast import Forecast
-from epochpilot.stopping.prechelt import GeneralizationLoss, ProgressQuotient, UpStrips
-from epochpilot.stopping.retention import Retention
-from epochpilot.stopping.smoothing import EMA
 
 __all__ = [
     "STATE_VERSION",

@@ -16,7 +16,8 @@ from epochpilot.train.callbacks import (
     ScheduleCallback,
     StopperCallback,
 )
-from epochpilot.train.checkpoint import CheckpointDir, best_weights, load_checkpoint
+from epochpilot.train.checkpoint import CheckpointDir, load_checkpoint
+from epochpilot.train.checkpoint_check import best_weights
 from epochpilot.train.config import TrainConfig, parse_every
 from epochpilot.train.progress import ProgressBar, want_progress
 from epochpilot.train.record import HistoryWriter, TensorBoardLogger

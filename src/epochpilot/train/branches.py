@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from epochpilot.stopping.base import is_better
+from epochpilot.core.stopping.base import is_better
 
 __all__ = ["branch_records", "new_sweep_state"]
 

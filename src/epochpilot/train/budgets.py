@@ -25,10 +25,10 @@ from collections.abc import Callable
 from typing import Any
 
 from epochpilot._duration import parse_duration
+from epochpilot.core.stopping.base import Reason
+from epochpilot.core.stopping.wording import epochs as n_epochs
+from epochpilot.core.stopping.wording import metric_words, stop_sentence
 from epochpilot.errors import ConfigError
-from epochpilot.stopping.base import Reason
-from epochpilot.stopping.wording import epochs as n_epochs
-from epochpilot.stopping.wording import metric_words, stop_sentence
 
 __all__ = ["Budget", "apply_budget", "build_schedule", "check_extend", "parse_duration"]
 
@@ -53,13 +53,13 @@ def build_schedule(
     if spec is None:
         return None, None
     if isinstance(spec, str):
-        from epochpilot.schedules import parse
+        from epochpilot.core.schedules import parse
 
         def factory(steps: int) -> Any:
             return parse(spec, lr=1e-3 if lr is None else float(lr), total_steps=steps)
 
         return factory(total_steps), factory
-    from epochpilot.schedules import Schedule
+    from epochpilot.core.schedules import Schedule
 
     if isinstance(spec, Schedule):
         return spec, None

@@ -208,7 +208,7 @@ def build_schedule_checked(cfg: TrainConfig, total_steps: int) -> tuple[Any, Any
     except (ValueError, TypeError, ArithmeticError) as exc:
         raise ConfigTypeError(
             f"schedule={name!r} gave no learning rate at update 0 ({exc}): a schedule maps an update "
-            f"number to a float lr, e.g. epochpilot.schedules.parse('cosine', lr=1e-3, total_steps=n)"
+            f"number to a float lr, e.g. epochpilot.core.schedules.parse('cosine', lr=1e-3, total_steps=n)"
         ) from exc
     if not math.isfinite(lr) or lr < 0:
         raise ConfigError(
@@ -258,16 +258,16 @@ def build_stopper(spec: Any, has_val: bool, max_epochs: int, extend: float | Non
     """
     monitor = "val_loss" if has_val else "train_loss"
     if spec is None or spec == "auto":
-        from epochpilot.stopping import default_stopper
+        from epochpilot.core.stopping import default_stopper
 
         return default_stopper(monitor, "min")
     if spec == "forecast":
-        from epochpilot.stopping import auto_stopper
+        from epochpilot.core.stopping import auto_stopper
 
         extra = {"train_monitor": "train_loss"} if has_val else {}
         return auto_stopper(monitor, "min", budget=max_epochs, max_extension=extend or 0.0, **extra)
     if spec == "early":
-        from epochpilot.stopping import EarlyStopping
+        from epochpilot.core.stopping import EarlyStopping
 
         return EarlyStopping(monitor=monitor, mode="min", patience=5)
     return spec

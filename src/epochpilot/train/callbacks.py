@@ -6,9 +6,9 @@ import logging
 import math
 from typing import Any
 
+from epochpilot.core.stopping.base import Reason, is_better
+from epochpilot.core.stopping.wording import stop_sentence
 from epochpilot.errors import ConfigError
-from epochpilot.stopping.base import Reason, is_better
-from epochpilot.stopping.wording import stop_sentence
 from epochpilot.train.events import Callback, Request, TrainState
 from epochpilot.train.lr import group_ratios
 
@@ -123,7 +123,7 @@ class ScheduleCallback(Callback):
     state_key = "schedule"
 
     def __init__(self, schedule: Any, factory: Any = None, total_steps: int | None = None) -> None:
-        from epochpilot.schedules import plateaus
+        from epochpilot.core.schedules import plateaus
 
         self.schedule = schedule
         self.factory = factory
@@ -146,7 +146,7 @@ class ScheduleCallback(Callback):
 
         Updates already made keep the lr they had; plateau states carry over when the count matches.
         """
-        from epochpilot.schedules import plateaus
+        from epochpilot.core.schedules import plateaus
 
         if self.factory is None or int(total_steps) == self.total_steps:
             return

@@ -34,7 +34,6 @@ from epochpilot.train.serial import write_bytes as _write_bytes
 __all__ = [
     "FORMAT_VERSION",
     "CheckpointDir",
-    "best_weights",
     "list_checkpoints",
     "load_checkpoint",
     "read_meta",
@@ -191,7 +190,7 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
     return out
 
 
-#: The checkpoint that ``CheckpointDir.latest()`` verified by loading it, kept for the one ``load_checkpoint``
+#: The checkpoint that ``latest_checkpoint()`` verified by loading it, kept for the one ``load_checkpoint``
 #: that follows (the resume), so a resume reads each file once; dropped if any file changed in between.
 _handoff: dict[Path, tuple[Any, dict[str, Any]]] = {}
 _handoff_lock = threading.Lock()
@@ -340,30 +339,6 @@ class CheckpointDir:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
                 self._pool = None
-
-    def latest(self) -> Path | None:
-        """The most advanced checkpoint whose files all load safely and whose meta is valid, or None when
-        there is none at all. Damaged newer ones are skipped with one warning line naming the file and why;
-        a CheckpointError when checkpoints exist but none is usable."""
-        from epochpilot.train.checkpoint_check import newest_loadable
-
-        path, parts = newest_loadable(self.root)
-        if path is not None:
-            _give_handoff(path, parts)
-        return path
-
-
-def best_weights(
-    path: Path, parts: dict[str, Any]
-) -> tuple[dict[str, torch.Tensor] | None, Path | None]:
-    """The best weights as of checkpoint ``path`` (loaded as ``parts``) and where they came from: its own
-    weights when its epoch was the best, else the best epoch's sibling checkpoint while it exists (it holds
-    them until it is rotated out), else ``best/`` when it holds that same best; ``(None, None)`` when nothing
-    improved yet or the best weights cannot be read (see :func:`checkpoint_check.find_best` for why)."""
-    from epochpilot.train.checkpoint_check import find_best
-
-    weights, source, _ = find_best(Path(path), parts)
-    return weights, source
 
 
 def _position(path: Path) -> tuple[int, int]:

@@ -16,9 +16,17 @@ from typing import Any
 import torch
 
 from epochpilot.errors import CheckpointError
-from epochpilot.train.checkpoint import _load, load_checkpoint, read_meta, scan_checkpoints
+from epochpilot.train.checkpoint import (
+    _give_handoff,
+    _load,
+    load_checkpoint,
+    read_meta,
+    scan_checkpoints,
+)
 
 __all__ = [
+    "best_weights",
+    "latest_checkpoint",
     "find_best",
     "load_weights",
     "newest_best",
@@ -145,6 +153,27 @@ def newest_loadable(root: Path) -> tuple[Path | None, dict[str, Any] | None]:
             f"the run again ({start_again(root)})"
         )
     return None, None
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    """The most advanced checkpoint under ``root`` whose files all load safely and whose meta is valid, or None
+    when there is none at all. Damaged newer ones are skipped with one warning line naming the file and why;
+    a CheckpointError when checkpoints exist but none is usable."""
+    path, parts = newest_loadable(Path(root))
+    if path is not None:
+        _give_handoff(path, parts)
+    return path
+
+
+def best_weights(
+    path: Path, parts: dict[str, Any]
+) -> tuple[dict[str, torch.Tensor] | None, Path | None]:
+    """The best weights as of checkpoint ``path`` (loaded as ``parts``) and where they came from: its own
+    weights when its epoch was the best, else the best epoch's sibling checkpoint while it exists (it holds
+    them until it is rotated out), else ``best/`` when it holds that same best; ``(None, None)`` when nothing
+    improved yet or the best weights cannot be read (see :func:`find_best` for why)."""
+    weights, source, _ = find_best(Path(path), parts)
+    return weights, source
 
 
 def _same_best(meta: dict[str, Any], counters: dict[str, Any]) -> bool:

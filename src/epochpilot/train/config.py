@@ -184,7 +184,7 @@ class TrainConfig:
             "or a name such as 'warmup(cosine)'",
         )
         if isinstance(self.schedule, str):
-            from epochpilot.schedules import parse
+            from epochpilot.core.schedules import parse
 
             try:
                 parse(self.schedule, lr=1e-3, total_steps=1000)
@@ -193,13 +193,13 @@ class TrainConfig:
         if isinstance(self.stopper, str):
             _check(
                 self.stopper in ("auto", "early", "forecast"),
-                f"stopper must be a stop policy (epochpilot.stopping), 'auto' (the default, patience 10), "
+                f"stopper must be a stop policy (epochpilot.core.stopping), 'auto' (the default, patience 10), "
                 f"'early' (patience 5), 'forecast' or False for none; got the unknown name {self.stopper!r}",
             )
         elif self.stopper is not None and self.stopper is not False:
             _check(
                 hasattr(self.stopper, "update") and hasattr(self.stopper, "state_dict"),
-                "stopper must be a stop policy (epochpilot.stopping), 'auto', None for the default, or False for none",
+                "stopper must be a stop policy (epochpilot.core.stopping), 'auto', None for the default, or False for none",
             )
         _check(
             self.max_steps is None or (_is_int(self.max_steps) and self.max_steps >= 1),

@@ -1,7 +1,7 @@
 """``cooldown="on_stop"``: when the stop policy fires in a WSD schedule's stable phase, cool the lr down first.
 
 The loop does not stop at the policy's request: it starts the schedule's cooldown at the current update, for
-``cooldown_fraction`` of the updates so far (:func:`epochpilot.stopping.cooldown.cooldown_length`), records
+``cooldown_fraction`` of the updates so far (:func:`epochpilot.core.stopping.cooldown.cooldown_length`), records
 that phase boundary in :class:`~epochpilot.train.events.TrainState` (saved in checkpoints, so a resumed run
 continues the same cooldown), keeps validating and keeping the best weights, and stops once the cooldown's
 last update is done. Further soft stop requests are ignored while cooling; not-finite losses, divergence,
@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from epochpilot.core.stopping.base import Reason
+from epochpilot.core.stopping.cooldown import cooldown_length
 from epochpilot.errors import ConfigError
-from epochpilot.stopping.base import Reason
-from epochpilot.stopping.cooldown import cooldown_length
 from epochpilot.train.callbacks import ScheduleCallback
 from epochpilot.train.events import Request, TrainState
 
@@ -51,7 +51,7 @@ def check_cooldown(cooldown: str | None, schedule: Any, stopper: Any) -> None:
     policy (one-line ConfigError naming ``cooldown``)."""
     if cooldown is None:
         return
-    from epochpilot.schedules.wsd import WSD
+    from epochpilot.core.schedules.wsd import WSD
 
     if not isinstance(schedule, WSD):
         got = "no schedule" if schedule is None else f"schedule={type(schedule).__name__}"
@@ -89,7 +89,7 @@ def ended(state: TrainState, why: str) -> str:
     """The run's stop sentence after a cooldown decision: ``why``, then the kept epoch and where it was
     trained ("Stopped at epoch 30: ... Kept epoch 27 (val_loss 0.41), from the cooldown branch forked
     after epoch 24.")."""
-    from epochpilot.stopping.wording import stop_sentence
+    from epochpilot.core.stopping.wording import stop_sentence
 
     text = stop_sentence(state.epoch, why, state.best_epoch, state.monitor, state.best_value)
     if state.best_epoch is None:

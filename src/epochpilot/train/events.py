@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from epochpilot.stopping.base import Reason
+from epochpilot.core.stopping.base import Reason
 
 __all__ = ["EVENTS", "Callback", "Request", "TrainState", "as_requests"]
 

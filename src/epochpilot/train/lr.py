@@ -18,7 +18,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from epochpilot.schedules import Schedule, plateaus
+from epochpilot.core.schedules import Schedule, plateaus
 
 __all__ = ["STATE_VERSION", "ScheduleLR", "group_ratios", "to_torch"]
 
@@ -167,7 +167,7 @@ class ScheduleLR(LRScheduler):
 def _phase_of(schedule: Callable[[int], float], saved: str) -> Callable[[int], float]:
     """``schedule`` with the cooldown phase a saved WSD description holds (a cooldown decided at run time
     by the run that saved it); ``schedule`` itself when it is no WSD or the description is another's."""
-    from epochpilot.schedules.wsd import WSD
+    from epochpilot.core.schedules.wsd import WSD
 
     if not isinstance(schedule, WSD) or saved == repr(schedule):
         return schedule
@@ -188,7 +188,8 @@ def to_torch(schedule: Callable[[int], float], optimizer: Optimizer) -> Schedule
     Example::
 
         >>> import torch
-        >>> from epochpilot.schedules import Cosine, Warmup, to_torch
+        >>> from epochpilot.core.schedules import Cosine, Warmup
+        >>> from epochpilot.train.lr import to_torch
         >>> opt = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1)
         >>> sched = to_torch(Warmup(Cosine(0.1, 90), 10), opt)
         >>> opt.step(); sched.step()

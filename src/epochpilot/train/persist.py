@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from epochpilot.core.stopping.base import Reason
 from epochpilot.errors import CheckpointError
-from epochpilot.stopping.base import Reason
 from epochpilot.train import distributed as D
 from epochpilot.train.serial import sanitize, snapshot
 

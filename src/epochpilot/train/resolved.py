@@ -175,8 +175,8 @@ def _repr(obj: Any) -> str:
 def _peak(schedule: Any, total: int) -> float | None:
     """The highest lr over the run's updates (exact for epochpilot's schedules, on a grid of about a
     thousand updates for any other function); None when the schedule cannot be evaluated."""
-    from epochpilot.schedules import Schedule
-    from epochpilot.schedules.presets import peak
+    from epochpilot.core.schedules import Schedule
+    from epochpilot.core.schedules.presets import peak
 
     try:
         if isinstance(schedule, Schedule):

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from epochpilot.stopping.base import Reason
+from epochpilot.core.stopping.base import Reason
 from epochpilot.train.branches import branch_records
 from epochpilot.train.cooldown import epochs_trained, kept_from
 

@@ -23,7 +23,7 @@ import tomllib
 
 from epochpilot._files import atomic_open, atomic_write_text, path_error
 from epochpilot.errors import ConfigError, short_list
-from epochpilot.train.checkpoint import CheckpointDir
+from epochpilot.train.checkpoint_check import latest_checkpoint
 from epochpilot.train.config import TrainConfig, to_toml
 from epochpilot.train.confighash import config_format, saved_differences
 from epochpilot.train.guard import disk_error
@@ -259,7 +259,7 @@ def prepare_run_dir(
     if resume == "auto" and not same:
         ways = w.ways(run_dir, w.anyway, w.overwrite, w.other)
         raise ConfigError(f"{where} holds a run of a different config{diff}: {ways}")
-    latest = CheckpointDir(run_dir / "checkpoints", cfg.keep_last).latest()
+    latest = latest_checkpoint(run_dir / "checkpoints")
     if latest is None:
         if resume is True:
             fix = (

@@ -1,6 +1,6 @@
 """``cooldown="sweep"``: fork cooldown branches off a constant-lr trunk, keep the best model over all of them.
 
-At branch points spaced geometrically in trunk updates (:class:`~epochpilot.stopping.cooldown.BranchPoints`,
+At branch points spaced geometrically in trunk updates (:class:`~epochpilot.core.stopping.cooldown.BranchPoints`,
 from ``sweep_start`` epochs, doubling) the loop copies the trunk's state (model, optimizer, callbacks such as
 the stop policy, grad scaler, every rank's RNG), trains a branch whose lr cools down over
 ``cooldown_fraction`` of the trunk's updates, validating each epoch, then puts the trunk's state back and
@@ -8,7 +8,7 @@ goes on at the constant lr. Every epoch, trunk or branch, counts against ``max_e
 numbered in the order they were trained) and the best validated weights over trunk and branches are kept.
 
 The trunk ends when ``sweep_patience`` branches in a row did not beat the best earlier branch
-(:class:`~epochpilot.stopping.cooldown.SweepStop`), when the stop policy fires on the trunk, or when the
+(:class:`~epochpilot.core.stopping.cooldown.SweepStop`), when the stop policy fires on the trunk, or when the
 budget nears: the last branch takes every update left, so the model kept at the cap is annealed. When the
 policy fires and the trunk improved (on its own line) since the last fork, the trunk is rewound to that best
 epoch (a copy is kept at each trunk improvement) and a last branch cools down from there: the trunk's best
@@ -25,8 +25,8 @@ import logging
 import math
 from typing import Any
 
-from epochpilot.stopping.base import Reason, is_better
-from epochpilot.stopping.cooldown import (
+from epochpilot.core.stopping.base import Reason, is_better
+from epochpilot.core.stopping.cooldown import (
     BranchPoints,
     SweepStop,
     cooldown_length,

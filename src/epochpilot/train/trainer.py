@@ -62,7 +62,7 @@ class Trainer:
     train_data, val_data)`` trains and returns a :class:`FitResult`. The default stopper (``stopper=None`` or
     ``"auto"``) is ``EarlyStopping(patience=10)`` on ``val_loss`` (``train_loss`` without validation data),
     the most robust rule of the held-out stopping benchmark; ``stopper="forecast"`` is
-    :func:`~epochpilot.stopping.auto_stopper` (Forecast plus NaN/blow-up guards, ``budget=max_epochs``).
+    :func:`~epochpilot.core.stopping.auto_stopper` (Forecast plus NaN/blow-up guards, ``budget=max_epochs``).
     ``stopper="early"`` is ``EarlyStopping(patience=5)`` on that monitor, ``stopper=False`` runs all
     ``max_epochs``. ``max_steps`` / ``max_time`` set the budget in updates or wall time instead (see
     :mod:`epochpilot.train.budgets`); ``schedule`` may be a factory ``total_steps -> schedule`` (or a name)
