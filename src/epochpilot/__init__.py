@@ -58,6 +58,8 @@ _LAZY = {
     "EpochSelection": "epochpilot.select.kfold",
     "AuditReport": "epochpilot.data.audit.report",
     "lr_find": "epochpilot.train.lr_find",
+    "find_batch_size": "epochpilot.train.batch_size",
+    "BatchChoice": "epochpilot.train.batch_size",
     "LRFindResult": "epochpilot.train.lr_find",
     "MixedSampler": "epochpilot.finetune.mixed",
     "Stage": "epochpilot.finetune.mixed",
@@ -69,6 +71,7 @@ _LAZY = {
 __all__ = [
     "EMA",
     "AuditReport",
+    "BatchChoice",
     "DataProfile",
     "AnyOf",
     "Constant",
@@ -108,6 +111,7 @@ __all__ = [
     "auto_stopper",
     "budget",
     "compare_runs",
+    "find_batch_size",
     "fit",
     "kfold_epochs",
     "load",
@@ -154,6 +158,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name load
     from epochpilot.report import compare_runs, write_report
     from epochpilot.select.kfold import EpochSelection, kfold_epochs, refit
     from epochpilot.train import FitResult, TrainConfig, Trainer, TrainingTerminated, accuracy, fit
+    from epochpilot.train.batch_size import BatchChoice, find_batch_size
     from epochpilot.train.lr import to_torch
     from epochpilot.train.lr_find import LRFindResult, lr_find
 
