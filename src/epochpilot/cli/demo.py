@@ -44,9 +44,9 @@ def worked_example(n_train: int, batch_size: int, max_epochs: int, lr: float) ->
         f"(linear warmup) -> {lrs[steps // 2]:.2g} half-way -> {lrs[-1]:.2g} at step {steps - 1} (cosine decay)"
     )
     print(
-        "3. stopping: auto = Forecast(val_loss, reading train_loss too) + NaN/blow-up guards: after each epoch, "
-        "forecast the rest of the curve and stop once P(a later epoch beats the best) < 5%, or ask for more "
-        "epochs if it is still improving at the budget; the best epoch's weights are restored either way"
+        "3. stopping: auto = EarlyStopping(val_loss, patience 10): stop once the validation loss has not "
+        "improved for 10 epochs (a NaN or infinite value stops it too), or at the budget; the best epoch's "
+        "weights are restored either way"
     )
 
 

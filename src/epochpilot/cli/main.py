@@ -187,7 +187,7 @@ def classify(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, OSError) and (exc.errno is None or exc.errno in PATH_ERRNOS):
         return 2, os_error_line(exc)
     if isinstance(exc, ModuleNotFoundError) and not (exc.name or "").startswith("epochpilot"):
-        fix = "install the package that provides it (or the epochpilot extra that needs it, see the README)"
+        fix = "install the package that provides it (or the epochpilot extra that needs it, see docs/index.md)"
         return 2, f"{error_line(exc)}: {fix}"
     text = error_line(exc)
     detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__

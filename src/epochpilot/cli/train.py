@@ -18,7 +18,7 @@ EXAMPLES = """examples:
 def add_job_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by every command that trains (train, cv, tune): data, budget, run directory."""
     p.add_argument(
-        "config", nargs="?", type=Path, help="job TOML file (see README: 'The job file')"
+        "config", nargs="?", type=Path, help="job TOML file (see docs/cli.md: 'The job file')"
     )
     d = p.add_argument_group("data")
     d.add_argument("--data", type=Path, help="training CSV with a header row")

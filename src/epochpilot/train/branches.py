@@ -34,7 +34,7 @@ def new_sweep_state(first_step: int) -> dict[str, Any]:
 
 
 def branch_records(state: Any) -> list[dict[str, Any]]:
-    """One dict per cooldown branch (see the README's cooldown section), for ``summary.json`` and the report."""
+    """One dict per cooldown branch (see docs/training.md, "Cooldown branches"), for ``summary.json`` and the report."""
     sw = state.sweep
     if sw is not None:
         out = [dict(b) for b in sw["branches"]]

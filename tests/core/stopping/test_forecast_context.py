@@ -73,7 +73,7 @@ def test_forecast_hands_the_schedule_and_resolution_to_the_prior():
 
 def test_a_step_drop_still_to_come_reaches_the_decision(monkeypatch):
     """The schedule reaches the decision: with a prior that weighs "the lr will still fall" (the context
-    weight sets the benchmark fits; the shipped setting did not choose them, see the README), Forecast
+    weight sets the benchmark fits; the shipped setting did not choose them, see docs/benchmarks.md), Forecast
     waits for the drop at epoch 30; without the schedule the plateau looks finished and it stops."""
     from epochpilot.core.stopping import _prior_weights
 

@@ -208,7 +208,7 @@ def auto_stopper(
     ``blowup_factor`` times worse than its first). Unless ``forecast_kwargs`` says otherwise, Forecast runs
     with :func:`auto_settings` (``confidence`` 0.5 and ``patience_cap`` 10: it stops no later than patience
     10 would, and sooner when the forecast is confident), the setting whose worst held-out ratio was best
-    on the leave-one-corpus-out benchmark (README, "Stop sooner: Forecast"). Pass ``train_monitor`` (e.g.
+    on the leave-one-corpus-out benchmark (docs/benchmarks.md, "Forecast: held out"). Pass ``train_monitor`` (e.g.
     ``"train_loss"``) when a training curve is logged, and ``schedule``/``resolution`` when known.
 
     >>> stopper = auto_stopper("val_loss", "min", budget=30)
@@ -223,8 +223,8 @@ def auto_stopper(
     )
 
 
-#: Patience of the default stop policy: the most robust rule of the held-out stopping benchmark (README,
-#: "Stop sooner: Forecast"): no held-out corpus where it is worse than patience, by construction, and the
+#: Patience of the default stop policy: the most robust rule of the held-out stopping benchmark (docs/benchmarks.md,
+#: "Forecast: held out"): no held-out corpus where it is worse than patience, by construction, and the
 #: lowest p90 regret of the patience rules at about 0.4-0.8 of the budget.
 DEFAULT_PATIENCE = 10
 
