@@ -103,10 +103,7 @@ ALLOWED = {
 
 #: files allowed over MAX_LINES, each with why it was not split.
 MAX_LINES = 400
-LONG = {
-    "epochpilot/core/stopping/forecast.py": "one policy class whose methods share private state; the words and "
-    "the curve fit are already split out (_forecast_words, _curvefit)",
-}
+LONG = {}
 
 TORCH_SIDE = (
     "torch",

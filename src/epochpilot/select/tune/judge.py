@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from epochpilot.core.stopping._curvefit import fit_forecast
-from epochpilot.core.stopping.forecast import FIT_OPTIONS, MIN_FIT_POINTS
+from epochpilot.core.stopping._forecast_settings import FIT_OPTIONS, MIN_FIT_POINTS
 
 __all__ = [
     "PruneDecision",
