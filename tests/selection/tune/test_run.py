@@ -224,7 +224,12 @@ def test_a_killed_worker_is_resumed_and_its_trial_retried(tmp_path):
                 break
         except Exception:  # noqa: BLE001 - the study may not exist yet
             continue
-    time.sleep(0.3)  # well inside the next trial (8 epochs x 0.1 s)
+    while time.time() < deadline:  # kill it inside a trial: one running with an epoch reported
+        study = optuna.load_study(study_name="epochpilot", storage=open_storage(url, None))
+        running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+        if any(t.intermediate_values for t in running):
+            break
+        time.sleep(0.05)  # (a fixed sleep could land between two trials on a loaded machine)
     proc.kill()
     proc.wait()
     before = len(_finished(url))
