@@ -278,3 +278,19 @@ def test_constructor_checks_its_arguments():
         EpochpilotPruner(window=0)
     assert "probability=0.05" in repr(EpochpilotPruner())
     assert "line_fraction=0.2" in repr(EpochpilotPruner())
+
+
+def test_the_pruner_passes_every_judge_setting_with_the_same_defaults():
+    import inspect
+
+    from epochpilot.select.tune.judge import JUDGE_SETTINGS
+
+    judge_params = inspect.signature(judge).parameters
+    pruner_params = inspect.signature(EpochpilotPruner).parameters
+    assert set(JUDGE_SETTINGS) == {
+        n
+        for n in judge_params
+        if n not in ("curve", "mode", "target", "rung", "budget", "warmup_epochs", "lrs")
+    }
+    for name in JUDGE_SETTINGS:
+        assert pruner_params[name].default == judge_params[name].default, name

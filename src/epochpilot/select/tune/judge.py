@@ -50,6 +50,17 @@ __all__ = [
     "projected_gain",
 ]
 
+#: the settings :func:`judge` takes (the pruner keeps each as an attribute of the same name)
+JUDGE_SETTINGS = (
+    "probability",
+    "min_epochs",
+    "grace_fraction",
+    "rung_quantile",
+    "line_fraction",
+    "window",
+    "margin",
+    "noise_z",
+)
 #: an epoch runs "in the regime it is judged in" once its learning rate is at least this fraction of the peak
 LR_REGIME = 0.9
 

@@ -21,7 +21,7 @@ from typing import Any
 import optuna
 
 from epochpilot.core.stopping.base import check_float, check_int
-from epochpilot.select.tune.judge import PruneDecision, best_so_far, judge
+from epochpilot.select.tune.judge import JUDGE_SETTINGS, PruneDecision, best_so_far, judge
 
 __all__ = [
     "EpochpilotPruner",
@@ -179,14 +179,7 @@ class EpochpilotPruner(optuna.pruners.BasePruner):
             budget=int(budget) if budget else None,
             warmup_epochs=float(warmup) if isinstance(warmup, (int, float)) else None,
             lrs=list(lrs) if isinstance(lrs, (list, tuple)) else None,
-            probability=self.probability,
-            min_epochs=self.min_epochs,
-            grace_fraction=self.grace_fraction,
-            rung_quantile=self.rung_quantile,
-            line_fraction=self.line_fraction,
-            window=self.window,
-            margin=self.margin,
-            noise_z=self.noise_z,
+            **{name: getattr(self, name) for name in JUDGE_SETTINGS},
         )
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
@@ -205,15 +198,6 @@ class EpochpilotPruner(optuna.pruners.BasePruner):
         return self._decisions.get(number)
 
     def __repr__(self) -> str:
-        args: dict[str, Any] = {
-            "probability": self.probability,
-            "n_startup_trials": self.n_startup_trials,
-            "min_epochs": self.min_epochs,
-            "grace_fraction": self.grace_fraction,
-            "rung_quantile": self.rung_quantile,
-            "line_fraction": self.line_fraction,
-            "window": self.window,
-            "margin": self.margin,
-            "noise_z": self.noise_z,
-        }
+        names = ("n_startup_trials", *JUDGE_SETTINGS)
+        args: dict[str, Any] = {name: getattr(self, name) for name in names}
         return f"EpochpilotPruner({', '.join(f'{k}={v!r}' for k, v in args.items())})"
