@@ -22,6 +22,7 @@ import torch
 
 from epochpilot.core.batch import fit_to_effective, search_largest
 from epochpilot.errors import ConfigError, DataError
+from epochpilot.train.splitting import is_oom as _is_oom
 
 __all__ = ["BatchChoice", "Trial", "find_batch_size", "fit_to_effective", "search_largest"]
 
@@ -29,7 +30,6 @@ _GOALS = ("memory", "throughput")
 _TIMED_STEPS = 3
 _MIN_TIMED_S = 0.05
 _MAX_TIMED_STEPS = 50
-_OOM_WORDS = ("out of memory", "can't allocate memory")
 _now: Callable[[], float] = time.perf_counter  # the clock; tests swap in a fake one
 
 
@@ -133,13 +133,6 @@ def _to(value: Any, device: torch.device) -> Any:
     if isinstance(value, dict):
         return {k: _to(v, device) for k, v in value.items()}
     return value
-
-
-def _is_oom(exc: BaseException) -> bool:
-    oom_type = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
-    if isinstance(exc, oom_type):
-        return True
-    return isinstance(exc, RuntimeError) and any(w in str(exc).lower() for w in _OOM_WORDS)
 
 
 def _optimizer_factory(

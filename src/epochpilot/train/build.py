@@ -271,3 +271,22 @@ def build_stopper(spec: Any, has_val: bool, max_epochs: int, extend: float | Non
 
         return EarlyStopping(monitor=monitor, mode="min", patience=5)
     return spec
+
+
+def scale_schedule(schedule: Any, factory: Any, factor: float, optimizer: Any) -> tuple[Any, Any]:
+    """``(schedule, factory)`` times ``factor`` (``lr_scaling``): the schedule carries the scaled lr, so the
+    optimizer is never changed behind its back; without a schedule, a constant one at the optimizer's lr."""
+    if factor == 1.0:
+        return schedule, factory
+    from epochpilot.core.schedules import Constant, Scaled
+
+    if schedule is None:
+        schedule = Constant(lr=float(optimizer.param_groups[0]["lr"]))
+    scaled = Scaled(schedule, by=factor)
+    if factory is None:
+        return scaled, None
+
+    def rebuilt(total_steps: int) -> Any:
+        return Scaled(factory(total_steps), by=factor)
+
+    return scaled, rebuilt

@@ -35,6 +35,9 @@ _UNHASHED_DEFAULTS = {
     "sweep_start": 4.0,
     "sweep_patience": 2,
     "extend": None,
+    "effective_batch": None,
+    "lr_scaling": None,
+    "reference_batch": None,
 }
 #: fields that do not change what is trained; a run_dir may be resumed with different values for these.
 _NOT_HASHED = frozenset(
@@ -51,6 +54,7 @@ _NOT_HASHED = frozenset(
         "max_time",
         "checkpoint_fsync",
         "report",
+        "on_oom",
     }
 )
 
@@ -113,8 +117,12 @@ class TrainConfig:
     max_epochs: int = 100
     max_steps: int | None = None
     max_time: float | str | None = None
-    batch_size: int = 32
+    batch_size: int | str = 32
     accumulation: int = 1
+    effective_batch: int | None = None
+    on_oom: str = "shrink"
+    lr_scaling: str | None = None
+    reference_batch: int | None = None
     clip_grad_norm: float | None = None
     precision: str = "32"
     device: str = "auto"
@@ -212,14 +220,9 @@ class TrainConfig:
             _is_int(self.max_epochs) and self.max_epochs >= 1,
             f"max_epochs must be an int >= 1, got {self.max_epochs!r}",
         )
-        _check(
-            _is_int(self.batch_size) and self.batch_size >= 1,
-            f"batch_size must be an int >= 1, got {self.batch_size!r}",
-        )
-        _check(
-            _is_int(self.accumulation) and self.accumulation >= 1,
-            f"accumulation must be an int >= 1, got {self.accumulation!r}: use 1 for no accumulation",
-        )
+        from epochpilot.train.batching import check_batch_settings
+
+        check_batch_settings(self)
         if self.clip_grad_norm is not None:
             _check(
                 _is_number(self.clip_grad_norm) and self.clip_grad_norm > 0,

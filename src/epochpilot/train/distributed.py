@@ -13,7 +13,18 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "all_sum", "barrier", "broadcast", "gather", "setup", "unwrap", "wrap"]
+__all__ = [
+    "DistInfo",
+    "all_sum",
+    "any_rank",
+    "average_grads",
+    "barrier",
+    "broadcast",
+    "gather",
+    "setup",
+    "unwrap",
+    "wrap",
+]
 
 
 @dataclass(frozen=True)
@@ -105,3 +116,27 @@ def barrier(info: DistInfo) -> None:
     """Wait for every rank."""
     if info.active:
         dist.barrier()
+
+
+def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """True on every rank when ``flag`` is True on any (one small all-reduce)."""
+    if not info.active:
+        return flag
+    box = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(box, op=dist.ReduceOp.MAX)
+    return bool(box.item() > 0)
+
+
+def average_grads(module: torch.nn.Module, info: DistInfo) -> None:
+    """What DDP's reducer does after a backward, done by hand: every gradient averaged over the ranks
+    (a parameter without one gets zeros, as with DDP's ``find_unused_parameters``), then rank 0's buffers on every rank."""
+    if not info.active:
+        return
+    for p in module.parameters():
+        if p.requires_grad:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad.div_(info.world_size)
+    for b in module.buffers():
+        dist.broadcast(b, src=0)

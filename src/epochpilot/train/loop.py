@@ -19,26 +19,18 @@ from epochpilot.train.budgets import apply_budget
 from epochpilot.train.cooldown import Cooling
 from epochpilot.train.events import EVENTS, Request, TrainState, as_requests, hooks
 from epochpilot.train.persist import Persistence
+from epochpilot.train.requests import Requests
 from epochpilot.train.signals import Interruptible, active
+from epochpilot.train.splitting import Splitting, is_oom
 from epochpilot.train.sweep import Sweeping
 from epochpilot.train.validate import Validation
 
 __all__ = ["Loop"]
 
 log = logging.getLogger("epochpilot")
-#: updates between non-finite loss checks (single process; under DDP the check is at epoch end)
-NAN_CHECK_EVERY = 16
 
 
-def _finite(value: Any) -> bool:
-    """False for NaN or inf (None and non-numbers pass: they carry no value to judge)."""
-    try:
-        return value is None or math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return True
-
-
-class Loop(Validation, Persistence, Interruptible, Cooling, Sweeping):
+class Loop(Validation, Persistence, Interruptible, Cooling, Sweeping, Splitting, Requests):
     """One fit: owns the state, the model/optimizer and the callbacks (built by ``Trainer``)."""
 
     def __init__(self, **parts: Any) -> None:
@@ -126,12 +118,25 @@ class Loop(Validation, Persistence, Interruptible, Cooling, Sweeping):
         """One pass over the training batches from ``state.batch``; False when the loss went non-finite.
 
         The hot path: no host sync per step (losses and metrics accumulate as device tensors), no per-step
-        allocation of contexts or dicts, and step hooks only for callbacks that asked for them.
+        allocation of contexts or dicts, and step hooks only for callbacks that asked for them. An
+        out-of-memory in a forward or backward pass (``on_oom="shrink"``) splits the batches in twice as
+        many micro-batches and redoes the update it happened in (see ``train.batching``).
         """
+        while True:
+            outcome = self._train_from()
+            if outcome is not None:
+                return outcome
+            self._after_oom()
+
+    def _train_from(self) -> bool | None:
+        """:meth:`_train_epoch`'s pass; None after an out-of-memory it may recover from (the update's
+        start is in ``self._oom``)."""
         st, cfg, acc = self.state, self.cfg, self.acc
         model, opt, scaler = self.model, self.optimizer, self.scaler
         n = len(self.train)
-        k = cfg.accumulation
+        k = self.batching.accumulation
+        splits = self.batching.splits
+        shrink = cfg.on_oom == "shrink"
         step_hooks = self.events["step_end"]
         signals = self.signals
         metric_fns = list(self.metrics.values())
@@ -140,13 +145,18 @@ class Loop(Validation, Persistence, Interruptible, Cooling, Sweeping):
         device = self.device
         to_device = device.type != "cpu"
         ddp = self.dist.active
-        check_nan = not ddp
+        # DDP with on_oom="shrink": every micro-batch runs on the bare module, the ranks agree that none ran
+        # out of memory, then the gradients are averaged (DDP's reducer would hang the ranks that did not)
+        agree = ddp and shrink
+        if agree:
+            model = self.module
         gn_every = cfg.grad_norm_every
         autocast = self.autocast
         loss_fn = self.loss_fn
         val_every = st.val_every if self.val is not None else 0
         max_steps = self.budget.max_steps or 0
         i = st.batch
+        saved = None
         model.train()
         if (max_steps and st.step >= max_steps) or self._cooldown_over():  # resumed at the end
             return bool(torch.isfinite(loss_sum)) or ddp
@@ -160,22 +170,41 @@ class Loop(Validation, Persistence, Interruptible, Cooling, Sweeping):
             else:
                 size = min(k, n - (i - i % k))
                 last = (i % k) + 1 == size
-            if ddp and not last:
-                with model.no_sync():
-                    loss, out = self._forward_backward(xs, y, size)
-            elif autocast is None and scaler is None and self.checked:
-                out = model(*xs)
-                loss = loss_fn(out, y)
-                (loss / size if size > 1 else loss).backward()
-            else:
-                loss, out = self._forward_backward(xs, y, size)
+            if shrink and i % k == 0 and (k > 1 or agree):
+                saved = self._save_acc()  # what an out-of-memory later in this update must undo
             bs = len(y)
-            d = loss.detach()
-            loss_sum.add_(d, alpha=bs)
-            if metric_fns:
-                od = out.detach()
-                for j, fn in enumerate(metric_fns):
-                    msums[j] += fn(od, y) * bs
+            failed = False
+            try:
+                if splits > 1:
+                    d, parts = self._split_step(model, xs, y, size, splits, last and not agree)
+                    for j, part in enumerate(parts):
+                        msums[j] += part
+                    loss_sum.add_(d, alpha=bs)
+                else:
+                    if ddp and not last and not agree:
+                        with model.no_sync():
+                            loss, out = self._forward_backward(xs, y, size)
+                    elif autocast is None and scaler is None and self.checked:
+                        out = model(*xs)
+                        loss = loss_fn(out, y)
+                        (loss / size if size > 1 else loss).backward()
+                    else:
+                        loss, out = self._forward_backward(xs, y, size, model)
+                    d = loss.detach()
+                    loss_sum.add_(d, alpha=bs)
+                    if metric_fns:
+                        od = out.detach()
+                        for j, fn in enumerate(metric_fns):
+                            msums[j] += fn(od, y) * bs
+            except Exception as exc:
+                if not (shrink and is_oom(exc) and all(isinstance(x, torch.Tensor) for x in xs)):
+                    raise  # a batch that is not tensors cannot be split
+                failed = True
+            if failed or (agree and last):
+                if D.any_rank(failed, self.dist, device):
+                    self._oom = (i - i % k, saved)
+                    return None
+                D.average_grads(self.module, self.dist)
             acc["n"] += bs
             i += 1
             st.batch = i
@@ -183,8 +212,6 @@ class Loop(Validation, Persistence, Interruptible, Cooling, Sweeping):
             if last:
                 self._update(opt, scaler, gn_every)
                 st.step += 1
-                if check_nan and st.step % NAN_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
-                    return False
                 if step_hooks:
                     for hook in step_hooks:
                         answer = hook(st)
@@ -205,11 +232,12 @@ class Loop(Validation, Persistence, Interruptible, Cooling, Sweeping):
         return bool(torch.isfinite(loss_sum)) or ddp
 
     def _forward_backward(
-        self, xs: list[torch.Tensor], y: torch.Tensor, size: int
+        self, xs: list[torch.Tensor], y: torch.Tensor, size: int, model: Any = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward (under autocast when mixed precision), loss (checked on the first batch), scaled backward."""
+        model = self.model if model is None else model
         with self.autocast or contextlib.nullcontext():
-            out = self.model(*xs) if self.checked else self._first_forward(self.model, xs)
+            out = model(*xs) if self.checked else self._first_forward(model, xs)
             loss = self._loss(out, y)
         scaled = loss / size if size > 1 else loss
         if self.scaler is not None:
@@ -288,6 +316,8 @@ class Loop(Validation, Persistence, Interruptible, Cooling, Sweeping):
         row["grad_norm"] = totals[pos] / totals[pos + 1] if totals[pos + 1] else float("nan")
         row["epoch_time_s"] = elapsed
         row["samples_per_s"] = totals[1] / elapsed if elapsed > 0 else float("nan")
+        if self.batching.chosen == "auto" or self.batching.shrinks:
+            row["micro_batch"] = self.batching.micro_batch
         if self.cfg.cooldown is not None:
             row["branch"], row["trunk_epoch"] = self._branch_position()
         if not math.isfinite(row["train_loss"]):
@@ -333,56 +363,3 @@ class Loop(Validation, Persistence, Interruptible, Cooling, Sweeping):
             st.max_epochs,
             ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)),
         )
-
-    def _handle(self, requests: list[Request], mid_epoch: bool = False) -> None:
-        """Act on callback requests: keep best weights, extend, stop, save."""
-        st = self.state
-        save = False
-        for req in requests:
-            if req.action == "best":
-                if not _finite(req.value) or not _finite(st.row.get(st.monitor)):
-                    log.warning(
-                        "epoch %d: not kept as the best, its %s is not finite", st.epoch, st.monitor
-                    )
-                    continue
-                self._note_trunk_best()
-                if not self._sweep_keeps(st.row.get(st.monitor)):
-                    continue
-                st.best_epoch, st.best_value = st.epoch, req.value
-                self.keep_best()
-            elif req.action == "extend":  # max_epochs is a hard cap unless the user's extend allows
-                granted = self.budget.grant(req.extend_by, self.extended)
-                asked = req.message or f"the stopper asks for {req.extend_by} more epochs"
-                asked = asked.rstrip(".")
-                if granted:
-                    st.max_epochs += granted
-                    self.extended += granted
-                    log.info(
-                        "epoch %d: %s. Granted %d more epochs (to %d; extend=%g).",
-                        st.epoch,
-                        asked,
-                        granted,
-                        st.max_epochs,
-                        self.budget.extend,
-                    )
-                else:
-                    log.info(
-                        "epoch %d: %s. Not granted: %s.",
-                        st.epoch,
-                        asked,
-                        self.budget.refusal(),
-                    )
-            elif req.action == "stop" and not st.stop:
-                if self._cooldown_takes(req):
-                    continue
-                st.stop, st.stop_reason, st.stop_message = (
-                    True,
-                    req.reason,
-                    req.message or req.reason.value,
-                )
-                st.stop_details = req.details
-            elif req.action == "save":
-                save = True
-        if save:
-            self.save(mid_epoch=mid_epoch)
-            self._saved_at = (st.step, st.batch)

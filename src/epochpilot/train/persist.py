@@ -149,6 +149,7 @@ class Persistence:
             "data_seed": self.data_seed,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "acc": self.acc,
+            "batching": self.batching.state_dict(),
         }
         parts = snapshot(
             {
@@ -202,7 +203,8 @@ class Persistence:
 
         Checkpoint parts (from ``load_checkpoint``: they carry a ``path``) are checked against this model and
         optimizer first; see :meth:`_resume_parts` for what happens when they do not fit."""
-        if "path" in parts:
+        from_checkpoint = "path" in parts
+        if from_checkpoint:
             parts, best = self._resume_parts(parts, best)
         st = self.state
         self.module.load_state_dict(parts["model"])
@@ -217,6 +219,10 @@ class Persistence:
                     "checkpoint has no state for callback %r: it starts fresh", cb.state_key
                 )
         self.train.load_state_dict(inner.get("data", {}))
+        if (
+            from_checkpoint and "batching" in inner
+        ):  # a rollback keeps the splits an out-of-memory forced
+            self.batching.load_state_dict(inner["batching"])
         self.trunk = inner.get("trunk")
         self.trunk_best = inner.get("trunk_best")
         self.data_seed = inner.get("data_seed", self.data_seed)

@@ -72,9 +72,11 @@ def run_summary(
     world_size: int,
     started: float,
     records: dict[str, Any],
+    batching: Any = None,
 ) -> dict[str, Any]:
     """``summary.json``: how the run ended (state ``st``), its budget, and what ran (``records``: ``train``,
-    config.toml's ``[train]``, as ``settings``; the ``optimizer``, ``stopper`` and ``schedule`` records)."""
+    config.toml's ``[train]``, as ``settings``; the ``optimizer``, ``stopper`` and ``schedule`` records;
+    ``batching``: the micro-batch, accumulation and effective batch, see ``train.batching``)."""
     return {
         "monitor": st.monitor,
         "mode": st.mode,
@@ -94,6 +96,7 @@ def run_summary(
         "total_steps": st.step,
         "steps_per_epoch": st.steps_per_epoch,
         "batch_size": cfg.batch_size,
+        "batch": batching.record() if batching is not None else None,
         "n_train": train.n_samples,
         "n_val": val.n_samples if val is not None else None,
         "elapsed_s": time.perf_counter() - started,

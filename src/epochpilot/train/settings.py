@@ -25,8 +25,16 @@ MEANINGS: dict[str, str] = {
     "max_epochs": "the most epochs to train",
     "max_steps": "the most optimizer updates to train (None: no cap)",
     "max_time": "the most wall time to train: seconds or a string such as '10min' (None: no cap)",
-    "batch_size": "samples per batch for (X, y) data and Datasets (a DataLoader keeps its own)",
+    "batch_size": "samples per batch per process for (X, y) data and Datasets (a DataLoader keeps its "
+    "own), or 'auto': the fastest micro-batch that fits, found by real steps, with effective_batch kept",
     "accumulation": "batches whose gradients are summed into one optimizer update",
+    "effective_batch": "samples per optimizer update over all processes; sets the accumulation (None: "
+    "batch_size x accumulation x processes)",
+    "on_oom": "out of memory in a training step: 'shrink' (halve the micro-batch, double the accumulation, "
+    "redo the update; the effective batch is kept) or 'raise'",
+    "lr_scaling": "scale lr (through the schedule) from reference_batch to the effective batch: 'linear' "
+    "(SGD with warmup), 'sqrt' (Adam) or None",
+    "reference_batch": "the effective batch the lr was chosen for (with lr_scaling)",
     "clip_grad_norm": "clip the gradient's total norm to this before each update (None: no clipping)",
     "precision": "'32', 'bf16-mixed' (CPU or GPU) or '16-mixed' (CUDA, with a grad scaler)",
     "device": "'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'",

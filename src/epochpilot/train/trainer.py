@@ -16,6 +16,12 @@ import torch
 from epochpilot.errors import ConfigError, ConfigTypeError
 from epochpilot.train import distributed as D
 from epochpilot.train.assemble import build_callbacks, restore
+from epochpilot.train.batching import (
+    check_searchable,
+    lr_factor,
+    plan_batching,
+    search_micro_batch,
+)
 from epochpilot.train.budgets import Budget
 from epochpilot.train.build import (
     AutoLoss,
@@ -26,6 +32,7 @@ from epochpilot.train.build import (
     check_device,
     check_monitor,
     check_settings,
+    scale_schedule,
     seed_all,
 )
 from epochpilot.train.callbacks import ScheduleCallback
@@ -129,8 +136,11 @@ class Trainer:
             data_seed = cfg.seed
         else:
             data_seed = D.broadcast(int(torch.randint(0, 2**62, ()).item()), info)
+        batching = plan_batching(cfg, info.world_size)
+        if batching.chosen == "auto":
+            check_searchable(train_data)
         kw = dict(
-            batch_size=cfg.batch_size,
+            batch_size=batching.source,
             shuffle=cfg.shuffle,
             drop_last=cfg.drop_last,
             seed=data_seed,
@@ -159,13 +169,19 @@ class Trainer:
         # a factory is called here; the records read what it built
         optimizer = build_optimizer(cfg, model)
         dry_forward(
-            model, [("train_data", train), ("val_data", val)], device, cfg.precision, cfg.batch_size
+            model,
+            [("train_data", train), ("val_data", val)],
+            device,
+            cfg.precision,
+            min(batching.source, 8) if batching.chosen == "auto" else batching.source,
         )
-        steps_per_epoch = math.ceil(len(train) / cfg.accumulation)
+        steps_per_epoch = math.ceil(len(train) / batching.accumulation)
         budget = Budget(cfg.max_epochs, cfg.max_steps, cfg.max_time, extend=cfg.extend)
         budget.plan(steps_per_epoch)
         total = budget.total_steps(steps_per_epoch)
         schedule, factory = build_schedule_checked(cfg, total)
+        factor = lr_factor(batching.effective_batch, cfg.reference_batch, cfg.lr_scaling)
+        schedule, factory = scale_schedule(schedule, factory, factor, optimizer)
         check_cooldown(cfg.cooldown, schedule, stopper)
         wrapped = D.wrap(model, info, device)
         loss_fn = build_loss(cfg.loss_fn, device)
@@ -218,6 +234,11 @@ class Trainer:
         if kind == "error":
             raise answer
         resume_from, run_hash = answer  # run_hash: the hash the run directory's config.toml holds
+        if (
+            batching.chosen == "auto" and resume_from is None
+        ):  # a resumed run splits as its checkpoint says
+            search_micro_batch(batching, model, train_data, loss_fn, optimizer, device, info)
+        batching.lr_factor = factor
         run_dir = Path(cfg.run_dir) if cfg.run_dir is not None else None
 
         callbacks, writer, ckpts = build_callbacks(
@@ -262,6 +283,7 @@ class Trainer:
             data_seed=data_seed,
             extended=0,
             budget=budget,
+            batching=batching,
             summary_writer=lambda: None,
         )
 
@@ -278,6 +300,7 @@ class Trainer:
                 world_size=info.world_size,
                 started=started,
                 records=records,
+                batching=batching,
             )
 
         if run_dir is not None and info.rank == 0:

@@ -17,6 +17,7 @@ import torch
 
 from epochpilot.errors import ConfigError, ConfigTypeError, DataError
 from epochpilot.train import distributed as D
+from epochpilot.train.splitting import is_oom
 
 __all__ = ["Validation", "dry_forward", "forward_error"]
 
@@ -126,6 +127,8 @@ def dry_forward(
             except NotImplementedError:
                 raise
             except _SHAPE_ERRORS as exc:
+                if is_oom(exc):  # not a misfit: training splits the batches (on_oom) or raises it
+                    return
                 raise forward_error(exc, model, xs, what, train_xs) from exc
             if what == "train_data":
                 train_xs = xs
@@ -237,18 +240,30 @@ class Validation:
                 if to_device:
                     xs = [x.to(self.device, non_blocking=True) for x in xs]
                     y = y.to(self.device, non_blocking=True)
-                with self._autocast():
-                    if self.__dict__.get("_val_ok"):
-                        out = module(*xs)
-                    else:
-                        out = self._first_forward(module, xs, "val_data")
-                        self._val_ok = True
-                    loss = self._loss(out, y)
-                bs = len(y)
-                loss_sum += loss.float() * bs
-                for j, fn in enumerate(fns):
-                    msums[j] += fn(out.float(), y) * bs
-                n += bs
+                    batch = (*xs, y)
+                splits = (
+                    self.batching.splits
+                )  # run as the training batches are (see train.batching)
+                parts = (
+                    zip(*(torch.tensor_split(t, splits) for t in (*xs, y)))
+                    if splits > 1
+                    else [batch]
+                )
+                for *xs, y in parts:
+                    if not len(y):
+                        continue
+                    with self._autocast():
+                        if self.__dict__.get("_val_ok"):
+                            out = module(*xs)
+                        else:
+                            out = self._first_forward(module, xs, "val_data")
+                            self._val_ok = True
+                        loss = self._loss(out, y)
+                    bs = len(y)
+                    loss_sum += loss.float() * bs
+                    for j, fn in enumerate(fns):
+                        msums[j] += fn(out.float(), y) * bs
+                    n += bs
         finally:
             module.train(was)
         return loss_sum, n, msums
