@@ -149,6 +149,8 @@ class Validation:
         except NotImplementedError:
             raise
         except _SHAPE_ERRORS as exc:
+            if is_oom(exc):
+                raise  # too big, not a misfit (see on_oom)
             raise forward_error(exc, D.unwrap(module), xs, what) from exc
 
     def _loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
