@@ -68,9 +68,10 @@ def _gap(a: torch.nn.Module, b: torch.nn.Module) -> float:
     return max((p - q).abs().max().item() for p, q in zip(a.parameters(), b.parameters()))
 
 
+@pytest.mark.fit_report
 def test_auto_keeps_the_effective_batch_and_the_updates(tmp_path):
     plain, r0 = _fit(batch_size=48)
-    auto, r1 = _fit(batch_size="auto", effective_batch=48, run_dir=tmp_path / "run")
+    auto, r1 = _fit(batch_size="auto", effective_batch=48, run_dir=tmp_path / "run", report=True)
     batch = r1.summary["batch"]
     assert batch["chosen"] == "auto" and batch["effective_batch"] == 48
     assert batch["micro_batch"] * batch["accumulation"] == 48
@@ -80,6 +81,8 @@ def test_auto_keeps_the_effective_batch_and_the_updates(tmp_path):
     written = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert written["batch"]["micro_batch"] == batch["micro_batch"]
     assert all(row["micro_batch"] == batch["micro_batch"] for row in r1.history)
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert f"{batch['micro_batch']} x {batch['accumulation']} = effective batch 48 (auto)" in page
 
 
 @pytest.mark.parametrize("from_epoch", [1, 2])

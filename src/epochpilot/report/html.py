@@ -110,7 +110,35 @@ def _compute_card(run: RunData) -> str:
     rows += [(label, s[k]) for k, label in names.items() if s.get(k) is not None]
     if isinstance(spe, int):
         rows.append(("steps per epoch", spe))
+    rows += _batch_rows(s.get("batch"))
     return _card("Compute used vs budget", body + kv_table(rows))
+
+
+def _batch_rows(batch: Any) -> list[tuple[str, Any]]:
+    """The batching rows (summary.json's ``batch``): micro-batch x accumulation = effective batch, how it
+    was chosen, and each out-of-memory shrink; none for a run without that record."""
+    if not isinstance(batch, dict) or batch.get("micro_batch") is None:
+        return []
+    rows: list[tuple[str, Any]] = [
+        (
+            "micro-batch x accumulation",
+            f"{batch['micro_batch']} x {batch.get('accumulation')} = effective batch "
+            f"{batch.get('effective_batch')} ({batch.get('chosen')})",
+        )
+    ]
+    if _num(batch.get("samples_per_s")):
+        rows.append(("searched speed", f"{batch['samples_per_s']:,.0f} samples/s"))
+    for shrink in batch.get("shrinks") or []:
+        if isinstance(shrink, dict):
+            rows.append(
+                (
+                    "out of memory",
+                    f"epoch {shrink.get('epoch')}: micro-batch now {shrink.get('micro_batch')}",
+                )
+            )
+    if _num(batch.get("lr_factor")) not in (None, 1.0):
+        rows.append(("lr scaled by", f"{batch['lr_factor']:.4g}"))
+    return rows
 
 
 def _scale(run: RunData) -> dict[str, Any] | None:
