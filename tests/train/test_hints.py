@@ -291,3 +291,20 @@ def test_help_fit_lists_every_setting_with_its_default_and_meaning():
     (test,) = finder.find(epochpilot.fit, "fit", globs={})
     result = doctest.DocTestRunner().run(test, out=lambda _: None)
     assert result.attempted == 5 and result.failed == 0  # the example at the end still runs
+
+
+def test_the_settings_table_in_the_docs_lists_every_setting():
+    """docs/training.md's table of fit settings says what ``help(epochpilot.fit)`` says, row for row."""
+    import dataclasses
+    from pathlib import Path
+
+    from epochpilot.train.config import TrainConfig
+    from epochpilot.train.settings import MEANINGS, _default
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "training.md"
+    rows = [line for line in page.read_text().splitlines() if line.startswith("| `")]
+    want = [
+        f"| `{f.name}` | `{_default(f)!r}` | {MEANINGS[f.name]} |"
+        for f in dataclasses.fields(TrainConfig)
+    ]
+    assert [r for r in rows if r in want] == want, "regenerate the table from settings.MEANINGS"
