@@ -113,6 +113,10 @@ class BestTracker(Callback):
         self.best = state["best"]
 
 
+#: updates whose lrs are computed at once (a pure schedule's per-update call is a list read)
+_CHUNK = 512
+
+
 class ScheduleCallback(Callback):
     """Sets the learning rate before every update from an epochpilot schedule (``step -> lr``).
 
@@ -132,6 +136,8 @@ class ScheduleCallback(Callback):
         self.ratios: list[float] | None = None
         #: (start, steps) of a cooldown decided at run time (a WSD schedule), kept across rebuilds
         self.phase: tuple[int, int] | None = None
+        #: (schedule, first step, lrs) computed in bulk; a new schedule object recomputes
+        self._bulk: tuple[Any, int, list[float]] | None = None
 
     def set_phase(self, phase: tuple[int, int] | None) -> None:
         """Cool a WSD schedule down from update ``phase[0]`` over ``phase[1]`` updates (None: the stable
@@ -162,11 +168,34 @@ class ScheduleCallback(Callback):
         if state is not None and state.optimizer is not None:
             self._apply(state)  # the next update already uses the new schedule
 
+    def _lr(self, step: int) -> float:
+        """``schedule(step)``, read from lrs computed in bulk (``_CHUNK`` updates at a time) when the schedule
+        is an epochpilot one without a plateau (a pure function of the step); computed afresh otherwise."""
+        from epochpilot.core.schedules import Schedule
+
+        if self.plateaus or not isinstance(self.schedule, Schedule):
+            return float(self.schedule(step))
+        cache = self._bulk
+        if (
+            cache is None
+            or cache[0] is not self.schedule
+            or not 0 <= step - cache[1] < len(cache[2])
+        ):
+            end = step + _CHUNK
+            if self.total_steps:
+                end = max(step + 1, min(end, int(self.total_steps)))
+            cache = self._bulk = (
+                self.schedule,
+                step,
+                [float(self.schedule(s)) for s in range(step, end)],
+            )
+        return cache[2][step - cache[1]]
+
     def _apply(self, state: TrainState) -> None:
         groups = state.optimizer.param_groups
         if self.ratios is None:
             self.ratios = group_ratios(state.optimizer)  # the same rule as to_torch's ScheduleLR
-        lr = float(self.schedule(state.step)) * state.lr_scale
+        lr = self._lr(state.step) * state.lr_scale
         for group, ratio in zip(groups, self.ratios, strict=True):
             group["lr"] = lr * ratio
 
