@@ -290,3 +290,13 @@ def scale_schedule(schedule: Any, factory: Any, factor: float, optimizer: Any) -
         return Scaled(factory(total_steps), by=factor)
 
     return scaled, rebuilt
+
+
+def compiled(model: torch.nn.Module) -> torch.nn.Module:
+    """``torch.compile(model)`` for the training steps (``compile=True``); it shares the model's parameters,
+    so checkpoints and the best weights keep the model's own state-dict keys."""
+    if not hasattr(torch, "compile"):
+        raise ConfigError(
+            "compile=True needs torch.compile (torch >= 2.0): upgrade torch or drop compile"
+        )
+    return torch.compile(model)

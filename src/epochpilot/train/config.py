@@ -55,6 +55,7 @@ _NOT_HASHED = frozenset(
         "checkpoint_fsync",
         "report",
         "on_oom",
+        "compile",
     }
 )
 
@@ -101,7 +102,7 @@ def _is_number(value: object) -> bool:
 
 
 #: fields that take True or False only (a string such as "no" would be truthy)
-_BOOLS = ("deterministic", "shuffle", "drop_last", "overwrite", "tensorboard", "report")
+_BOOLS = ("deterministic", "shuffle", "drop_last", "overwrite", "tensorboard", "report", "compile")
 
 
 @dataclass
@@ -150,6 +151,7 @@ class TrainConfig:
     sweep_start: float = 4.0
     sweep_patience: int = 2
     extend: float | None = None
+    compile: bool = False
 
     def __post_init__(self) -> None:
         """Validate every field (one-line ConfigError naming the field and the fix)."""

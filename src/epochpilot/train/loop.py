@@ -149,7 +149,7 @@ class Loop(Validation, Persistence, Interruptible, Cooling, Sweeping, Splitting,
         # out of memory, then the gradients are averaged (DDP's reducer would hang the ranks that did not)
         agree = ddp and shrink
         if agree:
-            model = self.module
+            model = self.runner  # the module, or its torch.compile wrapper
         gn_every = cfg.grad_norm_every
         autocast = self.autocast
         loss_fn = self.loss_fn

@@ -64,6 +64,8 @@ MEANINGS: dict[str, str] = {
     "cooldown_fraction": "a cooldown's length, as a share of the updates trained before it",
     "sweep_start": "cooldown='sweep': epochs of the trunk before the first branch (then doubling)",
     "sweep_patience": "cooldown='sweep': branches in a row without improvement before the trunk stops",
+    "compile": "train through torch.compile(model) (validation and checkpoints use the model itself; "
+    "the first updates pay the compile time)",
     "extend": "the share of max_epochs a stopper may add when it still expects gains (None: max_epochs "
     "is a hard cap; the records keep the asked budget and the extension apart)",
 }

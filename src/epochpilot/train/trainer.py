@@ -32,6 +32,7 @@ from epochpilot.train.build import (
     check_device,
     check_monitor,
     check_settings,
+    compiled,
     scale_schedule,
     seed_all,
 )
@@ -183,7 +184,8 @@ class Trainer:
         factor = lr_factor(batching.effective_batch, cfg.reference_batch, cfg.lr_scaling)
         schedule, factory = scale_schedule(schedule, factory, factor, optimizer)
         check_cooldown(cfg.cooldown, schedule, stopper)
-        wrapped = D.wrap(model, info, device)
+        runner = compiled(model) if cfg.compile else model
+        wrapped = D.wrap(runner, info, device)
         loss_fn = build_loss(cfg.loss_fn, device)
         tensors = getattr(train, "tensors", None)
         if isinstance(loss_fn, AutoLoss) and tensors:  # chosen now, so config.toml names it
@@ -269,6 +271,7 @@ class Trainer:
             cfg=cfg,
             model=wrapped,
             module=model,
+            runner=runner,
             optimizer=optimizer,
             loss_fn=loss_fn,
             metrics=cfg.metrics,
