@@ -20,7 +20,7 @@ def want_progress(setting: bool | None) -> bool:
 
 class ProgressBar(Callback):
     """Shows ``epoch e/E [bar] batch b/B ETA loss lr best``; the displayed loss is refreshed a few times a second
-    so the bar adds no per-step device sync."""
+    (``refresh_s``), and on a GPU read from an asynchronous copy, so the bar adds no device sync."""
 
     state_key = "progress"
 
@@ -29,6 +29,8 @@ class ProgressBar(Callback):
         self.progress: Any = None
         self.task: Any = None
         self._last = 0.0
+        self._pending: Any = None  # (host copy, CUDA event) of a loss on its way to the host
+        self._shown: float | None = None
 
     def on_fit_start(self, state: TrainState) -> None:
         if not state.is_main:
@@ -60,10 +62,30 @@ class ProgressBar(Callback):
             info="",
         )
 
+    def _loss(self, loss: Any) -> float | None:
+        """The last loss to show. On a GPU it is copied to host memory without waiting, and shown at the next
+        refresh once the copy is done, so the bar never stalls the device; elsewhere it is read directly."""
+        if not getattr(loss, "is_cuda", False):
+            return None if loss is None else float(loss)
+        import torch
+
+        pending = self._pending
+        if pending is not None and pending[1].query():
+            self._shown, pending = float(pending[0]), None
+        if pending is None:
+            host = torch.empty((), dtype=loss.dtype, pin_memory=True)
+            host.copy_(loss.detach(), non_blocking=True)
+            done = torch.cuda.Event()
+            done.record()
+            pending = (host, done)
+        self._pending = pending
+        return self._shown
+
     def _info(self, state: TrainState) -> str:
         parts = []
-        if state.last_loss is not None:
-            parts.append(f"loss {float(state.last_loss):.4g}")
+        loss = self._loss(state.last_loss)
+        if loss is not None:
+            parts.append(f"loss {loss:.4g}")
         if state.optimizer is not None:
             parts.append(f"lr {state.optimizer.param_groups[0]['lr']:.3g}")
         if state.best_value is not None:
