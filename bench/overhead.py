@@ -1,16 +1,24 @@
-"""Trainer overhead: per-epoch time of epochpilot.fit against a hand-written PyTorch loop, Lightning and Keras 3.
+"""Trainer overhead: per-epoch time of epochpilot.fit against hand-written PyTorch loops, Lightning and Keras 3.
 
-    .venv/bin/python bench/overhead.py                 # both models, 5 interleaved repetitions
+    .venv/bin/python bench/overhead.py                 # MLP, CNN, transformer; 5 interleaved repetitions
+    .venv/bin/python bench/overhead.py --quick         # 2 repetitions of 4 epochs (a few minutes)
+    .venv/bin/python bench/overhead.py --device cuda   # the same on the GPU (refused where there is none)
     .venv/bin/python bench/overhead.py --reps 3 --epochs 6 --only mlp
 
 Every runner trains the same model on the same data (sklearn digits, 1437 train / 360 val, batch 32, Adam
-1e-3, one CPU thread) and validates once per epoch. An epoch's time runs from one epoch start to the next, so
-validation, records, checkpoints and stop decisions are all inside it. The first epoch of each run is a
-warm-up and is dropped; repetitions are interleaved (runner order rotates) and medians are reported, as wall
-time and as CPU time of the training thread (steadier on a shared machine; it leaves out the
-background checkpoint writer, whose cost is reported on its own line). Ratios are to the raw loop that slices
-in-memory tensors (the fastest hand-written loop); the last column divides by the tutorial loop over a
-DataLoader instead.
+1e-3, one CPU thread) and validates once per epoch. Models: an MLP, a 1-D CNN and a transformer encoder (the
+8x8 image as 8 tokens of 8 pixels, 2 post-norm layers, d_model 64, 4 heads, mean-pooled). An epoch's time runs
+from one epoch start to the next (on CUDA after a synchronize), so validation, records, checkpoints and stop
+decisions are all inside it. The first epoch of each run is a warm-up and is dropped; repetitions are
+interleaved (runner order rotates) and medians are reported, as wall time and as CPU time of the training
+thread (steadier on a shared machine; it leaves out the background checkpoint writer, whose cost is reported on
+its own line). Ratios are to the raw loop that slices in-memory tensors and reads its loss sums once per epoch
+(the fastest hand-written loop); the next column divides by the tutorial loop over a DataLoader instead.
+
+Host reads per epoch: one more, untimed run per runner counts the reads of device values (``.item()``,
+``float(t)``, ``bool(t)``, ``.tolist()``, ``.numpy()``) made by the runner's own code (the bench's raw loops,
+epochpilot, lightning, keras), as ``tests/train/test_host_syncs.py`` does; torch's internal reads are not
+counted. With ``--device cuda`` the column counts every synchronising call instead (torch's sync debug mode).
 
 epochpilot runs with early stopping (patience large enough not to stop), a checkpoint every epoch (plus
 ``best`` on improvement) and history files on; progress bar and TensorBoard off, then on in a separate row.
@@ -29,6 +37,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -39,6 +48,8 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 BATCH = 32
 LR = 1e-3
+DEVICE = "cpu"  # set by --device
+MODELS = ("mlp", "cnn", "transformer")
 
 
 def load() -> tuple[torch.Tensor, ...]:
@@ -58,12 +69,32 @@ def load() -> tuple[torch.Tensor, ...]:
     )
 
 
+class Encoder(torch.nn.Module):
+    """The digit as 8 tokens (its rows of 8 pixels): embedding + positions, 2 encoder layers, mean pool."""
+
+    def __init__(self, d: int = 64) -> None:
+        super().__init__()
+        self.embed = torch.nn.Linear(8, d)
+        self.pos = torch.nn.Parameter(torch.zeros(1, 8, d))
+        layer = torch.nn.TransformerEncoderLayer(
+            d, nhead=4, dim_feedforward=2 * d, dropout=0.0, batch_first=True
+        )
+        self.body = torch.nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
+        self.head = torch.nn.Linear(d, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.body(self.embed(x.reshape(-1, 8, 8)) + self.pos)
+        return self.head(h.mean(dim=1))
+
+
 def make_model(kind: str) -> torch.nn.Module:
     torch.manual_seed(0)
     if kind == "mlp":
         return torch.nn.Sequential(
             torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10)
         )
+    if kind == "transformer":
+        return Encoder()
     return torch.nn.Sequential(
         torch.nn.Unflatten(1, (1, 64)),
         torch.nn.Conv1d(1, 16, 5, padding=2),
@@ -76,14 +107,90 @@ def make_model(kind: str) -> torch.nn.Module:
     )
 
 
+class Reads:
+    """Host reads per epoch by the code of modules named ``prefixes`` (see :func:`counting`)."""
+
+    PASS_THROUGH = ("torch._tensor", "torch._tensor_str", "torch.overrides")
+
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        self.prefixes = prefixes
+        self.count = 0
+        self.debug: list[Any] = []  # CUDA: the sync debug mode's warnings
+
+    def note(self) -> None:
+        frame = sys._getframe(2)
+        while frame is not None and frame.f_globals.get("__name__", "") in self.PASS_THROUGH:
+            frame = frame.f_back
+        if frame is not None and frame.f_globals.get("__name__", "").startswith(self.prefixes):
+            self.count += 1
+
+    def now(self) -> int:
+        return self.count + sum("synchroniz" in str(w.message).lower() for w in self.debug)
+
+
+#: the modules whose reads count as each runner's own
+OWN = {
+    "raw": ("__main__",),
+    "epochpilot": ("epochpilot.",),
+    "Lightning": ("lightning", "pytorch_lightning", "lightning_fabric", "torchmetrics"),
+    "Keras": ("keras",),
+}
+READS = ("item", "tolist", "numpy", "__float__", "__int__", "__index__", "__bool__", "__array__")
+COUNTER: list[Reads] = []  # the counter of the run in progress, if any
+
+
+def counting(reads: Reads) -> Callable[[], None]:
+    """Start counting into ``reads``; returns the function that stops. CPU: patched Tensor read methods.
+    CUDA: torch's sync debug mode, every synchronising call (torch's own too)."""
+    if DEVICE == "cuda":
+        catcher = warnings.catch_warnings(record=True)
+        reads.debug = catcher.__enter__()
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+
+        def stop_cuda() -> None:
+            torch.cuda.set_sync_debug_mode("default")
+            catcher.__exit__(None, None, None)
+
+        return stop_cuda
+    saved = {name: torch.Tensor.__dict__.get(name) for name in READS}
+    for name in READS:
+        real = getattr(torch.Tensor, name)
+
+        def patched(self: torch.Tensor, *args: Any, _real: Any = real, **kw: Any) -> Any:
+            reads.note()
+            return _real(self, *args, **kw)
+
+        setattr(torch.Tensor, name, patched)
+
+    def stop() -> None:
+        for name, old in saved.items():
+            if old is None:
+                delattr(torch.Tensor, name)
+            else:
+                setattr(torch.Tensor, name, old)
+
+    return stop
+
+
 class Clock:
-    """Records (wall, cpu) at each epoch start and at the end; per-epoch durations drop the warm-up epoch."""
+    """Records (wall, cpu) at each epoch start and at the end; per-epoch durations drop the warm-up epoch.
+    On CUDA each mark waits for the queued work first; while counting, it notes the reads instead."""
 
     def __init__(self) -> None:
         self.marks: list[tuple[float, float]] = []
+        self.reads: list[int] = []
 
     def tick(self) -> None:
+        if COUNTER:
+            self.reads.append(COUNTER[0].now())
+        elif DEVICE == "cuda":
+            torch.cuda.synchronize()
         self.marks.append((time.perf_counter(), time.thread_time()))
+
+    def reads_per_epoch(self) -> float:
+        """Reads per epoch after the warm-up epoch."""
+        return (self.reads[-1] - self.reads[1]) / max(1, len(self.reads) - 2)
 
     def epochs(self) -> tuple[list[float], list[float]]:
         wall = [b[0] - a[0] for a, b in zip(self.marks, self.marks[1:], strict=False)][1:]
@@ -92,8 +199,9 @@ class Clock:
 
 
 def raw_tensors(kind: str, data: tuple, epochs: int) -> Clock:
-    Xt, yt, Xv, yv = data
-    model = make_model(kind)
+    """The fastest hand-written loop: in-memory tensors on the device, loss sums read once per epoch."""
+    Xt, yt, Xv, yv = (t.to(DEVICE) for t in data)
+    model = make_model(kind).to(DEVICE)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     loss_fn = torch.nn.CrossEntropyLoss()
     clock = Clock()
@@ -101,8 +209,8 @@ def raw_tensors(kind: str, data: tuple, epochs: int) -> Clock:
     for _ in range(epochs):
         clock.tick()
         model.train()
-        perm = torch.randperm(len(Xt), generator=g)
-        total = 0.0
+        perm = torch.randperm(len(Xt), generator=g).to(DEVICE)
+        total = torch.zeros((), device=DEVICE)
         for i in range(0, len(Xt), BATCH):
             idx = perm[i : i + BATCH]
             xb, yb = Xt[idx], yt[idx]
@@ -110,25 +218,28 @@ def raw_tensors(kind: str, data: tuple, epochs: int) -> Clock:
             loss = loss_fn(model(xb), yb)
             loss.backward()
             opt.step()
-            total += loss.item() * len(yb)
+            total += loss.detach() * len(yb)
         model.eval()
+        val = torch.zeros((), device=DEVICE)
         with torch.no_grad():
-            val = sum(
-                loss_fn(model(Xv[i : i + BATCH]), yv[i : i + BATCH]).item() * len(yv[i : i + BATCH])
-                for i in range(0, len(Xv), BATCH)
-            )
-        _ = (total / len(Xt), val / len(Xv))
+            for i in range(0, len(Xv), BATCH):
+                val += loss_fn(model(Xv[i : i + BATCH]), yv[i : i + BATCH]) * len(yv[i : i + BATCH])
+        _ = torch.stack([total / len(Xt), val / len(Xv)]).tolist()
     clock.tick()
     return clock
 
 
 def raw_loader(kind: str, data: tuple, epochs: int) -> Clock:
+    """The tutorial loop: DataLoaders, a validation loss read per batch."""
     Xt, yt, Xv, yv = data
+    pin = DEVICE == "cuda"
     train = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(Xt, yt), batch_size=BATCH, shuffle=True
+        torch.utils.data.TensorDataset(Xt, yt), batch_size=BATCH, shuffle=True, pin_memory=pin
     )
-    val = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(Xv, yv), batch_size=BATCH)
-    model = make_model(kind)
+    val = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(Xv, yv), batch_size=BATCH, pin_memory=pin
+    )
+    model = make_model(kind).to(DEVICE)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     loss_fn = torch.nn.CrossEntropyLoss()
     clock = Clock()
@@ -136,13 +247,14 @@ def raw_loader(kind: str, data: tuple, epochs: int) -> Clock:
         clock.tick()
         model.train()
         for xb, yb in train:
+            xb, yb = xb.to(DEVICE, non_blocking=True), yb.to(DEVICE, non_blocking=True)
             opt.zero_grad()
             loss = loss_fn(model(xb), yb)
             loss.backward()
             opt.step()
         model.eval()
         with torch.no_grad():
-            _ = sum(loss_fn(model(xb), yb).item() for xb, yb in val)
+            _ = sum(loss_fn(model(xb.to(DEVICE)), yb.to(DEVICE)).item() for xb, yb in val)
     clock.tick()
     return clock
 
@@ -180,6 +292,7 @@ def epochpilot_runner(
                 checkpoint_every=1 if checkpoints else None,
                 tensorboard=records,
                 progress=records,
+                device=DEVICE,
                 callbacks=[Tick()],
             )
             clock.tick()
@@ -229,7 +342,7 @@ def lightning_runner(kind: str, data: tuple, epochs: int) -> Clock:
         warnings.simplefilter("ignore")
         trainer = L.Trainer(
             max_epochs=epochs,
-            accelerator="cpu",
+            accelerator="gpu" if DEVICE == "cuda" else "cpu",
             devices=1,
             enable_progress_bar=False,
             enable_model_summary=False,
@@ -242,46 +355,68 @@ def lightning_runner(kind: str, data: tuple, epochs: int) -> Clock:
     return clock
 
 
+def keras_model(kind: str) -> Any:
+    """The same three models in Keras 3 (the transformer: post-norm layers as torch's, learned positions)."""
+    import keras
+
+    L = keras.layers
+    if kind == "mlp":
+        return keras.Sequential([keras.Input((64,)), L.Dense(64, activation="relu"), L.Dense(10)])
+    if kind == "cnn":
+        return keras.Sequential(
+            [
+                keras.Input((64,)),
+                L.Reshape((64, 1)),
+                L.Conv1D(16, 5, padding="same", activation="relu"),
+                L.MaxPooling1D(2),
+                L.Conv1D(16, 5, padding="same", activation="relu"),
+                L.Flatten(),
+                L.Dense(10),
+            ]
+        )
+
+    class Positions(L.Layer):
+        def build(self, shape: Any) -> None:
+            self.pos = self.add_weight(shape=(1, *shape[1:]), initializer="zeros")
+
+        def call(self, x: Any) -> Any:
+            return x + self.pos
+
+    x = inputs = keras.Input((64,))
+    x = Positions()(L.Dense(64)(L.Reshape((8, 8))(x)))
+    for _ in range(2):
+        x = L.LayerNormalization(epsilon=1e-5)(x + L.MultiHeadAttention(4, 16)(x, x))
+        ff = L.Dense(64)(L.Dense(128, activation="relu")(x))
+        x = L.LayerNormalization(epsilon=1e-5)(x + ff)
+    return keras.Model(inputs, L.Dense(10)(L.GlobalAveragePooling1D()(x)))
+
+
 def keras_runner(kind: str, data: tuple, epochs: int) -> Clock:
     import keras
 
     Xt, yt, Xv, yv = (t.numpy() for t in data)
     clock = Clock()
     keras.utils.set_random_seed(0)
-    if kind == "mlp":
-        model = keras.Sequential(
-            [keras.Input((64,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10)]
-        )
-    else:
-        model = keras.Sequential(
-            [
-                keras.Input((64,)),
-                keras.layers.Reshape((64, 1)),
-                keras.layers.Conv1D(16, 5, padding="same", activation="relu"),
-                keras.layers.MaxPooling1D(2),
-                keras.layers.Conv1D(16, 5, padding="same", activation="relu"),
-                keras.layers.Flatten(),
-                keras.layers.Dense(10),
-            ]
-        )
-    model.compile(
-        optimizer=keras.optimizers.Adam(LR),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
 
     class Tick(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             clock.tick()
 
-    model.fit(
-        Xt,
-        yt,
-        batch_size=BATCH,
-        epochs=epochs,
-        validation_data=(Xv, yv),
-        verbose=0,
-        callbacks=[Tick(), keras.callbacks.EarlyStopping("val_loss", patience=10 * epochs)],
-    )
+    with keras.device(DEVICE):
+        model = keras_model(kind)
+        model.compile(
+            optimizer=keras.optimizers.Adam(LR),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        model.fit(
+            Xt,
+            yt,
+            batch_size=BATCH,
+            epochs=epochs,
+            validation_data=(Xv, yv),
+            verbose=0,
+            callbacks=[Tick(), keras.callbacks.EarlyStopping("val_loss", patience=10 * epochs)],
+        )
     clock.tick()
     return clock
 
@@ -298,22 +433,48 @@ RUNNERS: dict[str, Callable[[str, tuple, int], Clock]] = {
 }
 
 
+def reads_per_epoch(name: str, kind: str, data: tuple) -> float:
+    """One untimed run of 4 epochs with the host reads counted (see :class:`Reads`); reads per epoch after
+    the first."""
+    owner = next((k for k in OWN if name.startswith(k)), "raw")
+    reads = Reads(OWN[owner])
+    stop = counting(reads)
+    COUNTER.append(reads)
+    try:
+        clock = RUNNERS[name](kind, data, 4)
+    finally:
+        COUNTER.clear()
+        stop()
+    return clock.reads_per_epoch()
+
+
 def main() -> None:
+    global DEVICE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument(
         "--epochs", type=int, default=6, help="epochs per run (the first is a warm-up)"
     )
-    parser.add_argument("--only", choices=["mlp", "cnn"], default=None)
+    parser.add_argument("--quick", action="store_true", help="2 repetitions of 4 epochs")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--only", choices=MODELS, default=None)
     parser.add_argument(
         "--skip", nargs="*", default=[], help="runner names to leave out (substring match)"
     )
     args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit(
+            "--device cuda: torch finds no CUDA device here; run it on a GPU machine or use --device cpu"
+        )
+    DEVICE = args.device
+    if args.quick:
+        args.reps, args.epochs = 2, 4
+    where = torch.cuda.get_device_name() if DEVICE == "cuda" else "CPU, one thread"
     data = load()
     runners = {
         k: v for k, v in RUNNERS.items() if not any(s.lower() in k.lower() for s in args.skip)
     }
-    for kind in [args.only] if args.only else ["mlp", "cnn"]:
+    for kind in [args.only] if args.only else MODELS:
         wall: dict[str, list[float]] = {k: [] for k in runners}
         cpu: dict[str, list[float]] = {k: [] for k in runners}
         names = list(runners)
@@ -325,23 +486,26 @@ def main() -> None:
                 w, c = clock.epochs()
                 wall[name] += w
                 cpu[name] += c
+        syncs = {name: reads_per_epoch(name, kind, data) for name in names}
         base_w = statistics.median(wall[names[0]])
         base_c = statistics.median(cpu[names[0]])
         print(
-            f"\n### {kind.upper()} on sklearn digits (batch {BATCH}, {args.reps} reps x {args.epochs - 1} timed epochs)\n"
+            f"\n### {kind.upper()} on sklearn digits ({where}, batch {BATCH}, {args.reps} reps x "
+            f"{args.epochs - 1} timed epochs)\n"
         )
         loader = "raw loop (DataLoader)"
         base_dl = statistics.median(wall[loader]) if loader in wall else float("nan")
+        what = "device syncs / epoch" if DEVICE == "cuda" else "host reads / epoch"
         print(
             "| runner | epoch wall ms (median) | x raw (wall) | loop-thread CPU ms (median) | x raw (CPU) "
-            "| x raw DataLoader loop (wall) |"
+            f"| x raw DataLoader loop (wall) | {what} |"
         )
-        print("|---|---:|---:|---:|---:|---:|")
+        print("|---|---:|---:|---:|---:|---:|---:|")
         for name in names:
             mw, mc = statistics.median(wall[name]), statistics.median(cpu[name])
             print(
                 f"| {name} | {mw * 1e3:.1f} | {mw / base_w:.2f} | {mc * 1e3:.1f} | {mc / base_c:.2f} "
-                f"| {mw / base_dl:.2f} |"
+                f"| {mw / base_dl:.2f} | {syncs[name]:.0f} |"
             )
         save_wall, save_cpu = checkpoint_cost(kind, data)
         key = "epochpilot.fit (stop+ckpt+history)"
@@ -380,6 +544,7 @@ def checkpoint_cost(kind: str, data: tuple) -> tuple[float, float]:
                 seed=0,
                 stopper=False,
                 run_dir=Path(tmp) / "r",
+                device=DEVICE,
             )
     finally:
         CheckpointDir._save_now = real

@@ -5,6 +5,9 @@ KILL (optional) makes the process SIGKILL itself at one point:
   step:N           right after optimizer update N (mid-epoch)
   val:E            inside the validation forward pass of epoch E
   ckpt:NAME        halfway through writing checkpoint NAME (e.g. step-0000016, epoch-0005)
+  inflight:NAME    the training thread, at its first update after checkpoint NAME was handed to the
+                   background writer, once that writer is halfway through NAME's state.pt (it stays there):
+                   a kill while an asynchronous write is in flight, at a deterministic point, without sleeps
   bestswap         between moving the old ``best`` checkpoint aside and renaming the new one in
 DATA: "dataset" (a Dataset using numpy and python RNG per item) or "loader" (a user DataLoader, shuffle=True);
 "sweep": the dataset with ``cooldown="sweep"`` (a WSD schedule, cooldown branches off the trunk) instead of Cosine.
@@ -17,6 +20,7 @@ import os
 import random
 import signal
 import sys
+import threading
 
 import numpy as np
 import torch
@@ -73,6 +77,15 @@ class Killer(Callback):
     def on_step_end(self, state):
         if kill == f"step:{state.step}":
             die()
+        if (
+            HANDED.is_set()
+        ):  # the checkpoint is with the writer: wait until it is mid-write, then die
+            if not MID_WRITE.wait(120):
+                sys.exit(f"{kill}: the background writer never reached the middle of state.pt")
+            die()
+
+
+HANDED, MID_WRITE = threading.Event(), threading.Event()
 
 
 if kill.startswith("ckpt:"):
@@ -88,6 +101,26 @@ if kill.startswith("ckpt:"):
         return real_write(path, data, sync)
 
     checkpoint._write_bytes = write_half
+elif kill.startswith("inflight:"):
+    target = kill[9:]
+    real_write, real_save = checkpoint._write_bytes, checkpoint.CheckpointDir.save
+
+    def write_and_hold(path, data, sync):
+        if f"/.tmp-{target}-" in str(path) and str(path).endswith("state.pt"):
+            with open(path, "wb") as fh:
+                fh.write(data[: len(data) // 2])
+                fh.flush()
+            MID_WRITE.set()
+            threading.Event().wait()  # the write stays in flight until the training thread kills the process
+        return real_write(path, data, sync)
+
+    def save_and_note(self, name, *args, **kwargs):
+        real_save(self, name, *args, **kwargs)
+        if name == target:
+            HANDED.set()
+
+    checkpoint._write_bytes = write_and_hold
+    checkpoint.CheckpointDir.save = save_and_note
 elif kill == "bestswap":
     real_replace = os.replace
 

@@ -69,6 +69,17 @@ def _assert_same(run_dir: Path, out: Path, ref_dir: Path, ref_out: Path) -> None
     assert summary["stopped_epoch"] == ref_info["stopped_epoch"]
 
 
+def _in_flight(run_dir: Path, name: str) -> None:
+    """After an ``inflight:NAME`` kill: NAME was being written (its temporary directory holds a partial
+    ``state.pt``) and never renamed into place."""
+    ckpts = run_dir / "checkpoints"
+    tmps = [p for p in ckpts.iterdir() if p.name.startswith(f".tmp-{name}-")]
+    assert not (ckpts / name).exists(), f"{name} was completed: the kill was not during its write"
+    assert len(tmps) == 1 and (tmps[0] / "state.pt").is_file(), sorted(
+        p.name for p in ckpts.iterdir()
+    )
+
+
 def _campaign(base: Path, kills: list[str], data: str) -> tuple[Path, Path]:
     """Run the same command once per kill (each resuming the last), then to the end; return (run_dir, out)."""
     run_dir, out = base / "run", base / "out.pt"
@@ -76,6 +87,8 @@ def _campaign(base: Path, kills: list[str], data: str) -> tuple[Path, Path]:
         proc = _run(run_dir, out, kill, data)
         assert proc.returncode == -signal.SIGKILL, f"{kill}: rc={proc.returncode}\n{proc.stderr}"
         assert not out.exists()
+        if kill.startswith("inflight:"):
+            _in_flight(run_dir, kill.split(":", 1)[1])
     proc = _run(run_dir, out, "-", data)
     assert proc.returncode == 0, proc.stderr
     return run_dir, out
@@ -87,8 +100,9 @@ def test_sigkill_resume_matrix(tmp_path: Path) -> None:
 
     Lane A (a Dataset drawing numpy/python randomness per item) is killed four times in a row: mid-epoch,
     inside validation, halfway through writing a checkpoint, and while ``best`` is being replaced; each rerun
-    resumes from what the previous kill left. Lane B (a user DataLoader with shuffle=True) is killed once
-    mid-epoch. Both lanes and the uninterrupted references run side by side to keep the test short.
+    resumes from what the previous kill left. Lane B (a user DataLoader with shuffle=True) is killed
+    mid-epoch, then in the training thread while the background writer is halfway through a checkpoint (the
+    write is in flight: training had gone on past it). Both lanes and the uninterrupted references run side by side to keep the test short.
     """
     kills_a = [
         "step:7",  # mid-epoch 2: resumes from the mid-epoch checkpoint at update 4
@@ -101,7 +115,7 @@ def test_sigkill_resume_matrix(tmp_path: Path) -> None:
         "b": lambda: (
             _campaign(tmp_path / "ref-a", [], "dataset"),
             _campaign(tmp_path / "ref-b", [], "loader"),
-            _campaign(tmp_path / "b", ["step:13"], "loader"),
+            _campaign(tmp_path / "b", ["step:13", "inflight:step-0000016"], "loader"),
         ),
     }
     with ThreadPoolExecutor(2) as pool:

@@ -225,15 +225,17 @@ class CheckpointDir:
     """The ``checkpoints/`` folder of a run: ordered listing, rotation (``keep_last`` newest plus ``best``).
 
     With ``background=True`` saves are written by one worker thread, in order, so training does not wait on
-    serialisation and disk; the caller hands over snapshots (see :func:`snapshot`). At most ``MAX_PENDING``
-    saves wait in the queue: when the disk falls further behind, ``save`` blocks until the oldest is written
-    (memory stays bounded and the run never gets far ahead of its last checkpoint). A kill before a write
-    completes leaves the earlier checkpoints valid, so resume stays exact. ``wait()`` blocks until all are
-    written and re-raises a failed write. ``sync=True`` fsyncs every file and directory before the rename, so
-    a checkpoint also survives a power loss, not only a killed process.
+    serialisation and disk; the caller hands over CPU snapshots (see ``serial.snapshot``). One checkpoint is in
+    flight at most (``MAX_PENDING``): a save that arrives while the previous one is still being written waits
+    for it, so memory holds at most the snapshot being written and the one just taken, and the run is never
+    more than one checkpoint ahead of the disk. A kill before a write completes leaves the earlier checkpoints
+    valid, so resume stays exact (the SIGKILL matrix kills training while a write is in flight). ``wait()``
+    blocks until all are written and re-raises a failed write. ``sync=True`` fsyncs every file and directory
+    before the rename, so a checkpoint also survives a power loss, not only a killed process.
     """
 
-    MAX_PENDING = 2
+    #: saves queued or being written at once; a further ``save`` blocks until the oldest is on disk
+    MAX_PENDING = 1
 
     def __init__(
         self, root: Path, keep_last: int, background: bool = False, sync: bool = False
@@ -257,8 +259,11 @@ class CheckpointDir:
         after: Callable[[], None] | None,
         parts: dict[str, Any],
         holds_best: bool = False,
+        ready: Any = None,
     ) -> Path:
         t0 = time.perf_counter()
+        if ready is not None:
+            ready.synchronize()  # the snapshot's device-to-host copies (non-blocking, pinned) have landed
         if self._holder is not None and self._holder[0] == name:
             self._release_best()  # about to replace the checkpoint that holds the best weights
         path = save_checkpoint(self.root, name, sync=self.sync, **parts)
@@ -303,6 +308,7 @@ class CheckpointDir:
         name: str,
         after: Callable[[], None] | None = None,
         holds_best: bool = False,
+        ready: Any = None,
         **parts: Any,
     ) -> None:
         """Save one checkpoint (then run ``after``), and delete the oldest beyond ``keep_last`` (never ``best``).
@@ -310,10 +316,12 @@ class CheckpointDir:
         ``holds_best=True``: this checkpoint's weights are the best so far. ``best/`` is then written lazily,
         as a hard link, only when this checkpoint is about to be rotated out or replaced, or at ``close()``:
         one directory write instead of one per improving epoch. Until then the best weights live in this
-        checkpoint (resume looks there first).
+        checkpoint (resume looks there first). ``ready``: an event with ``synchronize()`` (a
+        ``torch.cuda.Event`` recorded after non-blocking copies into pinned memory) that the writer waits on
+        before reading ``parts``, so the training thread never waits for the copies.
         """
         if self._pool is None:
-            self._save_now(name, after, parts, holds_best)
+            self._save_now(name, after, parts, holds_best, ready)
             return
         self._pending = [f for f in self._pending if not f.done() or f.exception() is not None]
         for f in self._pending:
@@ -321,7 +329,9 @@ class CheckpointDir:
                 f.result()  # re-raise an earlier failure
         while len(self._pending) >= self.MAX_PENDING:
             self._pending.pop(0).result()  # back-pressure: the disk is behind
-        self._pending.append(self._pool.submit(self._save_now, name, after, parts, holds_best))
+        self._pending.append(
+            self._pool.submit(self._save_now, name, after, parts, holds_best, ready)
+        )
 
     def wait(self) -> None:
         """Block until every queued save is on disk; re-raise the first failure."""
