@@ -3,6 +3,8 @@ epoch 2), for the shrink + SIGKILL + resume test and the DDP agreement test.
 
 Usage: python _oom_script.py RUN_DIR OUT.json [KILL_AT_STEP]            (one process)
        torchrun --nproc_per_node=2 --standalone _oom_script.py RUN_DIR OUT_PREFIX ddp   (rank 1 runs out)
+       ... ddp-none (no out-of-memory, on_oom="shrink"), ddp-raise (no out-of-memory, on_oom="raise": DDP's
+       own reducer), to compare the hand-made gradient averaging with DDP's
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ torch.set_num_threads(1)
 from epochpilot.train import Callback, fit  # noqa: E402
 
 run_dir, out = sys.argv[1], sys.argv[2]
-ddp = len(sys.argv) > 3 and sys.argv[3] == "ddp"
-kill_at = int(sys.argv[3]) if len(sys.argv) > 3 and not ddp else None
+mode = sys.argv[3] if len(sys.argv) > 3 else ""
+ddp = mode.startswith("ddp")
+kill_at = int(mode) if mode and not ddp else None
 rank = int(os.environ.get("RANK", "0"))
 LIMIT = 6  # the largest micro-batch that "fits" from epoch 2 (on rank 1 only under DDP)
 epoch = {"now": 0}
@@ -36,6 +39,8 @@ class Track(Callback):
 
 
 def hook(module, inputs):
+    if mode in ("ddp-none", "ddp-raise"):
+        return
     if epoch["now"] >= 2 and inputs[0].shape[0] > LIMIT and (not ddp or rank == 1):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
 
@@ -62,6 +67,7 @@ result = fit(
     checkpoint_every="2 steps",
     callbacks=[Track()],
     report=False,
+    on_oom="raise" if mode == "ddp-raise" else "shrink",
 )
 flat = torch.cat([p.detach().flatten() for p in result.model.parameters()])
 with open(f"{out}-{rank}.json" if ddp else out, "w") as fh:

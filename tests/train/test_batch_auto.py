@@ -223,17 +223,33 @@ def test_sigkill_after_a_shrink_resumes_bitwise(tmp_path):
     assert a["history"][-1]["train_loss"] == b["history"][-1]["train_loss"]
 
 
-@pytest.mark.slow
-def test_under_ddp_every_rank_shrinks_together(tmp_path):
+def _torchrun(tmp_path: Path, mode: str) -> list[dict]:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
-    prefix = tmp_path / "r"
+    prefix = tmp_path / mode
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone"]
-    cmd += [str(SCRIPT), str(tmp_path / "run"), str(prefix), "ddp"]
+    cmd += [str(SCRIPT), str(tmp_path / f"run-{mode}"), str(prefix), mode]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = [json.loads(Path(f"{prefix}-{r}.json").read_text()) for r in (0, 1)]
+    return [json.loads(Path(f"{prefix}-{r}.json").read_text()) for r in (0, 1)]
+
+
+@pytest.mark.slow
+def test_under_ddp_every_rank_shrinks_together(tmp_path):
+    ranks = _torchrun(tmp_path, "ddp")  # only rank 1 runs out of memory
     assert ranks[0]["batch"] == ranks[1]["batch"]
     assert [s["micro_batch"] for s in ranks[0]["batch"]["shrinks"]] == [4]
     assert ranks[0]["batch"]["effective_batch"] == 32
     assert ranks[0]["weights"] == ranks[1]["weights"]
     assert ranks[0]["history"] == ranks[1]["history"]
+
+
+@pytest.mark.slow
+def test_ddp_gradient_averaging_by_hand_matches_ddps_reducer(tmp_path):
+    """on_oom="shrink" under DDP averages the gradients itself (after the ranks agree none ran out of
+    memory); on_oom="raise" keeps DDP's reducer. Without an out-of-memory both train the same model."""
+    ours, theirs = _torchrun(tmp_path, "ddp-none"), _torchrun(tmp_path, "ddp-raise")
+    assert ours[0]["weights"] == ours[1]["weights"] and theirs[0]["weights"] == theirs[1]["weights"]
+    assert ours[0]["steps"] == theirs[0]["steps"]
+    torch.testing.assert_close(
+        torch.tensor(ours[0]["weights"]), torch.tensor(theirs[0]["weights"]), rtol=1e-5, atol=1e-6
+    )
