@@ -12,7 +12,7 @@ import argparse
 import math
 from typing import Any
 
-__all__ = ["FIXES", "FLOAT_RANGES", "INT_MINIMUMS", "check_flags"]
+__all__ = ["FIXES", "FLOAT_RANGES", "INT_MINIMUMS", "batch_size_arg", "check_flags"]
 
 #: Smallest allowed value of each integer flag (every subcommand that has it); others only need an integer.
 INT_MINIMUMS: dict[str, int] = {
@@ -21,6 +21,9 @@ INT_MINIMUMS: dict[str, int] = {
     "--max-steps": 1,
     "--steps": 1,
     "--batch-size": 1,
+    "--effective-batch": 1,
+    "--reference-batch": 1,
+    "--max-batch": 1,
     "--accumulation": 1,
     "--world-size": 1,
     "--n-samples": 1,
@@ -44,6 +47,8 @@ FIXES: dict[str, str] = {
     "--folds": "cross-validation needs at least two folds",
     "--patience": "the epochs to wait for an improvement (0: stop at the first epoch without one)",
     "--seed": "give a seed >= 0",
+    "--effective-batch": "the samples per optimizer update (micro-batch x accumulation)",
+    "--reference-batch": "the batch size the lr was chosen for",
 }
 
 #: (low, low allowed?, high or None, high allowed?) of float flags; every float flag must be finite.
@@ -61,6 +66,24 @@ FLOAT_RANGES: dict[str, tuple[float, bool, float | None, bool]] = {
     "--test-fraction": (0.0, True, 1.0, False),
     "--replay": (0.0, True, 1.0, False),
 }
+
+
+def batch_size_arg(text: str) -> int | str:
+    """``--batch-size``'s value: ``"auto"`` (search the micro-batch) or an integer >= 1; anything else is
+    refused by argparse in one line (``--batch-size must be an integer >= 1 or 'auto', got 'big'``)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer >= 1 or 'auto', got {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be >= 1, got {value}: or 'auto' with --effective-batch N to search it"
+        )
+    return value
 
 
 def _problem(flag: str, kind: type, value: Any) -> str | None:

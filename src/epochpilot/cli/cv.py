@@ -75,6 +75,25 @@ def precheck(args: argparse.Namespace) -> None:
     check_job(spec, cv_run_dir(spec, args.run_dir, "cv"), resume=False)
 
 
+def _search_once(spec: Any, pre: Any, X: Any, y: Any) -> Any:
+    """``batch_size = "auto"``: the micro-batch searched once on all rows, then used by every fold and the
+    refit (the folds' accumulation makes up the same effective batch); other jobs unchanged."""
+    import dataclasses
+
+    from epochpilot.cli.plan import find_job_batch
+
+    if spec.train.batch_size != "auto":
+        return spec
+    choice = find_job_batch(spec, pre, X, y)
+    print(
+        f"batch: micro-batch {choice.batch_size} x accumulation {choice.accumulation} = effective "
+        f"batch {choice.effective_batch} (searched once on {choice.device}, used by every fold)"
+    )
+    return dataclasses.replace(
+        spec, train=dataclasses.replace(spec.train, batch_size=choice.batch_size)
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Cross-validate the job and print the choice."""
     import pandas as pd
@@ -112,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     X, y = pre.transform(frame)
     y = as_targets(y, task)
     check_batch_size(spec, len(X) - len(X) // max(args.folds, 2))
+    spec = _search_once(spec, pre, X, y)
     spec, _ = plan_train(spec, len(X))
     t = spec.train
     config = trainer_kwargs(spec, len(X), task == "classification")

@@ -10,6 +10,8 @@ EXAMPLES = """examples:
   epochpilot train --data train.csv --target label
   epochpilot train --builtin wine --max-epochs 80 --run-dir runs/wine
   epochpilot train --builtin wine --stopper auto --max-time 10min
+  epochpilot train --builtin digits --batch-size auto --effective-batch 64
+  epochpilot train job.toml --effective-batch 256 --lr-scaling sqrt --reference-batch 32
   epochpilot train examples/digits.toml --lr 3e-3 --overwrite
   epochpilot train --data houses.csv --target price --task regression --impute median
 """
@@ -17,6 +19,8 @@ EXAMPLES = """examples:
 
 def add_job_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by every command that trains (train, cv, tune): data, budget, run directory."""
+    from epochpilot.cli._flags import batch_size_arg
+
     p.add_argument(
         "config", nargs="?", type=Path, help="job TOML file (see docs/cli.md: 'The job file')"
     )
@@ -45,7 +49,32 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
         "--max-time",
         help="wall-time budget, e.g. 90s, 10min, 2h (the first epoch's time sets the epochs)",
     )
-    t.add_argument("--batch-size", type=int)
+    t.add_argument(
+        "--batch-size",
+        type=batch_size_arg,
+        metavar="N|auto",
+        help="micro-batch per step; auto (with --effective-batch): the largest that fits the device",
+    )
+    t.add_argument(
+        "--effective-batch",
+        type=int,
+        metavar="N",
+        help="samples per optimizer update: accumulation = N / batch size (kept exact)",
+    )
+    t.add_argument(
+        "--on-oom",
+        choices=["shrink", "raise"],
+        help="out of memory while training: shrink (default) halves the micro-batch and doubles the "
+        "accumulation, the effective batch kept; raise stops the run",
+    )
+    t.add_argument(
+        "--lr-scaling",
+        choices=["linear", "sqrt", "none"],
+        help="scale --lr from --reference-batch to the effective batch (linear: SGD, sqrt: Adam)",
+    )
+    t.add_argument(
+        "--reference-batch", type=int, metavar="N", help="the batch size --lr was chosen for"
+    )
     t.add_argument("--lr", type=float)
     t.add_argument("--schedule", help="e.g. 'warmup(cosine)', onecycle, constant, wsd")
     t.add_argument(
@@ -89,7 +118,27 @@ def spec_from_args(args: argparse.Namespace) -> Any:
     from epochpilot.errors import ConfigError
     from epochpilot.jobs.spec import JobSpec, load_spec, override
 
-    spec = load_spec(args.config) if args.config else JobSpec()
+    # the training flags: given with the job file, checked with it (a flag may complete the file)
+    train = dict(
+        max_epochs=args.max_epochs,
+        max_steps=args.max_steps,
+        max_time=args.max_time,
+        batch_size=args.batch_size,
+        effective_batch=args.effective_batch,
+        on_oom=args.on_oom,
+        lr_scaling=args.lr_scaling,
+        reference_batch=args.reference_batch,
+        lr=args.lr,
+        schedule=args.schedule,
+        cooldown=args.cooldown,
+        cooldown_fraction=args.cooldown_fraction,
+        extend=args.extend,
+        patience=args.patience,
+        stopper=args.stopper,
+        seed=args.seed,
+        tensorboard=False if args.no_tensorboard else None,
+    )
+    spec = load_spec(args.config, {"train": train}) if args.config else JobSpec()
     if args.data and args.builtin:
         raise ConfigError("--data and --builtin are both given: keep one")
     if args.data is not None:
@@ -111,23 +160,7 @@ def spec_from_args(args: argparse.Namespace) -> Any:
         val_fraction=args.val_fraction,
         test_fraction=args.test_fraction,
     )
-    spec = override(
-        spec,
-        "train",
-        max_epochs=args.max_epochs,
-        max_steps=args.max_steps,
-        max_time=args.max_time,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        schedule=args.schedule,
-        cooldown=args.cooldown,
-        cooldown_fraction=args.cooldown_fraction,
-        extend=args.extend,
-        patience=args.patience,
-        stopper=args.stopper,
-        seed=args.seed,
-        tensorboard=False if args.no_tensorboard else None,
-    )
+    spec = override(spec, "train", **train)
     return override(
         spec,
         "run",

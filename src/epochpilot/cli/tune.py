@@ -128,8 +128,9 @@ def read_space_file(path: Path) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in space.items()}
 
 
-def space_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The search space: --space-file, then --space flags; the default space when neither is given."""
+def space_from_args(args: argparse.Namespace, spec: Any = None) -> dict[str, Any]:
+    """The search space: --space-file, then --space flags; the default space when neither is given (less
+    batch_size when ``spec`` fixes the effective batch: see :func:`check_batch_space`)."""
     from epochpilot.select.tune.space import job_parameters, parse_space
 
     space: dict[str, Any] = {}
@@ -141,7 +142,24 @@ def space_from_args(args: argparse.Namespace) -> dict[str, Any]:
     for text in args.space:
         name, decl = parse_space_arg(text)
         space[name] = decl
-    return space or dict(DEFAULT_SPACE)
+    if not space:
+        space = dict(DEFAULT_SPACE)
+        if spec is not None and spec.train.effective_batch is not None:
+            del space["batch_size"]  # the micro-batch would not change the updates
+    return check_batch_space(spec, space)
+
+
+def check_batch_space(spec: Any, space: dict[str, Any]) -> dict[str, Any]:
+    """Refuse a batch_size dimension when the job fixes the effective batch (``effective_batch``, with
+    ``batch_size = "auto"`` or a number): a trial's batch would only change the micro-batch, or not divide
+    the effective batch; tuning ``effective_batch`` changes the updates."""
+    if spec is None or spec.train.effective_batch is None or "batch_size" not in space:
+        return space
+    raise ValueError(
+        f"batch_size in the search space: the job sets effective_batch = {spec.train.effective_batch}, "
+        "so a trial's batch_size would only change the micro-batch: tune effective_batch instead (e.g. --space "
+        '"effective_batch=choice:32,64,128") or drop effective_batch'
+    )
 
 
 def check_cv_flag(cv: int | None) -> None:
@@ -162,8 +180,7 @@ def precheck(args: argparse.Namespace) -> None:
     check_cv_flag(args.cv)
     if args.space_file is not None and read_space_file(Path(args.space_file)):
         return
-    for text in args.space:
-        parse_space_arg(text)
+    check_batch_space(spec, dict(parse_space_arg(text) for text in args.space))
     overwrite = bool(spec.run.overwrite)
     check_job(spec, cv_run_dir(spec, args.run_dir, "tune"), resume=not overwrite)
 
@@ -179,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
     from epochpilot.select.tune.run import tune
 
     spec = spec_from_args(args)
-    space = space_from_args(args)
+    space = space_from_args(args, spec)
     logging.getLogger("epochpilot").setLevel(logging.WARNING)  # no per-epoch lines from k runs
     run_dir = cv_run_dir(spec, args.run_dir, "tune")
     overwrite = bool(spec.run.overwrite)

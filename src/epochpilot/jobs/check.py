@@ -36,6 +36,11 @@ TASKS = ("classification", "regression")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 ON_NAN = ("stop", "rollback")
+ON_OOM = ("shrink", "raise")
+LR_SCALING = ("linear", "sqrt", "none")
+
+#: how a type error names what a field takes, where the annotation's words would mislead ("a string")
+_TYPE_WORDS = {"train.batch_size": "an integer >= 1 or 'auto'"}
 
 
 @functools.cache
@@ -69,7 +74,10 @@ def _check_types(obj: Any, section: str) -> None:
     for name, allowed in _allowed(type(obj)).items():
         value = getattr(obj, name)
         if allowed is not None and not _fits(value, allowed):
-            raise FieldError(f"{section}.{name}", f"must be {_type_words(allowed)}, got {value!r}")
+            key = f"{section}.{name}"
+            raise FieldError(
+                key, f"must be {_TYPE_WORDS.get(key) or _type_words(allowed)}, got {value!r}"
+            )
 
 
 def _need(ok: bool, key: str, problem: str) -> None:
@@ -137,7 +145,6 @@ def _check_train(t: Any) -> None:
     _at_least(t, "train", "max_steps", 1, "a budget in optimizer updates")
     if t.max_time is not None:
         _check_duration(t.max_time)
-    _at_least(t, "train", "batch_size", 1)
     _need(
         t.optimizer.lower() in OPTIMIZERS,
         "train.optimizer",
@@ -163,6 +170,7 @@ def _check_train(t: Any) -> None:
     _choice(t, "train", "min_delta_mode", ("abs", "rel"))
     _at_least(t, "train", "seed", 0)
     _at_least(t, "train", "accumulation", 1, "use 1 for no gradient accumulation")
+    _check_batch(t)
     _number(t, "train", "clip_grad_norm", 0.0, True)
     _choice(t, "train", "precision", PRECISIONS)
     _need(
@@ -190,6 +198,57 @@ def _check_train(t: Any) -> None:
         "train.cooldown",
         f"is {t.cooldown!r}, which needs a WSD schedule, but schedule is {t.schedule!r}: "
         'use schedule = "wsd" (--schedule wsd)',
+    )
+
+
+def _check_batch(t: Any) -> None:
+    """batch_size (an int or "auto"), effective_batch, accumulation, on_oom and the lr scaling, together."""
+    auto, effective = isinstance(t.batch_size, str), t.effective_batch
+    _need(
+        not auto or t.batch_size == "auto",
+        "train.batch_size",
+        f"must be an integer >= 1 or 'auto', got {t.batch_size!r}",
+    )
+    if not auto:
+        _at_least(t, "train", "batch_size", 1, "or 'auto' to search the largest that fits")
+    per_update = "the samples per optimizer update (micro-batch x accumulation)"
+    _at_least(t, "train", "effective_batch", 1, per_update)
+    _need(
+        not auto or effective is not None,
+        "train.batch_size",
+        "is 'auto', which needs effective_batch (the samples per optimizer update): "
+        "add effective_batch = 64 (--effective-batch 64)",
+    )
+    if effective is not None and not auto:
+        _need(
+            effective % t.batch_size == 0,
+            "train.effective_batch",
+            f"must be a multiple of batch_size {t.batch_size}, got {effective}: use effective_batch = "
+            f"{max(1, round(effective / t.batch_size)) * t.batch_size} or batch_size = 'auto'",
+        )
+    _need(
+        effective is None
+        or t.accumulation == 1
+        or (not auto and t.batch_size * t.accumulation == effective),
+        "train.accumulation",
+        f"is {t.accumulation} but effective_batch {effective} sets the accumulation "
+        "(effective_batch / batch_size): keep one of them",
+    )
+    _choice(t, "train", "on_oom", ON_OOM)
+    _choice(t, "train", "lr_scaling", LR_SCALING)
+    _at_least(t, "train", "reference_batch", 1, "the batch size the lr was chosen for")
+    scaling = t.lr_scaling not in (None, "none")
+    _need(
+        not scaling or t.reference_batch is not None,
+        "train.lr_scaling",
+        f"is {t.lr_scaling!r}, which needs reference_batch (the batch the lr was chosen for): "
+        "add reference_batch = 32 (--reference-batch 32)",
+    )
+    _need(
+        scaling or t.reference_batch is None,
+        "train.reference_batch",
+        "is set but lr_scaling is not: add lr_scaling = 'linear' (SGD) or 'sqrt' (Adam), "
+        "or leave reference_batch out",
     )
 
 

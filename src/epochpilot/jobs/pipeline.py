@@ -180,7 +180,8 @@ def plan_train(spec: JobSpec, n_train: int, n_effective: int | None = None) -> t
     from epochpilot.core.plan import DataProfile, plan
 
     profile = DataProfile(n_samples=n_train, n_effective=n_effective or n_train)
-    p = plan(profile, batch_size=t.batch_size, accumulation=t.accumulation, lr=t.lr)
+    batch, accumulation = t.update_batch()  # "auto": updates counted with the effective batch
+    p = plan(profile, batch_size=batch, accumulation=accumulation, lr=t.scaled_lr())
     filled = dataclasses.replace(
         t,
         max_epochs=t.max_epochs or p.max_epochs,
@@ -215,7 +216,8 @@ def trainer_kwargs(spec: JobSpec, n_train: int, classification: bool) -> dict[st
         max_steps=t.max_steps,
         max_time=t.max_time,
         batch_size=t.batch_size,
-        accumulation=t.accumulation,
+        accumulation=t.update_batch()[1],  # with effective_batch: effective / batch ("auto": 1)
+        **t.batch_settings(),
         clip_grad_norm=t.clip_grad_norm,
         precision=t.precision,
         device=t.device,
@@ -243,10 +245,16 @@ def job_model(spec: JobSpec, pre: Preprocessor) -> torch.nn.Module:
 
 
 def check_batch_size(spec: JobSpec, n_train: int) -> None:
-    """Refuse a batch larger than the training split, naming a size that fits."""
-    if spec.train.batch_size > n_train:
+    """Refuse a batch (or an effective batch) larger than the training split, naming a size that fits."""
+    t, fits = spec.train, max(1, n_train // 4)
+    if t.effective_batch is not None and t.effective_batch > n_train:
         raise DataError(
-            f"batch_size {spec.train.batch_size} > {n_train} training rows: lower --batch-size (e.g. {max(1, n_train // 4)})"
+            f"effective_batch {t.effective_batch} > {n_train} training rows: lower --effective-batch "
+            f"(e.g. {fits})"
+        )
+    if t.batch_size != "auto" and t.batch_size > n_train:
+        raise DataError(
+            f"batch_size {t.batch_size} > {n_train} training rows: lower --batch-size (e.g. {fits})"
         )
 
 
@@ -265,9 +273,10 @@ def run_job(
             f"(from {plan.n_effective} effective rows; "
             f"set them to override)"
         )
-    text = budget.describe(
-        len(X_tr), t.batch_size, epochs=t.max_epochs, accumulation=t.accumulation
-    )
+    batch, accumulation = t.update_batch()
+    text = budget.describe(len(X_tr), batch, epochs=t.max_epochs, accumulation=accumulation)
+    if t.batch_size == "auto":
+        text += " (batch_size 'auto': the micro-batch is searched)"
     limits = [f"{k}={v}" for k, v in (("max_steps", t.max_steps), ("max_time", t.max_time)) if v]
     if (
         limits

@@ -22,7 +22,11 @@ The TOML schema (every key optional; unknown keys are refused with the nearest v
     max_epochs = 60             # max_epochs, patience and warmup left out are planned from the data
     max_steps = 2000            # optional: a budget in updates instead (the schedule follows it)
     max_time = "10min"          # optional: a wall-time budget ("90s", "2h", seconds); with max_steps, first wins
-    batch_size = 32
+    batch_size = 32             # or "auto" with effective_batch: the largest micro-batch that fits is searched
+    effective_batch = 128       # optional: samples per optimizer update (sets accumulation = effective / batch)
+    on_oom = "shrink"           # out of memory while training: halve the micro-batch, double accumulation | raise
+    lr_scaling = "sqrt"         # optional: linear | sqrt, the lr scaled from reference_batch to the effective batch
+    reference_batch = 32        # the batch the lr was chosen for (with lr_scaling)
     optimizer = "adamw"
     lr = 0.001
     weight_decay = 0.0001
@@ -54,6 +58,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,7 +124,11 @@ class TrainSpec:
     max_epochs: int | None = None
     max_steps: int | None = None
     max_time: str | float | None = None
-    batch_size: int = 32
+    batch_size: int | str = 32  # or "auto" (with effective_batch): the micro-batch is searched
+    effective_batch: int | None = None
+    on_oom: str = "shrink"
+    lr_scaling: str | None = None
+    reference_batch: int | None = None
     optimizer: str = "adamw"
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -148,6 +157,35 @@ class TrainSpec:
 
     def __post_init__(self) -> None:
         check_section(self, "train")
+
+    def update_batch(self) -> tuple[int, int]:
+        """``(batch, accumulation)`` whose product is the samples per optimizer update, for counting updates
+        before the run: with ``batch_size = "auto"`` the micro-batch is not known yet, but the effective
+        batch, and with it every step count, is."""
+        if self.batch_size == "auto":
+            return int(self.effective_batch or 1), 1
+        batch = int(self.batch_size)
+        if self.effective_batch is not None:
+            return batch, self.effective_batch // batch
+        return batch, self.accumulation
+
+    def batch_settings(self) -> dict[str, Any]:
+        """The effective batch, out-of-memory and lr-scaling settings, as ``fit`` takes them."""
+        return {
+            "effective_batch": self.effective_batch,
+            "on_oom": self.on_oom,
+            "lr_scaling": None if self.lr_scaling == "none" else self.lr_scaling,
+            "reference_batch": self.reference_batch,
+        }
+
+    def scaled_lr(self) -> float:
+        """The lr in effect: ``lr`` scaled from ``reference_batch`` to the effective batch by ``lr_scaling``
+        (linear: x ratio, sqrt: x sqrt(ratio)), else ``lr`` unchanged."""
+        if self.lr_scaling in (None, "none") or not self.reference_batch:
+            return float(self.lr)
+        batch, accumulation = self.update_batch()
+        ratio = batch * accumulation / self.reference_batch
+        return float(self.lr) * (ratio if self.lr_scaling == "linear" else ratio**0.5)
 
 
 @dataclass
@@ -212,22 +250,34 @@ def flag_name(key: str) -> str:
     return FLAG_NAMES.get(key) or "--" + key.partition(".")[2].replace("_", "-")
 
 
-def _section(cls: type, values: dict[str, Any], where: str, source: str) -> Any:
+def _section(
+    cls: type, values: dict[str, Any], where: str, source: str, flags: Mapping[str, Any]
+) -> Any:
     names = [f.name for f in dataclasses.fields(cls)]
     for key in values:
         if key not in names:
             raise _unknown(key, names, where)
+    given = {k: v for k, v in flags.items() if v is not None}
     try:
-        return cls(**values)
+        return cls(**{**values, **given})
     except FieldError as exc:
-        raise exc.named(toml_name(exc.key, source)) from None
+        by_flag = exc.key.partition(".")[2] in given
+        raise exc.named(flag_name(exc.key) if by_flag else toml_name(exc.key, source)) from None
     except TypeError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def spec_from_tables(tables: dict[str, Any], source: str = "config") -> JobSpec:
+def spec_from_tables(
+    tables: dict[str, Any],
+    source: str = "config",
+    flags: Mapping[str, Mapping[str, Any]] | None = None,
+) -> JobSpec:
     """Build a JobSpec from parsed TOML tables; unknown sections and keys name the nearest valid one, bad
-    values name the key as written (``[train] max_epochs in job.toml must be an integer, got 'ten'``)."""
+    values name the key as written (``[train] max_epochs in job.toml must be an integer, got 'ten'``).
+    ``flags`` (section -> key -> value, None: not given) override the tables before the checks, so that
+    settings checked together may come from both (``batch_size = "auto"`` in the file, ``--effective-batch``
+    on the command line); a bad one is named by its flag."""
+    flags = flags or {}
     tables = dict(tables)
     if isinstance(tables.get("model"), str):  # model = "package.module:factory"
         tables["model"] = {"factory": tables["model"]}
@@ -246,17 +296,20 @@ def spec_from_tables(tables: dict[str, Any], source: str = "config") -> JobSpec:
     except FieldError as exc:
         raise exc.named(toml_name(exc.key, source)) from None
     return JobSpec(
-        data=_section(DataSpec, tables.get("data", {}), f"{source} [data]", source),
+        data=_section(DataSpec, tables.get("data", {}), f"{source} [data]", source, {}),
         model=model_spec,
-        train=_section(TrainSpec, tables.get("train", {}), f"{source} [train]", source),
-        run=_section(RunSpec, tables.get("run", {}), f"{source} [run]", source),
+        train=_section(
+            TrainSpec, tables.get("train", {}), f"{source} [train]", source, flags.get("train", {})
+        ),
+        run=_section(RunSpec, tables.get("run", {}), f"{source} [run]", source, {}),
         source=source,
     )
 
 
-def load_spec(path: str | Path) -> JobSpec:
+def load_spec(path: str | Path, flags: Mapping[str, Mapping[str, Any]] | None = None) -> JobSpec:
     """Read a job TOML file; syntax errors give the file and line, bad values the key as written, and a device
-    this machine lacks is refused here (before any run directory is touched)."""
+    this machine lacks is refused here (before any run directory is touched). ``flags``: see
+    :func:`spec_from_tables`."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: no such config file; check the path")
@@ -272,7 +325,7 @@ def load_spec(path: str | Path) -> JobSpec:
         tables = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
-    spec = spec_from_tables(tables, str(path))
+    spec = spec_from_tables(tables, str(path), flags)
     check_runnable(spec)
     return spec
 
