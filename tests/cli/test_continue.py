@@ -152,3 +152,21 @@ def test_a_sweep_run_continues_from_its_trunk_without_a_new_warmup(cli, tmp_path
     # a run without a sweep continues from its kept model, as before
     proc = cli("continue", old_run, "--data", tmp_path / "new.csv", "--epochs", "2")
     assert "trunk" not in proc.stdout + proc.stderr
+
+
+def test_continue_an_auto_batch_run_keeps_its_micro_batch_and_effective_batch(cli, tmp_path):
+    frame = pd.read_csv(write_builtin_csv("wine", tmp_path / "wine.csv")).sample(
+        frac=1.0, random_state=0
+    )
+    frame.iloc[:110].to_csv(tmp_path / "old.csv", index=False)
+    frame.iloc[110:].to_csv(tmp_path / "new.csv", index=False)
+    auto = ["--batch-size", "auto", "--effective-batch", "32"]
+    proc = cli("train", "--data", tmp_path / "old.csv", "--target", "target", *FAST, *auto)
+    assert proc.returncode == 0, proc.stderr
+    run = next((tmp_path / "runs").iterdir())
+    before = json.loads((run / "summary.json").read_text())["batch"]
+    proc = cli("continue", run, "--data", tmp_path / "new.csv", "--epochs", "2")
+    assert proc.returncode == 0, proc.stderr
+    after = json.loads((tmp_path / "runs" / f"{run.name}-continued" / "summary.json").read_text())
+    assert after["batch"]["micro_batch"] == before["micro_batch"]
+    assert after["batch"]["effective_batch"] == 32

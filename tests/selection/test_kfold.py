@@ -196,3 +196,13 @@ def test_parallel_folds_match_sequential_folds():
     par = kfold_epochs(small_mlp, (X, y), k=2, config=FAST, seed=3, workers=2)
     assert par.mean_curve == pytest.approx(seq.mean_curve, rel=1e-5)
     assert par.per_fold_best == seq.per_fold_best
+
+
+def test_an_auto_batch_schedule_follows_the_effective_batch():
+    """batch_size="auto": the schedule counts the updates of the effective batch (it ends at ~0 exactly)."""
+    X, y = wine()
+    config = {k: v for k, v in FAST.items() if k not in ("stopper", "batch_size")}
+    config.update(batch_size="auto", effective_batch=16)
+    sel = kfold_epochs(small_mlp, (X, y), k=2, config=config, schedule="cosine")
+    for hist in sel.fold_histories:
+        assert hist[-1]["lr"] == pytest.approx(0.0, abs=1e-12)

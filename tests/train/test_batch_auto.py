@@ -253,3 +253,23 @@ def test_ddp_gradient_averaging_by_hand_matches_ddps_reducer(tmp_path):
     torch.testing.assert_close(
         torch.tensor(ours[0]["weights"]), torch.tensor(theirs[0]["weights"]), rtol=1e-5, atol=1e-6
     )
+
+
+def test_out_of_memory_in_validation_splits_the_validation_batches():
+    X, y = _data()
+    model = _model()
+
+    def hook(module, inputs):
+        if not module.training and inputs[0].shape[0] > 10:
+            raise torch.OutOfMemoryError(
+                "CUDA out of memory. Tried to allocate 1.00 GiB (injected)"
+            )
+
+    model[0].register_forward_pre_hook(hook)
+    result = fit(
+        model, (X[:120], y[:120]), (X[120:], y[120:]), batch_size=30, max_epochs=2, report=False
+    )
+    batch = result.summary["batch"]
+    assert [s["micro_batch"] for s in batch["shrinks"]] == [15, 8]
+    assert batch["effective_batch"] == 30 and result.total_steps == 8
+    assert all(math.isfinite(row["val_loss"]) for row in result.history)

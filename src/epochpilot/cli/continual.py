@@ -152,6 +152,20 @@ def _best_weights(run_dir: Path, model: torch.nn.Module) -> tuple[dict[str, torc
     )
 
 
+def _loader_batch(spec: Any, old_summary: dict[str, Any], kwargs: dict[str, Any]) -> int:
+    """The replay loader's batch. A ``batch_size = "auto"`` run goes on with the micro-batch it found
+    (summary.json's ``batch``; the effective batch whole without that record), its accumulation kept."""
+    if spec.train.batch_size != "auto":
+        return int(spec.train.batch_size)
+    effective = int(spec.train.effective_batch)
+    found = old_summary.get("batch")
+    micro = found.get("micro_batch") if isinstance(found, dict) else None
+    if not isinstance(micro, int) or isinstance(micro, bool) or micro < 1 or effective % micro:
+        micro = effective
+    kwargs["batch_size"] = micro  # the loader batches; accumulation = effective_batch / micro
+    return micro
+
+
 def _old_summary(run_dir: Path, epochs: int | None) -> dict[str, Any]:
     """The old run's ``summary.json`` (it sizes the budget); damaged: one line naming it, or with ``--epochs``
     (which makes it unnecessary) a warning."""
@@ -314,7 +328,7 @@ def continue_run(
     kwargs = pipeline.trainer_kwargs(cont_spec, len(sampler), classification)
     task = EarlyStopping(spec.train.monitor, spec.train.mode, patience=max(2, epochs // 3))
     kwargs["stopper"] = Probed(AnyOf(task, guard), {key: old_score})
-    loader = sampler.loader(spec.train.batch_size)
+    loader = sampler.loader(_loader_batch(spec, old_summary, kwargs))
     # an old run in --out is kept aside until the new one is safe, and comes back if this fails before that
     with speaking(wording), pipeline.claimed_run_dir(out, overwrite=overwrite, resume=False):
         pipeline._write_job(out, spec)

@@ -318,9 +318,10 @@ def find_batch_size(
     try:
         largest = search_largest(attempt, min_batch, cap, out_of_time)
         if largest is None:
+            lower = ", lower min_batch" if min_batch > 1 else ""
             raise ConfigError(
-                f"the model does not fit in memory at min_batch={min_batch} on {device}: use a smaller model, "
-                "lower min_batch, free device memory or train on another device"
+                f"the model does not fit in memory at min_batch={min_batch} on {device}: use a smaller model"
+                f"{lower}, precision='bf16-mixed', free device memory or train on another device"
             )
         ok = [t for t in tried if t.outcome == "ok"]
         if goal == "throughput":

@@ -156,6 +156,12 @@ class Batching:
         self.search = state.get("search", self.search)
         self.shrinks = list(state.get("shrinks", []))
 
+    def agree(self, splits: int, epoch: int, step: int) -> None:
+        """Split as another rank had to (its out-of-memory in validation), so every rank runs alike."""
+        while self.splits < splits:
+            self.splits *= 2
+            self.shrinks.append({"epoch": epoch, "step": step, "micro_batch": self.micro_batch})
+
     def shrink(self, epoch: int, step: int) -> str:
         """Double the splits after an out-of-memory; the log line. ConfigError when a sample does not fit."""
         if self.micro_batch <= 1:

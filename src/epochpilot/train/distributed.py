@@ -21,6 +21,7 @@ __all__ = [
     "barrier",
     "broadcast",
     "gather",
+    "max_int",
     "setup",
     "unwrap",
     "wrap",
@@ -140,3 +141,12 @@ def average_grads(module: torch.nn.Module, info: DistInfo) -> None:
             p.grad.div_(info.world_size)
     for b in module.buffers():
         dist.broadcast(b, src=0)
+
+
+def max_int(value: int, info: DistInfo, device: torch.device) -> int:
+    """The largest ``value`` over the ranks (``value`` itself outside torchrun)."""
+    if not info.active:
+        return value
+    box = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.all_reduce(box, op=dist.ReduceOp.MAX)
+    return int(box.item())

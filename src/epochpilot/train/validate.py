@@ -9,6 +9,7 @@ with a gradient, shapes and dtypes that fit the targets) and each metric: one-li
 from __future__ import annotations
 
 import contextlib
+import logging
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -17,7 +18,9 @@ import torch
 
 from epochpilot.errors import ConfigError, ConfigTypeError, DataError
 from epochpilot.train import distributed as D
-from epochpilot.train.splitting import is_oom
+from epochpilot.train.splitting import free_memory, is_oom
+
+log = logging.getLogger("epochpilot")
 
 __all__ = ["Validation", "dry_forward", "forward_error"]
 
@@ -227,8 +230,26 @@ class Validation:
                     f"shape {_shape(target)}"
                 ) from exc
 
-    @torch.no_grad()
     def _validate(self) -> tuple[torch.Tensor, int, list[torch.Tensor]]:
+        """Loss sum, sample count and metric sums over the validation data. An out-of-memory
+        (``on_oom="shrink"``) splits the batches in twice as many parts and validates again; under DDP every
+        rank then splits as the most split one."""
+        while True:
+            try:
+                out = self._validate_once()
+                break
+            except Exception as exc:
+                if not (self.cfg.on_oom == "shrink" and is_oom(exc)):
+                    raise
+            free_memory(self.device)
+            log.warning("validation: %s", self.batching.shrink(self.state.epoch, self.state.step))
+        if self.dist.active and self.cfg.on_oom == "shrink":
+            most = D.max_int(self.batching.splits, self.dist, self.device)
+            self.batching.agree(most, self.state.epoch, self.state.step)
+        return out
+
+    @torch.no_grad()
+    def _validate_once(self) -> tuple[torch.Tensor, int, list[torch.Tensor]]:
         module = self.module
         was = module.training
         module.eval()
