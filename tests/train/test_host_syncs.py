@@ -34,7 +34,7 @@ PASS_THROUGH = ("torch._tensor", "torch._tensor_str", "torch.overrides")
 #: epochpilot modules whose reads are host tensors by construction: the batch sampler's index lists.
 HOST_ONLY = ("epochpilot.train.data",)
 #: reads per epoch allowed: the epoch-end totals (one ``tolist``) and the non-finite check.
-MAX_PER_EPOCH = 2
+MAX_PER_EPOCH = 1
 EPOCHS = 3
 
 

@@ -101,12 +101,8 @@ class Loop(Validation, Persistence, Interruptible, Cooling, Sweeping, Splitting,
             self.train.set_epoch(self._data_epoch())
             self._handle(self._dispatch("epoch_start"))
             t0 = time.perf_counter()
-            finite = self._train_epoch()
+            self._train_epoch()
             self.acc["elapsed"] += time.perf_counter() - t0
-            if not finite:
-                if self._not_finite():
-                    continue
-                break
             self._end_epoch()
         if not st.stop:
             st.stop = True
@@ -114,22 +110,20 @@ class Loop(Validation, Persistence, Interruptible, Cooling, Sweeping, Splitting,
         if self.signals.signum:  # it came during the last epoch: its checkpoint is the run's end
             self._interrupt(mid_epoch=st.batch > 0)
 
-    def _train_epoch(self) -> bool:
-        """One pass over the training batches from ``state.batch``; False when the loss went non-finite.
+    def _train_epoch(self) -> None:
+        """One pass over the training batches from ``state.batch`` (a non-finite loss shows in the epoch's
+        row, read once at its end).
 
         The hot path: no host sync per step (losses and metrics accumulate as device tensors), no per-step
         allocation of contexts or dicts, and step hooks only for callbacks that asked for them. An
         out-of-memory in a forward or backward pass (``on_oom="shrink"``) splits the batches in twice as
         many micro-batches and redoes the update it happened in (see ``train.batching``).
         """
-        while True:
-            outcome = self._train_from()
-            if outcome is not None:
-                return outcome
+        while not self._train_from():
             self._after_oom()
 
-    def _train_from(self) -> bool | None:
-        """:meth:`_train_epoch`'s pass; None after an out-of-memory it may recover from (the update's
+    def _train_from(self) -> bool:
+        """:meth:`_train_epoch`'s pass; False after an out-of-memory it may recover from (the update's
         start is in ``self._oom``)."""
         st, cfg, acc = self.state, self.cfg, self.acc
         model, opt, scaler = self.model, self.optimizer, self.scaler
@@ -159,7 +153,7 @@ class Loop(Validation, Persistence, Interruptible, Cooling, Sweeping, Splitting,
         saved = None
         model.train()
         if (max_steps and st.step >= max_steps) or self._cooldown_over():  # resumed at the end
-            return bool(torch.isfinite(loss_sum)) or ddp
+            return True
         for batch in self.train.iter_from(i):
             *xs, y = batch
             if to_device:
@@ -203,7 +197,7 @@ class Loop(Validation, Persistence, Interruptible, Cooling, Sweeping, Splitting,
             if failed or (agree and last):
                 if D.any_rank(failed, self.dist, device):
                     self._oom = (i - i % k, saved)
-                    return None
+                    return False
                 D.average_grads(self.module, self.dist)
             acc["n"] += bs
             i += 1
@@ -229,7 +223,7 @@ class Loop(Validation, Persistence, Interruptible, Cooling, Sweeping, Splitting,
                     self._check()
                     if st.stop:
                         break
-        return bool(torch.isfinite(loss_sum)) or ddp
+        return True  # a non-finite loss shows in the epoch's row, read once at its end (_end_epoch)
 
     def _forward_backward(
         self, xs: list[torch.Tensor], y: torch.Tensor, size: int, model: Any = None
@@ -322,7 +316,7 @@ class Loop(Validation, Persistence, Interruptible, Cooling, Sweeping, Splitting,
             row["branch"], row["trunk_epoch"] = self._branch_position()
         if not math.isfinite(row["train_loss"]):
             self._record_row(row)
-            self._not_finite(recorded=True)
+            self._not_finite()
             return
         if st.stop:  # a mid-epoch validation already stopped training: record, do not feed again
             st.row = row

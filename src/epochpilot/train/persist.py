@@ -62,8 +62,9 @@ class Persistence:
     """State in and out of checkpoints and snapshots (the attributes come from ``Loop``)."""
 
     # -- NaN -----------------------------------------------------------------------------------------------
-    def _not_finite(self, recorded: bool = False) -> bool:
-        """Handle a non-finite training loss: True to retry (rollback), False to stop."""
+    def _not_finite(self) -> bool:
+        """Handle a non-finite training loss (its epoch's row already recorded): True to retry (rollback),
+        False to stop."""
         st = self.state
         where = f"epoch {st.epoch} (update {st.step})"
         if self.cfg.on_nan == "rollback" and self.snapshot is not None and st.rollbacks < 3:
@@ -81,8 +82,6 @@ class Persistence:
                 tries,
             )
             return True
-        if not recorded:
-            self._record_row({"epoch": st.epoch, "step": st.step, "train_loss": float("nan")})
         st.stop, st.stop_reason = True, Reason.NOT_FINITE
         if self.cfg.on_nan == "rollback":
             st.stop_message = f"the training loss was still not finite after 3 rollbacks with halved lr (in {where}): lower lr or check the data"
