@@ -33,7 +33,7 @@ READS = ("item", "tolist", "numpy", "__float__", "__int__", "__index__", "__bool
 PASS_THROUGH = ("torch._tensor", "torch._tensor_str", "torch.overrides")
 #: epochpilot modules whose reads are host tensors by construction: the batch sampler's index lists.
 HOST_ONLY = ("epochpilot.train.data",)
-#: reads per epoch allowed: the epoch-end totals (one ``tolist``) and the non-finite check.
+#: reads per epoch allowed: the epoch-end totals (one ``tolist``; a non-finite loss shows there too).
 MAX_PER_EPOCH = 1
 EPOCHS = 3
 
