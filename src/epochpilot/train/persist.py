@@ -17,7 +17,7 @@ import torch
 from epochpilot.core.stopping.base import Reason
 from epochpilot.errors import CheckpointError
 from epochpilot.train import distributed as D
-from epochpilot.train.serial import sanitize, snapshot
+from epochpilot.train.serial import ready_event, sanitize, snapshot, to_host
 
 __all__ = ["Persistence", "get_rng", "set_rng"]
 
@@ -93,9 +93,8 @@ class Persistence:
     # -- best weights, snapshots, checkpoints ----------------------------------------------------------------
     def keep_best(self) -> None:
         """Copy the current weights to CPU as the best so far, and to ``checkpoints/best`` when saving."""
-        self.best_weights = {
-            k: v.detach().to("cpu", copy=True) for k, v in self.module.state_dict().items()
-        }
+        # on CUDA copied without waiting: a save or the writer synchronizes on an event recorded after it
+        self.best_weights = {k: to_host(v, True) for k, v in self.module.state_dict().items()}
         self.state.best_mid = self._mid
         # written at the end of the epoch, or held by the epoch's checkpoint if there is one
         self.best_dirty = True
@@ -107,7 +106,12 @@ class Persistence:
         if self.ckpts is None or not self.state.is_main:
             return
         self.ckpts.save(
-            "best", model=self.best_weights, optimizer=None, state=None, meta=self._meta()
+            "best",
+            model=self.best_weights,
+            optimizer=None,
+            state=None,
+            meta=self._meta(),
+            ready=ready_event(self.device),
         )
 
     def _meta(self) -> dict[str, Any]:
@@ -140,8 +144,9 @@ class Persistence:
             out.append(hit[2])
         return out
 
-    def _capture(self) -> dict[str, Any]:
-        """Everything needed to continue from here, as CPU copies (safe to keep or to write in the background)."""
+    def _capture(self, pinned: bool = False) -> dict[str, Any]:
+        """Everything needed to continue from here, as CPU copies (safe to keep or to write in the background);
+        ``pinned``: CUDA tensors copied without waiting (synchronize an event recorded after it first)."""
         state = {
             "callbacks": {cb.state_key: cb.state_dict() for cb in self.callbacks},
             "data": self.train.state_dict(),
@@ -155,7 +160,8 @@ class Persistence:
                 "model": self.module.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "state": state,
-            }
+            },
+            pinned,
         )
         parts["meta"] = self._meta()
         parts["best"] = self.best_weights
@@ -173,7 +179,8 @@ class Persistence:
             return
         rngs = D.gather(get_rng(), self.dist)
         if self.state.is_main:
-            parts = self._capture()
+            parts = self._capture(pinned=True)
+            ready = ready_event(self.device)  # the writer waits on it, not this thread
             parts["state"]["rng"] = rngs
             st = self.state
             name = f"step-{st.step:07d}" if mid_epoch else f"epoch-{st.epochs_done:04d}"
@@ -191,6 +198,7 @@ class Persistence:
                 optimizer=parts["optimizer"],
                 state=parts["state"],
                 meta=parts["meta"],
+                ready=ready,
             )
             if (
                 holds_best

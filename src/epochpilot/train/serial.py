@@ -74,14 +74,35 @@ def sanitize(obj: Any) -> Any:
     return obj
 
 
-def snapshot(obj: Any) -> Any:
-    """A deep copy in which every tensor is detached and cloned to CPU (safe to write from another thread)."""
+def to_host(t: torch.Tensor, pinned: bool = False) -> torch.Tensor:
+    """A detached CPU copy of ``t``. ``pinned`` and ``t`` on CUDA: copied without waiting into pinned memory
+    (the caller records an event and synchronizes it before reading the copy, see :func:`ready_event`)."""
+    t = t.detach()
+    if pinned and t.is_cuda:
+        out = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+        return out.copy_(t, non_blocking=True)
+    return t.to("cpu", copy=True)
+
+
+def ready_event(device: torch.device) -> Any:
+    """A CUDA event recorded now on ``device``'s stream (its ``synchronize()`` waits for the copies queued
+    before it), or None off CUDA, where copies are done when they return."""
+    if device.type != "cuda":
+        return None
+    event = torch.cuda.Event()
+    event.record()
+    return event
+
+
+def snapshot(obj: Any, pinned: bool = False) -> Any:
+    """A deep copy in which every tensor is detached and cloned to CPU (safe to write from another thread);
+    ``pinned``: CUDA tensors are copied without waiting (see :func:`to_host`)."""
     if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
+        return to_host(obj, pinned)
     if isinstance(obj, dict):
-        return {k: snapshot(v) for k, v in obj.items()}
+        return {k: snapshot(v, pinned) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [snapshot(v) for v in obj]
+        return [snapshot(v, pinned) for v in obj]
     if isinstance(obj, tuple):
-        return tuple(snapshot(v) for v in obj)
+        return tuple(snapshot(v, pinned) for v in obj)
     return copy.deepcopy(obj)
