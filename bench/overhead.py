@@ -4,6 +4,7 @@
     .venv/bin/python bench/overhead.py --quick         # 2 repetitions of 4 epochs (a few minutes)
     .venv/bin/python bench/overhead.py --device cuda   # the same on the GPU (refused where there is none)
     .venv/bin/python bench/overhead.py --reps 3 --epochs 6 --only mlp
+    .venv/bin/python bench/overhead.py --per-update      # the per-update cost alone (400-update epochs)
 
 Every runner trains the same model on the same data (sklearn digits, 1437 train / 360 val, batch 32, Adam
 1e-3, one CPU thread) and validates once per epoch. Models: an MLP, a 1-D CNN and a transformer encoder (the
@@ -456,6 +457,11 @@ def main() -> None:
         "--epochs", type=int, default=6, help="epochs per run (the first is a warm-up)"
     )
     parser.add_argument("--quick", action="store_true", help="2 repetitions of 4 epochs")
+    parser.add_argument(
+        "--per-update",
+        action="store_true",
+        help="only the per-update cost: the tensor-slice loop and fit on 400-update epochs",
+    )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--only", choices=MODELS, default=None)
     parser.add_argument(
@@ -471,6 +477,14 @@ def main() -> None:
         args.reps, args.epochs = 2, 4
     where = torch.cuda.get_device_name() if DEVICE == "cuda" else "CPU, one thread"
     data = load()
+    if args.per_update:
+        print(
+            "| model | raw loop us / update | fit us / update | fit / raw |\n|---|---:|---:|---:|"
+        )
+        for kind in [args.only] if args.only else MODELS:
+            raw_us, fit_us = per_update(kind, data)
+            print(f"| {kind} | {raw_us:,.0f} | {fit_us:,.0f} | {fit_us / raw_us:.2f} |")
+        return
     runners = {
         k: v for k, v in RUNNERS.items() if not any(s.lower() in k.lower() for s in args.skip)
     }
@@ -549,6 +563,49 @@ def checkpoint_cost(kind: str, data: tuple) -> tuple[float, float]:
     finally:
         CheckpointDir._save_now = real
     return statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
+
+
+def per_update(kind: str, data: tuple, reps: int = 3, updates: int = 400) -> tuple[float, float]:
+    """Microseconds per update of the tensor-slice loop and of ``fit`` on epochs of ``updates`` updates (the
+    digits rows repeated), the fastest epoch of 3 per run, runs interleaved: the per-update cost alone, with
+    the per-epoch fixed costs spread thin."""
+    from epochpilot.train import Callback, fit
+
+    Xt, yt = data[0], data[1]
+    times = updates * BATCH // len(Xt) + 1
+    X, y = Xt.repeat(times, 1)[: updates * BATCH], yt.repeat(times)[: updates * BATCH]
+    raw_us, fit_us = [], []
+    for _ in range(reps):
+        clock = raw_tensors(kind, (X, y, data[2], data[3]), 3)
+        raw_us.append(min(clock.epochs()[1]) / updates * 1e6)
+        marks: list[tuple[str, float]] = []
+
+        class Tick(Callback):
+            def __init__(self, into: list[tuple[str, float]]) -> None:
+                self.into = into
+
+            def on_epoch_start(self, state):
+                self.into.append(("s", time.thread_time()))
+
+            def on_epoch_end(self, state):
+                self.into.append(("e", time.thread_time()))
+
+        fit(
+            make_model(kind),
+            (X, y),
+            batch_size=BATCH,
+            lr=LR,
+            max_epochs=3,
+            stopper=False,
+            seed=0,
+            device=DEVICE,
+            report=False,
+            grad_norm_every=0,
+            callbacks=[Tick(marks)],
+        )
+        pairs = zip(marks[::2], marks[1::2], strict=False)
+        fit_us.append(min(b[1] - a[1] for a, b in pairs) / updates * 1e6)
+    return statistics.median(raw_us), statistics.median(fit_us)
 
 
 if __name__ == "__main__":
