@@ -14,7 +14,10 @@ decisions are all inside it. The first epoch of each run is a warm-up and is dro
 interleaved (runner order rotates) and medians are reported, as wall time and as CPU time of the training
 thread (steadier on a shared machine; it leaves out the background checkpoint writer, whose cost is reported on
 its own line). Ratios are to the raw loop that slices in-memory tensors and reads its loss sums once per epoch
-(the fastest hand-written loop); the next column divides by the tutorial loop over a DataLoader instead.
+(the fastest hand-written loop); the next column divides by the tutorial loop over a DataLoader instead. Each
+ratio is paired: the median over repetitions of the runner's median epoch over the reference's in the same
+repetition, so a slow phase of a shared machine moves both alike. A last line divides ``fit`` by a raw loop that
+does its work by hand (best weights, an atomic checkpoint every epoch, history).
 
 Host reads per epoch: one more, untimed run per runner counts the reads of device values (``.item()``,
 ``float(t)``, ``bool(t)``, ``.tolist()``, ``.numpy()``) made by the runner's own code (the bench's raw loops,
@@ -514,6 +517,10 @@ def main() -> None:
     for kind in [args.only] if args.only else MODELS:
         wall: dict[str, list[float]] = {k: [] for k in runners}
         cpu: dict[str, list[float]] = {k: [] for k in runners}
+        # each runner's median epoch in each repetition: ratios pair runners measured close in time, so a
+        # slow phase of the shared machine moves numerator and denominator alike
+        rep_w: dict[str, list[float]] = {k: [] for k in runners}
+        rep_c: dict[str, list[float]] = {k: [] for k in runners}
         names = list(runners)
         for rep in range(args.reps):
             order = names[rep % len(names) :] + names[: rep % len(names)]
@@ -523,6 +530,13 @@ def main() -> None:
                 w, c = clock.epochs()
                 wall[name] += w
                 cpu[name] += c
+                rep_w[name].append(statistics.median(w))
+                rep_c[name].append(statistics.median(c))
+
+        def ratio(reps: dict[str, list[float]], a: str, b: str) -> float:
+            """The median over repetitions of ``a``'s epoch over ``b``'s in the same repetition."""
+            return statistics.median(x / y for x, y in zip(reps[a], reps[b], strict=True))
+
         syncs = {name: reads_per_epoch(name, kind, data) for name in names}
         base_w = statistics.median(wall[names[0]])
         base_c = statistics.median(cpu[names[0]])
@@ -531,7 +545,6 @@ def main() -> None:
             f"{args.epochs - 1} timed epochs)\n"
         )
         loader = "raw loop (DataLoader)"
-        base_dl = statistics.median(wall[loader]) if loader in wall else float("nan")
         what = "device syncs / epoch" if DEVICE == "cuda" else "host reads / epoch"
         print(
             "| runner | epoch wall ms (median) | x raw (wall) | loop-thread CPU ms (median) | x raw (CPU) "
@@ -540,9 +553,10 @@ def main() -> None:
         print("|---|---:|---:|---:|---:|---:|---:|")
         for name in names:
             mw, mc = statistics.median(wall[name]), statistics.median(cpu[name])
+            dl = f"{ratio(rep_w, name, loader):.2f}" if loader in rep_w else "n/a"
             print(
-                f"| {name} | {mw * 1e3:.1f} | {mw / base_w:.2f} | {mc * 1e3:.1f} | {mc / base_c:.2f} "
-                f"| {mw / base_dl:.2f} | {syncs[name]:.0f} |"
+                f"| {name} | {mw * 1e3:.1f} | {ratio(rep_w, name, names[0]):.2f} | {mc * 1e3:.1f} "
+                f"| {ratio(rep_c, name, names[0]):.2f} | {dl} | {syncs[name]:.0f} |"
             )
         save_wall, save_cpu = checkpoint_cost(kind, data)
         key = "epochpilot.fit (stop+ckpt+history)"
@@ -552,8 +566,8 @@ def main() -> None:
         if same in wall and key in wall:
             print(
                 f"\nfit (stop+ckpt+history) / the raw loop doing the same work: "
-                f"{ep_w / statistics.median(wall[same]):.2f} wall, "
-                f"{ep_c / statistics.median(cpu[same]):.2f} loop-thread CPU"
+                f"{ratio(rep_w, key, same):.2f} wall, {ratio(rep_c, key, same):.2f} loop-thread CPU "
+                f"(median over repetitions of the paired ratio)"
             )
         print(
             f"\ncheckpoint write (model+optimizer+state; background thread): {save_wall * 1e3:.1f} ms wall "
