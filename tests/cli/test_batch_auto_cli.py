@@ -261,6 +261,10 @@ def test_train_auto_keeps_the_effective_batch(cli, tmp_path):
     assert batch["chosen"] == "auto" and batch["effective_batch"] == 64
     assert batch["micro_batch"] * batch["accumulation"] == 64 and batch["shrinks"] == []
     assert batch["samples_per_s"] > 0
+    assert (
+        f"micro-batch {batch['micro_batch']} x {batch['accumulation']} = effective batch 64 (auto)"
+        in (proc.stdout)
+    )  # the summary table says what ran
     assert summary["steps_per_epoch"] == math.ceil(
         142 / 64
     )  # updates counted with the effective batch

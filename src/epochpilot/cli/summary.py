@@ -80,6 +80,16 @@ def print_summary(result: Any, console: Console | None = None) -> None:
     ):
         table.add_row(key, text)
     table.add_row("budget", result.budget_text)
+    batch = (getattr(fit, "summary", None) or {}).get("batch")
+    if isinstance(batch, dict) and (batch.get("chosen") == "auto" or batch.get("shrinks")):
+        shrinks = len(batch.get("shrinks") or [])
+        table.add_row(
+            "batch",
+            f"micro-batch {batch.get('micro_batch')} x {batch.get('accumulation')} = effective batch "
+            f"{batch.get('effective_batch')} ({batch.get('chosen')}"
+            + (f"; {shrinks} out-of-memory shrink(s)" if shrinks else "")
+            + ")",
+        )
     table.add_row("run directory", str(result.run_dir))
     if result.report is not None:
         table.add_row("report", str(result.report))
