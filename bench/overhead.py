@@ -5,6 +5,7 @@
     .venv/bin/python bench/overhead.py --device cuda   # the same on the GPU (refused where there is none)
     .venv/bin/python bench/overhead.py --reps 3 --epochs 6 --only mlp
     .venv/bin/python bench/overhead.py --per-update      # the per-update cost alone (400-update epochs)
+    .venv/bin/python bench/overhead.py --per-epoch       # the fixed cost of an epoch (one-update epochs)
 
 Every runner trains the same model on the same data (sklearn digits, 1437 train / 360 val, batch 32, Adam
 1e-3, one CPU thread) and validates once per epoch. Models: an MLP, a 1-D CNN and a transformer encoder (the
@@ -484,6 +485,11 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="2 repetitions of 4 epochs")
     parser.add_argument(
+        "--per-epoch",
+        action="store_true",
+        help="only the fixed cost of an epoch: one-update epochs, loop-thread CPU per epoch",
+    )
+    parser.add_argument(
         "--per-update",
         action="store_true",
         help="only the per-update cost: the tensor-slice loop and fit on 400-update epochs",
@@ -503,6 +509,11 @@ def main() -> None:
         args.reps, args.epochs = 2, 4
     where = torch.cuda.get_device_name() if DEVICE == "cuda" else "CPU, one thread"
     data = load()
+    if args.per_epoch:
+        for rep in range(2):
+            costs = per_epoch(args.only or "mlp", data)
+            print(f"run {rep + 1}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in costs.items()))
+        return
     if args.per_update:
         print(
             "| model | raw loop us / update | fit us / update | fit / raw |\n|---|---:|---:|---:|"
@@ -650,6 +661,54 @@ def per_update(kind: str, data: tuple, reps: int = 3, updates: int = 400) -> tup
         pairs = zip(marks[::2], marks[1::2], strict=False)
         fit_us.append(min(b[1] - a[1] for a, b in pairs) / updates * 1e6)
     return statistics.median(raw_us), statistics.median(fit_us)
+
+
+def per_epoch(kind: str, data: tuple, epochs: int = 150) -> dict[str, float]:
+    """Milliseconds of loop-thread CPU per epoch when an epoch is one update (32 training and 32 validation
+    rows): the fixed cost of an epoch, for the raw loops and ``fit`` with and without checkpoints."""
+    from epochpilot.stopping import EarlyStopping
+    from epochpilot.train import Callback, fit
+
+    small = tuple(t[:BATCH] for t in data)
+    out: dict[str, float] = {}
+    for same in (False, True):
+        clock = raw_tensors(kind, small, epochs, same_work=same)
+        out["raw loop" + (" doing the same work" if same else "")] = statistics.median(
+            clock.epochs()[1][5:]
+        )
+    for every in (1, None):
+        marks: list[float] = []
+
+        class Tick(Callback):
+            def __init__(self, into: list[float]) -> None:
+                self.into = into
+
+            def on_epoch_start(self, state):
+                self.into.append(time.thread_time())
+
+        with tempfile.TemporaryDirectory() as tmp:
+            fit(
+                make_model(kind),
+                small[:2],
+                small[2:],
+                batch_size=BATCH,
+                lr=LR,
+                max_epochs=epochs,
+                seed=0,
+                stopper=EarlyStopping("val_loss", "min", patience=10 * epochs),
+                run_dir=Path(tmp) / "run",
+                checkpoint_every=every,
+                tensorboard=False,
+                progress=False,
+                report=False,
+                device=DEVICE,
+                callbacks=[Tick(marks)],
+            )
+        gaps = [b - a for a, b in zip(marks, marks[1:], strict=False)][5:]
+        out["fit" + (" (checkpoint every epoch)" if every else " (no checkpoints)")] = (
+            statistics.median(gaps)
+        )
+    return {k: v * 1e3 for k, v in out.items()}
 
 
 if __name__ == "__main__":
