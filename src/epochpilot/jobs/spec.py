@@ -162,12 +162,9 @@ class TrainSpec:
         """``(batch, accumulation)`` whose product is the samples per optimizer update, for counting updates
         before the run: with ``batch_size = "auto"`` the micro-batch is not known yet, but the effective
         batch, and with it every step count, is."""
-        if self.batch_size == "auto":
-            return int(self.effective_batch or 1), 1
-        batch = int(self.batch_size)
-        if self.effective_batch is not None:
-            return batch, self.effective_batch // batch
-        return batch, self.accumulation
+        from epochpilot.train.batching import update_batch
+
+        return update_batch(self.batch_size, self.accumulation, self.effective_batch)
 
     def batch_settings(self) -> dict[str, Any]:
         """The effective batch, out-of-memory and lr-scaling settings, as ``fit`` takes them."""

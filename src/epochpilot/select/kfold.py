@@ -159,18 +159,14 @@ def _schedule(schedule: Any, kw: Mapping[str, Any], n_train: int, epochs: int) -
     """Build the schedule for ``epochs`` epochs of ``n_train`` rows (names and factories follow the length)."""
     if schedule is None:
         return kw.get("schedule")
-    batch, accumulation = kw.get("batch_size", 32), int(kw.get("accumulation", 1))
-    effective = kw.get("effective_batch")
-    if (
-        effective is not None
-    ):  # the updates follow the effective batch ("auto" or an int batch_size)
-        if batch == "auto":
-            batch, accumulation = int(effective), 1
-        else:
-            accumulation = int(effective) // int(batch)
+    from epochpilot.train.batching import update_batch
+
+    batch, accumulation = update_batch(
+        kw.get("batch_size", 32), kw.get("accumulation", 1), kw.get("effective_batch")
+    )
     steps = budget.total_steps(
         n_train,
-        int(batch),
+        batch,
         epochs,
         accumulation=accumulation,
         drop_last=bool(kw.get("drop_last", False)),

@@ -10,7 +10,6 @@ model and optimizer, so the caller's model, optimizer and RNG states are unchang
 from __future__ import annotations
 
 import copy
-import gc
 import random
 import time
 from collections.abc import Callable, Sized
@@ -22,6 +21,7 @@ import torch
 
 from epochpilot.core.batch import fit_to_effective, search_largest
 from epochpilot.errors import ConfigError, DataError
+from epochpilot.train.splitting import free_memory
 from epochpilot.train.splitting import is_oom as _is_oom
 
 __all__ = ["BatchChoice", "Trial", "find_batch_size", "fit_to_effective", "search_largest"]
@@ -160,15 +160,6 @@ def _optimizer_factory(
     return make
 
 
-def _free(device: torch.device, collect: bool) -> None:
-    """Give memory back between tries; a full gc (slow: ~0.1 s) only after a failure, whose traceback may
-    hold the failed try's tensors in reference cycles."""
-    if collect:
-        gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
 def _steps(
     work: torch.nn.Module,
     start: dict[str, torch.Tensor],
@@ -304,7 +295,7 @@ def find_batch_size(
         if failure is None and limit is not None and peak is not None and peak > limit:
             failure = "oom"
         seconds = _now() - begin
-        _free(device, collect=failure is not None)
+        free_memory(device, collect=failure is not None)
         if failure is not None:
             tried.append(Trial(b, failure, seconds, None))
             return False
@@ -337,7 +328,7 @@ def find_batch_size(
             )
     finally:
         work.zero_grad(set_to_none=True)
-        _free(device, collect=device.type != "cpu")
+        free_memory(device, collect=device.type != "cpu")
         random.setstate(rng[0])
         np.random.set_state(rng[1])
         torch.set_rng_state(rng[2])

@@ -12,14 +12,16 @@ the split; an out-of-memory doubles it (``on_oom="shrink"``).
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from epochpilot.errors import ConfigError
 
-__all__ = ["Batching", "check_batch_settings", "lr_factor", "plan_batching"]
+__all__ = ["Batching", "check_batch_settings", "lr_factor", "plan_batching", "update_batch"]
 
+log = logging.getLogger("epochpilot")
 ON_OOM = ("shrink", "raise")
 LR_SCALING = (None, "linear", "sqrt")
 
@@ -90,6 +92,19 @@ def check_batch_settings(cfg: Any) -> None:
             "lr_scaling and reference_batch go together: reference_batch is the effective batch the lr was "
             "chosen for, lr_scaling the rule ('linear' or 'sqrt') that scales it to this run's"
         )
+
+
+def update_batch(
+    batch_size: Any, accumulation: int, effective_batch: int | None
+) -> tuple[int, int]:
+    """``(batch, accumulation)`` whose product is the samples per optimizer update on one process, for
+    counting updates before the run: with ``batch_size="auto"`` the micro-batch is not known yet, but the
+    effective batch, and with it every step count, is."""
+    if batch_size == "auto":
+        return int(effective_batch or 1), 1
+    if effective_batch is not None:
+        return int(batch_size), int(effective_batch) // int(batch_size)
+    return int(batch_size), int(accumulation)
 
 
 def lr_factor(effective_batch: int, reference_batch: int | None, rule: str | None) -> float:
@@ -216,7 +231,7 @@ def check_searchable(train_data: Any) -> None:
             "batch_size='auto' cannot change a DataLoader's batch size: pass its Dataset (or (X, y) arrays) "
             "and let fit batch it, or give batch_size as an int"
         )
-    if not (isinstance(train_data, (tuple, list)) or isinstance(train_data, Sized)):
+    if not isinstance(train_data, Sized):
         raise DataError(
             f"batch_size='auto' needs data with a length, got {type(train_data).__name__}: pass (X, y) arrays "
             "or a Dataset with __len__, or give batch_size as an int"
@@ -234,8 +249,6 @@ def search_micro_batch(
 ) -> None:
     """``batch_size="auto"``: rank 0 times real steps on copies (``find_batch_size``, goal "throughput", the
     per-process effective batch as the cap) and every rank splits its batches as it found."""
-    import logging
-
     from epochpilot.train import distributed as D
     from epochpilot.train.batch_size import find_batch_size
 
@@ -271,7 +284,7 @@ def search_micro_batch(
         raise found
     batching.splits = found["accumulation"]
     batching.search = found
-    logging.getLogger("epochpilot").info(
+    log.info(
         "batch_size='auto': micro-batch %d x %d per update x %d processes = effective batch %d (%s samples/s)",
         batching.micro_batch,
         batching.accumulation * batching.splits,

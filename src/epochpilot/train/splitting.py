@@ -26,9 +26,11 @@ def is_oom(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(w in str(exc).lower() for w in _OOM_WORDS)
 
 
-def free_memory(device: torch.device) -> None:
-    """Give the memory of a failed try back: collect cycles, and empty the CUDA/MPS caches."""
-    gc.collect()
+def free_memory(device: torch.device, collect: bool = True) -> None:
+    """Give memory back: collect cycles (slow: ~0.1 s; needed after a failure, whose traceback may hold its
+    tensors in reference cycles), then empty the CUDA/MPS caches."""
+    if collect:
+        gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
     elif device.type == "mps" and hasattr(torch, "mps"):
