@@ -53,9 +53,9 @@ def save_checkpoint(
     root: Path,
     name: str,
     *,
-    model: dict,
-    optimizer: dict | None,
-    state: dict | None,
+    model: dict | bytes | None,
+    optimizer: dict | bytes | None,
+    state: dict | bytes | None,
     meta: dict,
     sync: bool = True,
     link_model: Path | None = None,
@@ -63,7 +63,8 @@ def save_checkpoint(
     """Write checkpoint ``root/name`` atomically and return its path; an existing one of that name is replaced.
 
     ``optimizer=None``/``state=None`` leave those files out (a weights-only checkpoint such as ``best``);
-    ``link_model`` hard-links an existing ``model.pt`` instead of writing the weights again.
+    ``link_model`` hard-links an existing ``model.pt`` instead of writing the weights again. A part given as
+    bytes is written as it is (the caller ran ``serial.serialize``).
     """
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f"{_TMP}{name}-{uuid.uuid4().hex[:8]}"
@@ -82,8 +83,8 @@ def save_checkpoint(
             if obj is not None
         ]
         contents += [f for f, _ in parts if f != "model.pt"]
-        for fname, obj in parts:
-            _write_bytes(tmp / fname, _serialize(obj), sync)
+        for fname, obj in parts:  # bytes: serialized by the caller already
+            _write_bytes(tmp / fname, obj if isinstance(obj, bytes) else _serialize(obj), sync)
         meta = dict(meta, format_version=FORMAT_VERSION, name=name, contents=contents)
         _write_bytes(tmp / "meta.json", _json_bytes(meta), sync)
         if sync:

@@ -351,9 +351,10 @@ class Loop(Validation, Persistence, Interruptible, Cooling, Sweeping, Splitting,
         st.history.append(row)
         st.epochs_done = st.epoch
         st.batch = 0
-        log.info(
-            "epoch %d/%d: %s",
-            st.epoch,
-            st.max_epochs,
-            ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)),
-        )
+        if log.isEnabledFor(logging.INFO):  # the line is built only when someone reads it
+            log.info(
+                "epoch %d/%d: %s",
+                st.epoch,
+                st.max_epochs,
+                ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)),
+            )

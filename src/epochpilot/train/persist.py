@@ -17,7 +17,15 @@ import torch
 from epochpilot.core.stopping.base import Reason
 from epochpilot.errors import CheckpointError
 from epochpilot.train import distributed as D
-from epochpilot.train.serial import ready_event, sanitize, snapshot, to_host
+from epochpilot.train.serial import (
+    JSONList,
+    json_text,
+    ready_event,
+    sanitize,
+    serialize,
+    snapshot,
+    to_host,
+)
 
 __all__ = ["Persistence", "get_rng", "set_rng"]
 
@@ -130,23 +138,31 @@ class Persistence:
             "created": time.time(),
         }
 
-    def _json_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """JSON-safe copies of history rows, each made once: recorded rows do not change, and a checkpoint
-        rewrites the whole history, so converting it afresh every save would cost O(epochs) per save."""
-        cache: dict[int, tuple[dict[str, Any], int, dict[str, Any]]]
+    def _json_rows(self, rows: list[dict[str, Any]]) -> JSONList:
+        """JSON-safe copies of history rows with their JSON text, each made once: recorded rows do not change,
+        and a checkpoint rewrites the whole history, so encoding it afresh every save would cost O(epochs)
+        per save (in the writer thread, holding the GIL the training thread needs)."""
+        cache: dict[int, tuple[dict[str, Any], int, dict[str, Any], str]]
         cache = self.__dict__.setdefault("_row_cache", {})
-        out = []
+        out, texts = [], []
         for row in rows:
             hit = cache.get(id(row))
             if hit is None or hit[0] is not row or hit[1] != len(row):
-                hit = (row, len(row), sanitize(dict(row)))
+                clean = sanitize(dict(row))
+                hit = (row, len(row), clean, json_text(clean))
                 cache[id(row)] = hit
             out.append(hit[2])
-        return out
+            texts.append(hit[3])
+        return JSONList.of(out, texts)
 
-    def _capture(self, pinned: bool = False) -> dict[str, Any]:
+    def _capture(
+        self, pinned: bool = False, rng: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
         """Everything needed to continue from here, as CPU copies (safe to keep or to write in the background);
-        ``pinned``: CUDA tensors copied without waiting (synchronize an event recorded after it first)."""
+        ``pinned``: CUDA tensors copied without waiting (synchronize an event recorded after it first).
+        ``rng``: every rank's RNG states, for a checkpoint. A checkpoint of a run on the CPU gets its three
+        files as bytes (``torch.save`` here, which is the copy): the writer thread then only does file I/O,
+        which releases the GIL, instead of pickling while the training thread waits for the GIL."""
         state = {
             "callbacks": {cb.state_key: cb.state_dict() for cb in self.callbacks},
             "data": self.train.state_dict(),
@@ -155,23 +171,30 @@ class Persistence:
             "acc": self.acc,
             "batching": self.batching.state_dict(),
         }
-        parts = snapshot(
-            {
-                "model": self.module.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "state": state,
-            },
-            pinned,
-        )
+        live = {"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict()}
+        if rng is not None and self.device.type == "cpu":
+            # cooldown="sweep": the trunk's copies (never mutated) go with the state
+            state.update(self._trunk_parts(), rng=rng)
+            parts: dict[str, Any] = {k: serialize(v) for k, v in [*live.items(), ("state", state)]}
+        else:
+            parts = snapshot(dict(live, state=state), pinned)
+            # not copied: never mutated
+            parts["state"].update(self._trunk_parts())
+            if rng is not None:
+                parts["state"]["rng"] = rng
         parts["meta"] = self._meta()
         parts["best"] = self.best_weights
-        # cooldown="sweep": inside a branch, the trunk's copy to return to; on the trunk, its best epoch since
-        # the last fork (both never mutated, so no copy)
-        if self.trunk is not None:
-            parts["state"]["trunk"] = self.trunk
-        if self.trunk_best is not None:
-            parts["state"]["trunk_best"] = self.trunk_best
         return parts
+
+    def _trunk_parts(self) -> dict[str, Any]:
+        """cooldown="sweep": inside a branch, the trunk's copy to return to; on the trunk, its best epoch since
+        the last fork."""
+        out = {}
+        if self.trunk is not None:
+            out["trunk"] = self.trunk
+        if self.trunk_best is not None:
+            out["trunk_best"] = self.trunk_best
+        return out
 
     def save(self, mid_epoch: bool = False) -> None:
         """Queue a checkpoint (rank 0) with every rank's RNG states; the summary is rewritten after it."""
@@ -179,9 +202,8 @@ class Persistence:
             return
         rngs = D.gather(get_rng(), self.dist)
         if self.state.is_main:
-            parts = self._capture(pinned=True)
+            parts = self._capture(pinned=True, rng=rngs)
             ready = ready_event(self.device)  # the writer waits on it, not this thread
-            parts["state"]["rng"] = rngs
             st = self.state
             name = f"step-{st.step:07d}" if mid_epoch else f"epoch-{st.epochs_done:04d}"
             holds_best = (

@@ -13,7 +13,7 @@ from typing import Any
 
 from epochpilot._files import atomic_open
 from epochpilot.train.events import Callback, TrainState
-from epochpilot.train.serial import sanitize
+from epochpilot.train.serial import json_text, sanitize
 
 __all__ = ["HistoryWriter", "TensorBoardLogger", "atomic_write_text", "write_summary"]
 
@@ -112,11 +112,11 @@ class HistoryWriter(Callback):
 def write_summary(run_dir: Path, summary: Mapping[str, Any], sync: bool = True) -> None:
     """Write ``summary.json`` atomically (non-finite floats as null). Mid-run rewrites (``sync=False``, after
     each checkpoint) skip the fsync and the indentation, which would need the slow pure-Python encoder."""
-    atomic_write_text(
-        Path(run_dir) / "summary.json",
-        json.dumps(sanitize(dict(summary)), indent=1 if sync else None, allow_nan=False) + "\n",
-        sync=sync,
-    )
+    if sync:
+        text = json.dumps(sanitize(dict(summary)), indent=1, allow_nan=False)
+    else:
+        text = json_text(dict(summary))
+    atomic_write_text(Path(run_dir) / "summary.json", text + "\n", sync=sync)
 
 
 class TensorBoardLogger(Callback):

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["fsync_dir", "json_bytes", "sanitize", "serialize", "snapshot", "write_bytes"]
+__all__ = ["JSONList", "fsync_dir", "json_bytes", "json_text", "sanitize", "serialize", "snapshot", "write_bytes"]
 
 
 def fsync_dir(path: Path) -> None:
@@ -45,14 +45,39 @@ def serialize(obj: Any) -> bytes:
     return buf.getvalue()
 
 
-def json_bytes(data: Any) -> bytes:
-    """Strict, compact JSON (the C encoder; an indent would fall back to the pure-Python one); non-finite
+class JSONList(list):
+    """A list whose JSON text is known already (``text``): :func:`json_bytes` splices it in, so a history
+    that grows by a row per epoch is not encoded again, whole, at every checkpoint."""
+
+    def __init__(self, items: list[Any], text: str) -> None:
+        super().__init__(items)
+        self.text = text
+
+    @classmethod
+    def of(cls, items: list[Any], texts: list[str]) -> JSONList:
+        """``items`` with ``texts``, the JSON text of each."""
+        return cls(items, "[" + ",".join(texts) + "]")
+
+
+def json_text(data: Any) -> str:
+    """Strict, compact JSON text (the C encoder; an indent would fall back to the pure-Python one); non-finite
     floats become null, and only when there are any is the whole structure copied to replace them."""
     try:
-        text = json.dumps(data, allow_nan=False, default=_json_default)
+        return json.dumps(data, allow_nan=False, default=_json_default)
     except ValueError:
-        text = json.dumps(sanitize(data), allow_nan=False, default=_json_default)
-    return text.encode("utf-8")
+        return json.dumps(sanitize(data), allow_nan=False, default=_json_default)
+
+
+def json_bytes(data: Any) -> bytes:
+    """:func:`json_text` as UTF-8; the :class:`JSONList` values of a dict are spliced in as they are."""
+    known = {}
+    if isinstance(data, dict):
+        known = {k: v.text for k, v in data.items() if isinstance(v, JSONList)}
+    if not known:
+        return json_text(data).encode("utf-8")
+    text = json_text({k: v for k, v in data.items() if k not in known})
+    spliced = ",".join(f"{json.dumps(str(k))}:{v}" for k, v in known.items())
+    return (text[:-1] + ("," if text != "{}" else "") + spliced + "}").encode("utf-8")
 
 
 def _json_default(value: Any) -> Any:
