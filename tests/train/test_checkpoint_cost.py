@@ -33,11 +33,15 @@ def test_spliced_lists_read_back_as_if_encoded_whole(plain, lists):
     data = dict(plain)
     for key, rows in lists.items():
         data[key] = JSONList.of(rows, [json_text(r) for r in rows])
-    expected = json.loads(json_text({k: list(v) if isinstance(v, list) else v for k, v in data.items()}))
+    expected = json.loads(
+        json_text({k: list(v) if isinstance(v, list) else v for k, v in data.items()})
+    )
     assert json.loads(json_bytes(data)) == expected
 
 
-def test_cpu_checkpoints_are_serialized_on_the_training_thread(blobs, make_mlp, tmp_path, monkeypatch):
+def test_cpu_checkpoints_are_serialized_on_the_training_thread(
+    blobs, make_mlp, tmp_path, monkeypatch
+):
     where: list[str] = []
     real = torch.save
 
@@ -83,7 +87,8 @@ def test_history_rows_are_encoded_once_however_many_saves(blobs, make_mlp, tmp_p
         run_dir=tmp_path / "run",
         report=False,
     )
-    assert len(encoded) == 6  # one per row, though every epoch's checkpoint holds the history so far
+    # one per row, though every epoch's checkpoint holds the history so far
+    assert len(encoded) == 6
     meta = load_checkpoint(tmp_path / "run" / "checkpoints" / "epoch-0006")["meta"]
     lines = (tmp_path / "run" / "history.jsonl").read_text().splitlines()
     assert meta["history"] == [json.loads(line) for line in lines]

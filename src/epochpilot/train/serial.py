@@ -12,7 +12,16 @@ from typing import Any
 
 import torch
 
-__all__ = ["JSONList", "fsync_dir", "json_bytes", "json_text", "sanitize", "serialize", "snapshot", "write_bytes"]
+__all__ = [
+    "JSONList",
+    "fsync_dir",
+    "json_bytes",
+    "json_text",
+    "sanitize",
+    "serialize",
+    "snapshot",
+    "write_bytes",
+]
 
 
 def fsync_dir(path: Path) -> None:
