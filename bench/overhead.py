@@ -1,6 +1,6 @@
 """Trainer overhead: per-epoch time of epochpilot.fit against hand-written PyTorch loops, Lightning and Keras 3.
 
-    .venv/bin/python bench/overhead.py                 # MLP, CNN, transformer; 5 interleaved repetitions
+    .venv/bin/python bench/overhead.py                 # MLP, CNN, transformer; 8 interleaved repetitions
     .venv/bin/python bench/overhead.py --quick         # 2 repetitions of 4 epochs (a few minutes)
     .venv/bin/python bench/overhead.py --device cuda   # the same on the GPU (refused where there is none)
     .venv/bin/python bench/overhead.py --reps 3 --epochs 6 --only mlp
@@ -17,7 +17,8 @@ thread (steadier on a shared machine; it leaves out the background checkpoint wr
 its own line). Ratios are to the raw loop that slices in-memory tensors and reads its loss sums once per epoch
 (the fastest hand-written loop); the next column divides by the tutorial loop over a DataLoader instead. Each
 ratio is paired: the median over repetitions of the runner's median epoch over the reference's in the same
-repetition, so a slow phase of a shared machine moves both alike. A last line divides ``fit`` by a raw loop that
+repetition, so a slow phase of a shared machine moves both alike; the quartiles of those ratios follow in
+brackets, to show how far the machine moved them. A last line divides ``fit`` by a raw loop that
 does its work by hand (best weights, an atomic checkpoint every epoch, history).
 
 Host reads per epoch: one more, untimed run per runner counts the reads of device values (``.item()``,
@@ -479,7 +480,7 @@ def reads_per_epoch(name: str, kind: str, data: tuple) -> float:
 def main() -> None:
     global DEVICE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--reps", type=int, default=8)
     parser.add_argument(
         "--epochs", type=int, default=6, help="epochs per run (the first is a warm-up)"
     )
@@ -544,9 +545,15 @@ def main() -> None:
                 rep_w[name].append(statistics.median(w))
                 rep_c[name].append(statistics.median(c))
 
-        def ratio(reps: dict[str, list[float]], a: str, b: str) -> float:
-            """The median over repetitions of ``a``'s epoch over ``b``'s in the same repetition."""
-            return statistics.median(x / y for x, y in zip(reps[a], reps[b], strict=True))
+        def ratio(reps: dict[str, list[float]], a: str, b: str) -> str:
+            """The median over repetitions of ``a``'s epoch over ``b``'s in the same repetition, with the
+            quartiles of those ratios (how much the shared machine moved them) where there are 4 or more."""
+            pairs = sorted(x / y for x, y in zip(reps[a], reps[b], strict=True))
+            mid = f"{statistics.median(pairs):.2f}"
+            if len(pairs) < 4 or a == b:
+                return mid
+            q1, _, q3 = statistics.quantiles(pairs, n=4)
+            return f"{mid} ({q1:.2f}-{q3:.2f})"
 
         syncs = {name: reads_per_epoch(name, kind, data) for name in names}
         base_w = statistics.median(wall[names[0]])
@@ -564,12 +571,12 @@ def main() -> None:
         print("|---|---:|---:|---:|---:|---:|---:|")
         for name in names:
             mw, mc = statistics.median(wall[name]), statistics.median(cpu[name])
-            dl = f"{ratio(rep_w, name, loader):.2f}" if loader in rep_w else "n/a"
+            dl = ratio(rep_w, name, loader) if loader in rep_w else "n/a"
             print(
-                f"| {name} | {mw * 1e3:.1f} | {ratio(rep_w, name, names[0]):.2f} | {mc * 1e3:.1f} "
-                f"| {ratio(rep_c, name, names[0]):.2f} | {dl} | {syncs[name]:.0f} |"
+                f"| {name} | {mw * 1e3:.1f} | {ratio(rep_w, name, names[0])} | {mc * 1e3:.1f} "
+                f"| {ratio(rep_c, name, names[0])} | {dl} | {syncs[name]:.0f} |"
             )
-        save_wall, save_cpu = checkpoint_cost(kind, data)
+        save_main, save_wall, save_cpu = checkpoint_cost(kind, data)
         key = "epochpilot.fit (stop+ckpt+history)"
         ep_w = statistics.median(wall[key]) if key in wall else base_w
         ep_c = statistics.median(cpu[key]) if key in cpu else base_c
@@ -577,32 +584,42 @@ def main() -> None:
         if same in wall and key in wall:
             print(
                 f"\nfit (stop+ckpt+history) / the raw loop doing the same work: "
-                f"{ratio(rep_w, key, same):.2f} wall, {ratio(rep_c, key, same):.2f} loop-thread CPU "
-                f"(median over repetitions of the paired ratio)"
+                f"{ratio(rep_w, key, same)} wall, {ratio(rep_c, key, same)} loop-thread CPU "
+                f"(median over repetitions of the paired ratio, its quartiles in brackets)"
             )
         print(
-            f"\ncheckpoint write (model+optimizer+state; background thread): {save_wall * 1e3:.1f} ms wall "
-            f"= {save_wall / ep_w:.2f} x an epoch's wall time, {save_cpu * 1e3:.1f} ms CPU = {save_cpu / ep_c:.2f} x "
-            f"the loop's CPU per epoch"
+            f"\na checkpoint (model+optimizer+state+meta): {save_main * 1e3:.1f} ms on the training thread "
+            f"= {save_main / ep_c:.2f} x the loop's CPU per epoch; the writer thread {save_wall * 1e3:.1f} ms "
+            f"wall = {save_wall / ep_w:.2f} x an epoch's wall time, {save_cpu * 1e3:.1f} ms CPU"
         )
 
 
-def checkpoint_cost(kind: str, data: tuple) -> tuple[float, float]:
-    """Median time to write one checkpoint synchronously, measured on a short run."""
+def checkpoint_cost(kind: str, data: tuple) -> tuple[float, float, float]:
+    """Medians over the saves of a short run, in seconds: the training thread's share of a checkpoint (taking
+    the state; on the CPU that is serializing it), and the writer thread's wall and CPU time (on the CPU, file
+    I/O only)."""
     from epochpilot.train import fit
     from epochpilot.train.checkpoint import CheckpointDir
+    from epochpilot.train.persist import Persistence
 
-    times: list[float] = []
-    real = CheckpointDir._save_now
+    writer: list[tuple[float, float]] = []
+    taking: list[float] = []
+    real_write, real_save = CheckpointDir._save_now, Persistence.save
 
-    def timed(self, name, after, parts, *rest):
+    def timed_write(self, name, after, parts, *rest):
         t0, c0 = time.perf_counter(), time.thread_time()
-        out = real(self, name, after, parts, *rest)
+        out = real_write(self, name, after, parts, *rest)
         if name != "best":
-            times.append((time.perf_counter() - t0, time.thread_time() - c0))
+            writer.append((time.perf_counter() - t0, time.thread_time() - c0))
         return out
 
-    CheckpointDir._save_now = timed
+    def timed_save(self, *args, **kwargs):
+        c0 = time.thread_time()
+        out = real_save(self, *args, **kwargs)
+        taking.append(time.thread_time() - c0)
+        return out
+
+    CheckpointDir._save_now, Persistence.save = timed_write, timed_save
     try:
         with tempfile.TemporaryDirectory() as tmp:
             fit(
@@ -616,8 +633,12 @@ def checkpoint_cost(kind: str, data: tuple) -> tuple[float, float]:
                 device=DEVICE,
             )
     finally:
-        CheckpointDir._save_now = real
-    return statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
+        CheckpointDir._save_now, Persistence.save = real_write, real_save
+    return (
+        statistics.median(taking),
+        statistics.median(t[0] for t in writer),
+        statistics.median(t[1] for t in writer),
+    )
 
 
 def per_update(kind: str, data: tuple, reps: int = 3, updates: int = 400) -> tuple[float, float]:

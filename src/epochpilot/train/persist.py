@@ -37,8 +37,13 @@ def get_rng() -> dict[str, Any]:
     name, keys, pos, has_gauss, cached = np.random.get_state()
     version, internal, gauss = random.getstate()
     out: dict[str, Any] = {
-        # the 625 words as one tensor: pickling them as Python ints cost ~0.3 ms per checkpoint
-        "python": [version, torch.tensor(internal, dtype=torch.int64), gauss],
+        # the 625 words as one tensor: pickling them as Python ints cost ~0.3 ms per checkpoint (and numpy
+        # converts the tuple 3x faster than torch.tensor)
+        "python": [
+            version,
+            torch.from_numpy(np.fromiter(internal, dtype=np.int64, count=len(internal))),
+            gauss,
+        ],
         "numpy": [
             name,
             torch.from_numpy(keys.astype(np.int64)),
