@@ -15,7 +15,7 @@ from epochpilot.core import stopping as S
 from epochpilot.errors import ConfigError, ConfigTypeError, DataError, EpochpilotError
 from epochpilot.train import Callback, TrainConfig, Trainer, fit
 from epochpilot.train.data import TensorBatches
-from epochpilot.train.persist import get_rng
+from epochpilot.train.rng import get_rng
 from epochpilot.train.validate import dry_forward
 
 

@@ -274,7 +274,7 @@ def test_meta_with_non_finite_values_is_strict_json(tmp_path):
 def test_rng_state_round_trip_and_old_format():
     import random
 
-    from epochpilot.train.persist import get_rng, set_rng
+    from epochpilot.train.rng import get_rng, set_rng
 
     random.seed(3)
     state = get_rng()

@@ -268,7 +268,7 @@ class LoaderBatches(Batches):
         if start == 0:
             self.epoch_rng = torch.get_rng_state()
             return iter(self.loader)
-        from epochpilot.train.persist import get_rng, set_rng
+        from epochpilot.train.rng import get_rng, set_rng
 
         now = (
             get_rng()

@@ -299,7 +299,7 @@ class Sweeping:
     # -- the trunk's copy ----------------------------------------------------------------------------------------
     def _trunk_capture(self) -> dict[str, Any]:
         """Everything the trunk needs to go on after a branch, as CPU copies (every rank's RNG included)."""
-        from epochpilot.train.persist import get_rng
+        from epochpilot.train.rng import get_rng
 
         rngs = D.gather(get_rng(), self.dist)
         return snapshot(
@@ -314,7 +314,7 @@ class Sweeping:
 
     def _trunk_restore(self, trunk: dict[str, Any]) -> None:
         """Put the trunk's copy back (the kept best weights and the counters stay as they are)."""
-        from epochpilot.train.persist import set_rng
+        from epochpilot.train.rng import set_rng
 
         trunk = snapshot(trunk)  # the optimizer would alias the copy's tensors
         self.module.load_state_dict(trunk["model"])

@@ -112,7 +112,7 @@ def dry_forward(
     batches), ("val_data", batches)``) in eval mode without gradients, so a model that does not fit the
     data fails in one line before any work. RNG states, the model's mode and its weights are left as
     they were; data read through a Dataset or DataLoader is checked on its first real batch instead."""
-    from epochpilot.train.persist import get_rng, set_rng
+    from epochpilot.train.rng import get_rng, set_rng
 
     rng = get_rng()
     was = model.training
