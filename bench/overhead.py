@@ -6,6 +6,7 @@
     .venv/bin/python bench/overhead.py --reps 3 --epochs 6 --only mlp
     .venv/bin/python bench/overhead.py --per-update      # the per-update cost alone (400-update epochs)
     .venv/bin/python bench/overhead.py --per-epoch       # the fixed cost of an epoch (one-update epochs)
+    .venv/bin/python bench/overhead.py --lockstep --epochs 40  # raw loops and fit one epoch each in turn
 
 Every runner trains the same model on the same data (sklearn digits, 1437 train / 360 val, batch 32, Adam
 1e-3, one CPU thread) and validates once per epoch. Models: an MLP, a 1-D CNN and a transformer encoder (the
@@ -39,6 +40,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -179,6 +181,25 @@ def counting(reads: Reads) -> Callable[[], None]:
     return stop
 
 
+class Gate:
+    """Lockstep mode: a runner's thread runs one epoch per turn the harness gives it."""
+
+    def __init__(self) -> None:
+        self.go = threading.Semaphore(0)
+        self.done = threading.Semaphore(0)
+
+
+GATES: dict[str, Gate] = {}  # thread name -> its gate, while a lockstep run is on
+PENDING: list[
+    Any
+] = []  # lockstep mode: the checkpoint writes queued by fit, waited for between turns
+
+
+def new_clock() -> Clock:
+    gate = GATES.get(threading.current_thread().name)
+    return Clock() if gate is None else LockstepClock(gate)
+
+
 class Clock:
     """Records (wall, cpu) at each epoch start and at the end; per-epoch durations drop the warm-up epoch.
     On CUDA each mark waits for the queued work first; while counting, it notes the reads instead."""
@@ -204,6 +225,114 @@ class Clock:
         return wall, cpu
 
 
+class LockstepClock(Clock):
+    """A clock whose every tick ends the runner's turn: it records the epoch's end, hands over, and records
+    the next epoch's start once the harness gives the turn back; epochs are (start, end) pairs."""
+
+    def __init__(self, gate: Gate) -> None:
+        super().__init__()
+        self.gate = gate
+        self.spans: list[tuple[tuple[float, float], tuple[float, float]]] = []
+        self._start: tuple[float, float] | None = None
+
+    def tick(self) -> None:
+        now = (time.perf_counter(), time.thread_time())
+        if self._start is not None:
+            self.spans.append((self._start, now))
+        self.gate.done.release()
+        self.gate.go.acquire()
+        self._start = (time.perf_counter(), time.thread_time())
+
+    def epochs(self) -> tuple[list[float], list[float]]:
+        wall = [b[0] - a[0] for a, b in self.spans][1:]
+        cpu = [b[1] - a[1] for a, b in self.spans][1:]
+        return wall, cpu
+
+
+def lockstep(kind: str, data: tuple, epochs: int, names: list[str]) -> dict[str, list[float]]:
+    """Run ``names`` side by side, one epoch each in turn (each in its own thread, one running at a time), so
+    epoch ``e`` of every runner is measured within the same second of a shared machine. Between turns the
+    harness waits for fit's queued checkpoint writes, so no runner is charged another's background work (that
+    work is measured on its own, see :func:`checkpoint_cost`). Returns each runner's loop-thread CPU seconds
+    per epoch, the warm-up epoch dropped."""
+    from epochpilot.train.checkpoint import CheckpointDir
+
+    real_save = CheckpointDir.save
+
+    def save(self, *args, **kwargs):
+        real_save(self, *args, **kwargs)
+        PENDING.extend(self._pending)
+
+    clocks: dict[str, Clock] = {}
+    threads = []
+    for i, name in enumerate(names):
+        gate = GATES[f"lockstep-{i}"] = Gate()
+
+        def body(name: str = name, gate: Gate = gate) -> None:
+            try:
+                clocks[name] = RUNNERS[name](kind, data, epochs)
+            finally:
+                gate.done.release()
+
+        threads.append((threading.Thread(target=body, name=f"lockstep-{i}"), gate))
+    CheckpointDir.save = save
+    try:
+        for thread, gate in threads:
+            thread.start()
+            gate.done.acquire()  # it reached its first epoch (or ended)
+        while any(t.is_alive() for t, _ in threads):
+            for thread, gate in threads:
+                if thread.is_alive():
+                    gate.go.release()
+                    gate.done.acquire()
+                while PENDING:
+                    PENDING.pop().result()
+    finally:
+        CheckpointDir.save = real_save
+        GATES.clear()
+        for thread, gate in threads:
+            gate.go.release()
+            thread.join()
+    return {name: clocks[name].epochs()[1] for name in names}
+
+
+LOCKSTEP = (
+    "raw loop (tensor slices)",
+    "raw loop + best weights + checkpoint + history (same work)",
+    "epochpilot.fit (stop+ckpt+history)",
+    "epochpilot.fit, no checkpoints",
+)
+
+
+def lockstep_table(kinds: list[str], data: tuple, epochs: int) -> None:
+    """The lockstep comparison (see :func:`lockstep`) as a table of paired ratios of loop-thread CPU."""
+    print(
+        f"\n### Lockstep: one epoch of each runner in turn, {epochs - 1} timed epochs, loop-thread CPU "
+        f"({'CUDA' if DEVICE == 'cuda' else 'CPU, one thread'})\n"
+    )
+    print(
+        "| model | raw ms / epoch | same work / raw | fit / raw | fit / same work | fit no ckpt / raw "
+        "| fit + writer CPU / raw | writer CPU ms / save |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for kind in kinds:
+        cpu = lockstep(kind, data, epochs, list(LOCKSTEP))
+        raw, same, fit_, bare = (cpu[n] for n in LOCKSTEP)
+
+        def paired(a: list[float], b: list[float]) -> str:
+            pairs = sorted(x / y for x, y in zip(a, b, strict=True))
+            q1, mid, q3 = statistics.quantiles(pairs, n=4)
+            return f"{statistics.median(pairs):.3f} ({q1:.2f}-{q3:.2f})"
+
+        _, _, writer_cpu = checkpoint_cost(kind, data)
+        with_writer = [f + writer_cpu for f in fit_]
+        print(
+            f"| {kind} | {statistics.median(raw) * 1e3:.1f} | {paired(same, raw)} | {paired(fit_, raw)} "
+            f"| {paired(fit_, same)} | {paired(bare, raw)} | {paired(with_writer, raw)} "
+            f"| {writer_cpu * 1e3:.1f} |"
+        )
+
+
 def raw_tensors(kind: str, data: tuple, epochs: int, same_work: bool = False) -> Clock:
     """The fastest hand-written loop: in-memory tensors on the device, loss sums read once per epoch.
     ``same_work``: also what ``fit`` records, written as a user would by hand, synchronously: the best
@@ -217,7 +346,7 @@ def raw_tensors(kind: str, data: tuple, epochs: int, same_work: bool = False) ->
     model = make_model(kind).to(DEVICE)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     loss_fn = torch.nn.CrossEntropyLoss()
-    clock = Clock()
+    clock = new_clock()
     g = torch.Generator().manual_seed(0)
     for _ in range(epochs):
         clock.tick()
@@ -268,7 +397,7 @@ def raw_loader(kind: str, data: tuple, epochs: int) -> Clock:
     model = make_model(kind).to(DEVICE)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     loss_fn = torch.nn.CrossEntropyLoss()
-    clock = Clock()
+    clock = new_clock()
     for _ in range(epochs):
         clock.tick()
         model.train()
@@ -293,7 +422,7 @@ def epochpilot_runner(
         from epochpilot.train import Callback, fit
 
         Xt, yt, Xv, yv = data
-        clock = Clock()
+        clock = new_clock()
 
         class Tick(Callback):
             def on_epoch_start(self, state):
@@ -335,7 +464,7 @@ def lightning_runner(kind: str, data: tuple, epochs: int) -> Clock:
     import lightning as L
 
     Xt, yt, Xv, yv = data
-    clock = Clock()
+    clock = new_clock()
 
     class Module(L.LightningModule):
         def __init__(self) -> None:
@@ -421,7 +550,7 @@ def keras_runner(kind: str, data: tuple, epochs: int) -> Clock:
     import keras
 
     Xt, yt, Xv, yv = (t.numpy() for t in data)
-    clock = Clock()
+    clock = new_clock()
     keras.utils.set_random_seed(0)
 
     class Tick(keras.callbacks.Callback):
@@ -495,6 +624,11 @@ def main() -> None:
         action="store_true",
         help="only the per-update cost: the tensor-slice loop and fit on 400-update epochs",
     )
+    parser.add_argument(
+        "--lockstep",
+        action="store_true",
+        help="raw loops and fit one epoch each in turn (--epochs of them): paired per-epoch CPU ratios",
+    )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--only", choices=MODELS, default=None)
     parser.add_argument(
@@ -514,6 +648,9 @@ def main() -> None:
         for rep in range(2):
             costs = per_epoch(args.only or "mlp", data)
             print(f"run {rep + 1}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in costs.items()))
+        return
+    if args.lockstep:
+        lockstep_table([args.only] if args.only else list(MODELS), data, args.epochs)
         return
     if args.per_update:
         print(
