@@ -249,12 +249,12 @@ class LockstepClock(Clock):
         return wall, cpu
 
 
-def lockstep(kind: str, data: tuple, epochs: int, names: list[str]) -> dict[str, list[float]]:
+def lockstep(kind: str, data: tuple, epochs: int, names: list[str]) -> dict[str, LockstepClock]:
     """Run ``names`` side by side, one epoch each in turn (each in its own thread, one running at a time), so
     epoch ``e`` of every runner is measured within the same second of a shared machine. Between turns the
     harness waits for fit's queued checkpoint writes, so no runner is charged another's background work (that
-    work is measured on its own, see :func:`checkpoint_cost`). Returns each runner's loop-thread CPU seconds
-    per epoch, the warm-up epoch dropped."""
+    work is measured on its own, see :func:`checkpoint_cost`). Returns each runner's clock (its
+    ``epochs()``: wall and loop-thread CPU seconds per epoch, the warm-up epoch dropped)."""
     from epochpilot.train.checkpoint import CheckpointDir
 
     real_save = CheckpointDir.save
@@ -263,7 +263,7 @@ def lockstep(kind: str, data: tuple, epochs: int, names: list[str]) -> dict[str,
         real_save(self, *args, **kwargs)
         PENDING.extend(self._pending)
 
-    clocks: dict[str, Clock] = {}
+    clocks: dict[str, Any] = {}
     threads = []
     for i, name in enumerate(names):
         gate = GATES[f"lockstep-{i}"] = Gate()
@@ -293,7 +293,7 @@ def lockstep(kind: str, data: tuple, epochs: int, names: list[str]) -> dict[str,
         for thread, gate in threads:
             gate.go.release()
             thread.join()
-    return {name: clocks[name].epochs()[1] for name in names}
+    return {name: clocks[name] for name in names}
 
 
 LOCKSTEP = (
@@ -316,8 +316,8 @@ def lockstep_table(kinds: list[str], data: tuple, epochs: int) -> None:
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for kind in kinds:
-        cpu = lockstep(kind, data, epochs, list(LOCKSTEP))
-        raw, same, fit_, bare = (cpu[n] for n in LOCKSTEP)
+        clocks = lockstep(kind, data, epochs, list(LOCKSTEP))
+        raw, same, fit_, bare = (clocks[n].epochs()[1] for n in LOCKSTEP)
 
         def paired(a: list[float], b: list[float]) -> str:
             pairs = sorted(x / y for x, y in zip(a, b, strict=True))
