@@ -25,6 +25,21 @@ _scalars = st.one_of(
 _rows = st.lists(st.dictionaries(st.text(max_size=6), _scalars, max_size=5), max_size=6)
 
 
+def _fit(blobs, make_mlp, tmp_path, epochs: int) -> None:
+    """A small run with a checkpoint every epoch under ``tmp_path / "run"``."""
+    X, y = blobs
+    fit(
+        make_mlp(),
+        (X[:64], y[:64]),
+        (X[64:], y[64:]),
+        max_epochs=epochs,
+        seed=0,
+        stopper=False,
+        run_dir=tmp_path / "run",
+        report=False,
+    )
+
+
 @given(
     plain=st.dictionaries(st.text(max_size=6), _scalars, max_size=5),
     lists=st.dictionaries(st.text(max_size=6), _rows, max_size=3),
@@ -50,17 +65,7 @@ def test_cpu_checkpoints_are_serialized_on_the_training_thread(
         return real(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", spy)
-    X, y = blobs
-    fit(
-        make_mlp(),
-        (X[:64], y[:64]),
-        (X[64:], y[64:]),
-        max_epochs=4,
-        seed=0,
-        stopper=False,
-        run_dir=tmp_path / "run",
-        report=False,
-    )
+    _fit(blobs, make_mlp, tmp_path, epochs=4)
     main = threading.main_thread().name
     assert where and all(name == main for name in where), where
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "epoch-0004")
@@ -76,17 +81,7 @@ def test_history_rows_are_encoded_once_however_many_saves(blobs, make_mlp, tmp_p
         return real(obj)
 
     monkeypatch.setattr(persist_mod, "json_text", counting)
-    X, y = blobs
-    fit(
-        make_mlp(),
-        (X[:64], y[:64]),
-        (X[64:], y[64:]),
-        max_epochs=6,
-        seed=0,
-        stopper=False,
-        run_dir=tmp_path / "run",
-        report=False,
-    )
+    _fit(blobs, make_mlp, tmp_path, epochs=6)
     # one per row, though every epoch's checkpoint holds the history so far
     assert len(encoded) == 6
     meta = load_checkpoint(tmp_path / "run" / "checkpoints" / "epoch-0006")["meta"]
