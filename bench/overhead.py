@@ -261,7 +261,7 @@ def lockstep(kind: str, data: tuple, epochs: int, names: list[str]) -> dict[str,
 
     def save(self, *args, **kwargs):
         real_save(self, *args, **kwargs)
-        PENDING.extend(self._pending)
+        PENDING.extend(f for f in self._pending if f not in PENDING)
 
     clocks: dict[str, Any] = {}
     threads = []
@@ -321,7 +321,7 @@ def lockstep_table(kinds: list[str], data: tuple, epochs: int) -> None:
 
         def paired(a: list[float], b: list[float]) -> str:
             pairs = sorted(x / y for x, y in zip(a, b, strict=True))
-            q1, mid, q3 = statistics.quantiles(pairs, n=4)
+            q1, _, q3 = statistics.quantiles(pairs, n=4)
             return f"{statistics.median(pairs):.3f} ({q1:.2f}-{q3:.2f})"
 
         _, _, writer_cpu = checkpoint_cost(kind, data)
