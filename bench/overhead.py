@@ -414,12 +414,33 @@ def raw_loader(kind: str, data: tuple, epochs: int) -> Clock:
     return clock
 
 
+def standard_fit(
+    kind: str, train: Any, val: Any, epochs: int, run_dir: Path, **settings: Any
+) -> Any:
+    """``fit`` as every epochpilot runner here calls it: batch, lr and seed of the raw loops, a stopper whose
+    patience never stops the run, a run directory; ``settings`` add the runner's own."""
+    from epochpilot.stopping import EarlyStopping
+    from epochpilot.train import fit
+
+    return fit(
+        make_model(kind),
+        train,
+        val,
+        batch_size=BATCH,
+        lr=LR,
+        max_epochs=epochs,
+        seed=0,
+        stopper=EarlyStopping("val_loss", "min", patience=10 * epochs),
+        run_dir=run_dir,
+        **settings,
+    )
+
+
 def epochpilot_runner(
     records: bool, loader: bool = False, checkpoints: bool = True
 ) -> Callable[[str, tuple, int], Clock]:
     def run(kind: str, data: tuple, epochs: int) -> Clock:
-        from epochpilot.stopping import EarlyStopping
-        from epochpilot.train import Callback, fit
+        from epochpilot.train import Callback
 
         Xt, yt, Xv, yv = data
         clock = new_clock()
@@ -437,16 +458,12 @@ def epochpilot_runner(
                 torch.utils.data.TensorDataset(Xt, yt), batch_size=BATCH, shuffle=True
             )
         with tempfile.TemporaryDirectory() as tmp:
-            result = fit(
-                make_model(kind),
+            result = standard_fit(
+                kind,
                 train,
                 (Xv, yv),
-                batch_size=BATCH,
-                lr=LR,
-                max_epochs=epochs,
-                seed=0,
-                stopper=EarlyStopping("val_loss", "min", patience=10 * epochs),
-                run_dir=Path(tmp) / "run",
+                epochs,
+                Path(tmp) / "run",
                 checkpoint_every=1 if checkpoints else None,
                 tensorboard=records,
                 progress=records,
@@ -826,8 +843,7 @@ def per_update(kind: str, data: tuple, reps: int = 3, updates: int = 400) -> tup
 def per_epoch(kind: str, data: tuple, epochs: int = 150) -> dict[str, float]:
     """Milliseconds of loop-thread CPU per epoch when an epoch is one update (32 training and 32 validation
     rows): the fixed cost of an epoch, for the raw loops and ``fit`` with and without checkpoints."""
-    from epochpilot.stopping import EarlyStopping
-    from epochpilot.train import Callback, fit
+    from epochpilot.train import Callback
 
     small = tuple(t[:BATCH] for t in data)
     out: dict[str, float] = {}
@@ -847,16 +863,12 @@ def per_epoch(kind: str, data: tuple, epochs: int = 150) -> dict[str, float]:
                 self.into.append(time.thread_time())
 
         with tempfile.TemporaryDirectory() as tmp:
-            fit(
-                make_model(kind),
+            standard_fit(
+                kind,
                 small[:2],
                 small[2:],
-                batch_size=BATCH,
-                lr=LR,
-                max_epochs=epochs,
-                seed=0,
-                stopper=EarlyStopping("val_loss", "min", patience=10 * epochs),
-                run_dir=Path(tmp) / "run",
+                epochs,
+                Path(tmp) / "run",
                 checkpoint_every=every,
                 tensorboard=False,
                 progress=False,

@@ -252,36 +252,26 @@ def search_micro_batch(
     from epochpilot.train import distributed as D
     from epochpilot.train.batch_size import find_batch_size
 
-    outcome: tuple[str, Any] = ("ok", None)
-    if info.rank == 0:
-        try:
-            choice = find_batch_size(
-                D.unwrap(model),
-                train_data,
-                loss_fn,
-                optimizer=optimizer,
-                device=device,
-                effective_batch=batching.source,
-                goal="throughput",
-            )
-            outcome = (
-                "ok",
-                {
-                    "batch_size": choice.batch_size,
-                    "accumulation": choice.accumulation,
-                    "samples_per_s": choice.samples_per_s,
-                    "peak_memory_bytes": choice.peak_memory_bytes,
-                    "device": choice.device,
-                    "tried": [list(t) for t in choice.tried],
-                },
-            )
-        except Exception as exc:
-            if not info.active:
-                raise
-            outcome = ("error", exc)
-    kind, found = D.broadcast(outcome, info)
-    if kind == "error":
-        raise found
+    def search() -> dict[str, Any]:
+        choice = find_batch_size(
+            D.unwrap(model),
+            train_data,
+            loss_fn,
+            optimizer=optimizer,
+            device=device,
+            effective_batch=batching.source,
+            goal="throughput",
+        )
+        return {
+            "batch_size": choice.batch_size,
+            "accumulation": choice.accumulation,
+            "samples_per_s": choice.samples_per_s,
+            "peak_memory_bytes": choice.peak_memory_bytes,
+            "device": choice.device,
+            "tried": [list(t) for t in choice.tried],
+        }
+
+    found = D.decide(search, info)
     batching.splits = found["accumulation"]
     batching.search = found
     log.info(

@@ -7,6 +7,7 @@ Outside torchrun every helper is a cheap no-op, so the loop has one code path.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,6 +103,23 @@ def broadcast(obj: Any, info: DistInfo) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def decide(decision: Callable[[], Any], info: DistInfo, default: Any = None) -> Any:
+    """``decision()`` run on rank 0 and its answer on every rank (other ranks: ``default`` until it
+    arrives); an error it raises is raised on every rank, so none waits for an answer that never comes."""
+    outcome: tuple[str, Any] = ("ok", default)
+    if info.rank == 0:
+        try:
+            outcome = ("ok", decision())
+        except Exception as exc:
+            if not info.active:
+                raise
+            outcome = ("error", exc)
+    kind, answer = broadcast(outcome, info)
+    if kind == "error":
+        raise answer
+    return answer
 
 
 def gather(obj: Any, info: DistInfo) -> list[Any]:

@@ -222,20 +222,14 @@ class Trainer:
             "epochpilot_version": version(),
             "torch_version": torch.__version__,
         }
-        outcome: tuple[str, Any] = ("ok", (None, config_hash))
-        if (
-            info.rank == 0
-        ):  # rank 0 decides; the other ranks learn the answer (or the error) from it
-            try:
-                outcome = ("ok", prepare_run_dir(cfg, tables, config_hash, (legacy, legacy_hash)))
-            except Exception as exc:
-                if not info.active:
-                    raise
-                outcome = ("error", exc)
-        kind, answer = D.broadcast(outcome, info)
-        if kind == "error":
-            raise answer
-        resume_from, run_hash = answer  # run_hash: the hash the run directory's config.toml holds
+        # rank 0 decides; the other ranks learn the answer (or the error) from it
+        resume_from, run_hash = (
+            D.decide(  # run_hash: the hash the run directory's config.toml holds
+                lambda: prepare_run_dir(cfg, tables, config_hash, (legacy, legacy_hash)),
+                info,
+                default=(None, config_hash),
+            )
+        )
         if (
             batching.chosen == "auto" and resume_from is None
         ):  # a resumed run splits as its checkpoint says
